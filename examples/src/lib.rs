@@ -1,0 +1,2 @@
+//! Shared code of the iotsafe-rs examples.
+#![forbid(unsafe_code)]

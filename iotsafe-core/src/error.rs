@@ -1,0 +1,179 @@
+//! Errors of the APDU client: what was sent, what came back, what it means.
+
+use crate::sw::StatusWord;
+use crate::transport::TransportError;
+use std::fmt;
+
+/// The IoT SAFE (or ISO 7816) command an error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CommandKind {
+    /// SELECT by AID.
+    Select,
+    /// MANAGE CHANNEL open.
+    OpenChannel,
+    /// MANAGE CHANNEL close.
+    CloseChannel,
+    /// GET RESPONSE.
+    GetResponse,
+    /// GET DATA (applet information, object list or one object).
+    GetData,
+    /// READ FILE.
+    ReadFile,
+    /// GET RANDOM.
+    GetRandom,
+    /// GENERATE KEY PAIR.
+    GenerateKeyPair,
+    /// READ PUBLIC KEY.
+    ReadPublicKey,
+    /// PUT PUBLIC KEY Init / Update / close.
+    PutPublicKey,
+    /// COMPUTE SIGNATURE Init / Update / close.
+    ComputeSignature,
+    /// VERIFY SIGNATURE Init / Update / close.
+    VerifySignature,
+    /// COMPUTE DH.
+    ComputeDh,
+    /// COMPUTE HKDF.
+    ComputeHkdf,
+    /// COMPUTE PRF.
+    ComputePrf,
+    /// A raw command sent by the user.
+    Raw,
+}
+
+impl fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            CommandKind::Select => "SELECT",
+            CommandKind::OpenChannel => "MANAGE CHANNEL (open)",
+            CommandKind::CloseChannel => "MANAGE CHANNEL (close)",
+            CommandKind::GetResponse => "GET RESPONSE",
+            CommandKind::GetData => "GET DATA",
+            CommandKind::ReadFile => "READ FILE",
+            CommandKind::GetRandom => "GET RANDOM",
+            CommandKind::GenerateKeyPair => "GENERATE KEY PAIR",
+            CommandKind::ReadPublicKey => "READ PUBLIC KEY",
+            CommandKind::PutPublicKey => "PUT PUBLIC KEY",
+            CommandKind::ComputeSignature => "COMPUTE SIGNATURE",
+            CommandKind::VerifySignature => "VERIFY SIGNATURE",
+            CommandKind::ComputeDh => "COMPUTE DH",
+            CommandKind::ComputeHkdf => "COMPUTE HKDF",
+            CommandKind::ComputePrf => "COMPUTE PRF",
+            CommandKind::Raw => "raw APDU",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Hex for error messages and traces.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02X}"));
+    }
+    s
+}
+
+/// Everything that can go wrong talking to an IoT SAFE applet.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport could not deliver the command or its answer.
+    #[error("{command}: {source}")]
+    Transport {
+        /// The command in flight.
+        command: CommandKind,
+        /// What the transport reported.
+        #[source]
+        source: TransportError,
+    },
+    /// The card refused the command.
+    #[error("{command}: the card answered {sw}")]
+    Status {
+        /// The command refused.
+        command: CommandKind,
+        /// The status word.
+        sw: StatusWord,
+    },
+    /// The answer was not shaped as expected.
+    #[error("{command}: expected {expected}, got {got}")]
+    Malformed {
+        /// The command whose answer is malformed.
+        command: CommandKind,
+        /// What was expected.
+        expected: &'static str,
+        /// What came (hex, possibly abbreviated; secrets are never put here).
+        got: String,
+    },
+    /// A request the client refuses to encode (too long, empty reference, bad length).
+    #[error("{command}: invalid request: {reason}")]
+    InvalidRequest {
+        /// The command.
+        command: CommandKind,
+        /// Why.
+        reason: String,
+    },
+    /// The card kept asking for more (GET RESPONSE, 6Cxx, continuation) past the bound.
+    #[error("{command}: the card did not finish its answer after {rounds} rounds")]
+    Runaway {
+        /// The command.
+        command: CommandKind,
+        /// How many rounds were tried.
+        rounds: usize,
+    },
+    /// No IoT SAFE applet answered SELECT on any of the AIDs tried.
+    #[error("no IoT SAFE applet found (tried {tried})")]
+    AppletNotFound {
+        /// The AIDs tried, in hex.
+        tried: String,
+    },
+    /// An object named by the caller is not on the card.
+    #[error("object {0} is not on the card")]
+    UnknownObject(String),
+    /// The ephemeral key slot was regenerated since this key exchange started.
+    #[error("the ephemeral key of generation {started} was replaced (now generation {current}); restart the key exchange")]
+    StaleEphemeral {
+        /// Generation that was started.
+        started: u64,
+        /// Current generation.
+        current: u64,
+    },
+    /// The session lock was poisoned by a panic in another thread.
+    #[error("the card session is unusable: a thread panicked while holding it")]
+    Poisoned,
+}
+
+impl Error {
+    /// The status word, when the card refused the command.
+    pub fn status(&self) -> Option<StatusWord> {
+        match self {
+            Error::Status { sw, .. } => Some(*sw),
+            _ => None,
+        }
+    }
+    /// The transport error, when the transport failed.
+    pub fn transport(&self) -> Option<&TransportError> {
+        match self {
+            Error::Transport { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+    pub(crate) fn malformed(command: CommandKind, expected: &'static str, got: &[u8]) -> Self {
+        let shown = if got.len() > 48 {
+            format!("{}… ({} bytes)", hex(&got[..48]), got.len())
+        } else if got.is_empty() {
+            String::from("nothing")
+        } else {
+            hex(got)
+        };
+        Error::Malformed {
+            command,
+            expected,
+            got: shown,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

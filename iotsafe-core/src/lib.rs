@@ -1,0 +1,16 @@
+//! # iotsafe-core
+//!
+//! A host-side client for the GSMA IoT SAFE (IoT.05) applet: APDU encoding and response parsing,
+//! a tolerant TLV codec for the forms real cards use, every IoT.05 command, the object model, a
+//! thread-safe [`Card`](card::Card) session with counters, and transports (PC/SC behind the `pcsc`
+//! feature, AT modems behind the `at` feature).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod sw;
+pub mod transport;
+
+pub use error::{CommandKind, Error, Result};
+pub use sw::{Meaning, StatusWord};
+pub use transport::{Capabilities, Transport, TransportChannel, TransportError};

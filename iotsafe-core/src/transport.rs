@@ -1,0 +1,183 @@
+//! The seam between the card session and whatever moves bytes to the card.
+//!
+//! A [`Transport`] moves one command APDU to the card and brings back the response APDU (data followed
+//! by SW1 SW2). It knows nothing about IoT SAFE: GET RESPONSE, `6Cxx` re-sends, channel classes and
+//! status words are handled once, in [`crate::card`]. Optional primitives cover what some transports do
+//! differently: AT+CCHO opens a logical channel *and* selects the applet in one command, and PC/SC
+//! wraps a multi-APDU operation in a transaction so that no other application interleaves.
+
+use std::time::Duration;
+
+/// What a transport can carry, so that the session shapes its commands to fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The transport (and the card behind it) accepts extended-length APDUs (Lc up to 65535).
+    pub extended_length: bool,
+    /// Largest command data field the session may put in one APDU.
+    pub max_command_data: usize,
+    /// The transport opens logical channels itself ([`Transport::open_channel`] returns a channel):
+    /// the session then writes CLA with channel bits 0 and the transport routes each APDU.
+    pub manages_channels: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            extended_length: false,
+            max_command_data: 255,
+            manages_channels: false,
+        }
+    }
+}
+
+/// Why a transport could not deliver an APDU or its answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The PC/SC service (pcscd) is not running or not reachable.
+    #[error("the PC/SC service is not available (is pcscd running?)")]
+    NoService,
+    /// No reader matched the requested name.
+    #[error("no reader matches {wanted:?}; readers present: {available:?}")]
+    NoReader {
+        /// The name or substring asked for.
+        wanted: String,
+        /// The readers the service listed.
+        available: Vec<String>,
+    },
+    /// The reader is there but holds no card.
+    #[error("no card in reader {0:?}")]
+    NoCard(String),
+    /// The card was removed (or the virtual card's process went away).
+    #[error("the card was removed")]
+    RemovedCard,
+    /// The card was reset (by another application, the reader or the modem); state on it is lost.
+    #[error("the card was reset; channels and sessions on it are gone")]
+    ResetCard,
+    /// The exchange was cut while in flight (PC/SC `NotTransacted`): the card or reader went away.
+    #[error("the exchange was interrupted before the card answered")]
+    NotTransacted,
+    /// Nothing, or no complete answer, came within the deadline.
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    /// A modem refused or garbled an AT command.
+    #[error("the modem answered {answer:?} to {command}")]
+    Modem {
+        /// The AT command that failed (APDU payload redacted where it carries secrets).
+        command: String,
+        /// What the modem said.
+        answer: String,
+    },
+    /// The answer did not have the shape the transport protocol requires.
+    #[error("transport protocol error: {0}")]
+    Protocol(String),
+    /// The connection to the card or modem is closed.
+    #[error("the connection to the card is closed")]
+    Disconnected,
+    /// An operating-system I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl TransportError {
+    /// True when the card session should reconnect (and re-select) before the next operation.
+    pub fn needs_reconnect(&self) -> bool {
+        matches!(
+            self,
+            TransportError::RemovedCard
+                | TransportError::ResetCard
+                | TransportError::NotTransacted
+                | TransportError::NoService
+                | TransportError::NoCard(_)
+                | TransportError::Disconnected
+                | TransportError::Timeout(_)
+                | TransportError::Io(_)
+        )
+    }
+}
+
+/// A logical channel opened by the transport itself (AT+CCHO), with the applet already selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportChannel {
+    /// Channel number as the card sees it (0..=19), when the transport knows it.
+    pub number: Option<u8>,
+}
+
+/// Moves APDUs to a card. Implemented by PC/SC, AT modems, the in-process virtual card and test scripts.
+pub trait Transport {
+    /// Sends one command APDU and returns the response APDU: data followed by SW1 SW2.
+    ///
+    /// Procedure bytes such as `61xx` and `6Cxx` are returned as they came; the session handles them.
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError>;
+
+    /// What this transport can carry.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Opens a logical channel and selects `aid` on it in one step, when the transport has such a
+    /// primitive (AT+CCHO). Returns `Ok(None)` when it does not; the session then sends MANAGE CHANNEL
+    /// and SELECT itself.
+    fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
+        let _ = aid;
+        Ok(None)
+    }
+
+    /// Closes a channel opened by [`Transport::open_channel`].
+    fn close_channel(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// Runs `body` as one unit no other application may interleave with (a PC/SC transaction).
+    /// The default runs `body` directly on `self`.
+    fn exclusive(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), crate::Error>,
+    ) -> Result<(), crate::Error> {
+        body(self.as_dyn())
+    }
+
+    /// Re-establishes the connection after the card was removed or reset, or the service restarted.
+    /// The session re-opens its channel and re-selects the applet afterwards.
+    fn reconnect(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// Upcast helper for [`Transport::exclusive`]'s default; implement as `self`.
+    fn as_dyn(&mut self) -> &mut dyn Transport;
+
+    /// A short human-readable description (reader name, modem path, "virtual card").
+    fn describe(&self) -> String {
+        String::from("transport")
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        (**self).transmit(command)
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
+        (**self).open_channel(aid)
+    }
+    fn close_channel(&mut self) -> Result<(), TransportError> {
+        (**self).close_channel()
+    }
+    fn exclusive(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), crate::Error>,
+    ) -> Result<(), crate::Error> {
+        (**self).exclusive(body)
+    }
+    fn reconnect(&mut self) -> Result<(), TransportError> {
+        (**self).reconnect()
+    }
+    fn as_dyn(&mut self) -> &mut dyn Transport {
+        (**self).as_dyn()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}

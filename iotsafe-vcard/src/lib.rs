@@ -1,0 +1,5 @@
+//! # iotsafe-vcard
+//!
+//! A faithful software emulation of the IoT SAFE applet.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: system packages, services on loopback, fmt, clippy, tests.
+#
+# Installs the Debian packages the tests need when run as root (otherwise prints the exact install
+# line and fails), starts pcscd (the vpcd driver inside it becomes the "Virtual PCD 00 00" reader the
+# virtual card plugs into), runs the checks, and stops every service it started by PID, also on failure.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto openssl pkg-config)
+INSTALL_LINE="apt-get update && apt-get install -y --no-install-recommends ${PACKAGES[*]}"
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]]; then
+        echo "== installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+    else
+        echo "missing Debian packages: ${missing[*]}" >&2
+        echo "run as root: $INSTALL_LINE" >&2
+        exit 1
+    fi
+fi
+
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/iotsafe-test.XXXXXX")
+STARTED_PIDS=()
+cleanup() {
+    local status=$?
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    if ((status != 0)) && [[ -f "$RUN_DIR/pcscd.log" ]]; then
+        echo "== pcscd log (last 20 lines)"; tail -n 20 "$RUN_DIR/pcscd.log" || true
+    fi
+    rm -rf "$RUN_DIR"
+    exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+# pcscd: one per machine. Reuse a running one (and leave it running); otherwise start ours.
+pcscd_pid() { [[ -r /run/pcscd/pcscd.pid ]] && tr -dc 0-9 </run/pcscd/pcscd.pid; }
+existing=$(pcscd_pid || true)
+if [[ -n "$existing" ]] && kill -0 "$existing" 2>/dev/null; then
+    echo "== pcscd already running (pid $existing), using it"
+else
+    echo "== starting pcscd"
+    rm -f /run/pcscd/pcscd.comm /run/pcscd/pcscd.pid 2>/dev/null || true
+    pcscd --foreground --error >"$RUN_DIR/pcscd.log" 2>&1 &
+    STARTED_PIDS+=($!)
+    for _ in $(seq 100); do [[ -S /run/pcscd/pcscd.comm ]] && break; sleep 0.05; done
+    [[ -S /run/pcscd/pcscd.comm ]] || { echo "pcscd did not come up" >&2; exit 1; }
+fi
+export IOTSAFE_TEST_PCSCD=1
+export IOTSAFE_TEST_VPCD="127.0.0.1:35963"
+# Tests that need these services fail (instead of skipping) when this is set.
+export IOTSAFE_REQUIRE_SERVICES=1
+export IOTSAFE_TEST_RUN_DIR="$RUN_DIR"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== cargo test"
+cargo test --workspace --all-features
