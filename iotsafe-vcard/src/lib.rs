@@ -1,5 +1,24 @@
 //! # iotsafe-vcard
 //!
-//! A faithful software emulation of the IoT SAFE applet.
+//! A faithful software emulation of the IoT SAFE applet, reachable in-process, behind pcscd through
+//! the vpcd driver, and as an AT modem on a pty or TCP.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+/// What every front end (in-process, vpcd, AT modem) needs from a card: power, ATR and APDUs.
+///
+/// The front ends speak only this trait, so they can be tested with any card, and the applet knows
+/// nothing about how its bytes travel.
+pub trait CardHandler: Send {
+    /// The answer to reset the card presents after power-on or reset.
+    fn atr(&self) -> Vec<u8>;
+    /// Power on (cold reset): channels and sessions start clean.
+    fn power_on(&mut self);
+    /// Power off.
+    fn power_off(&mut self);
+    /// Warm reset: channels and sessions start clean.
+    fn reset(&mut self);
+    /// Processes one command APDU and returns the response APDU (data then SW1 SW2).
+    /// Never panics on any input.
+    fn process(&mut self, apdu: &[u8]) -> Vec<u8>;
+}
