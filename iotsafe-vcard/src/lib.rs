@@ -5,6 +5,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::time::Duration;
+
+/// What a front end does with one command APDU: answer it, or act out an injected fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Send this response APDU (data then SW1 SW2).
+    Answer(Vec<u8>),
+    /// Drop the connection without answering, as a card pulled from its reader.
+    Disconnect,
+    /// Wait this long, then send the response (a card stalled past the host's deadline).
+    Stall(Duration, Vec<u8>),
+}
+
 /// What every front end (in-process, vpcd, AT modem) needs from a card: power, ATR and APDUs.
 ///
 /// The front ends speak only this trait, so they can be tested with any card, and the applet knows
@@ -21,4 +34,8 @@ pub trait CardHandler: Send {
     /// Processes one command APDU and returns the response APDU (data then SW1 SW2).
     /// Never panics on any input.
     fn process(&mut self, apdu: &[u8]) -> Vec<u8>;
+    /// Like [`CardHandler::process`], but may act out an injected fault. Front ends call this one.
+    fn handle(&mut self, apdu: &[u8]) -> Reply {
+        Reply::Answer(self.process(apdu))
+    }
 }
