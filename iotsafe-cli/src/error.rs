@@ -41,7 +41,11 @@ impl CliError {
     }
 
     /// An I/O error on a named file.
-    pub fn file(what: impl Into<String>, path: &std::path::Path, error: &std::io::Error) -> CliError {
+    pub fn file(
+        what: impl Into<String>,
+        path: &std::path::Path,
+        error: &std::io::Error,
+    ) -> CliError {
         CliError::new(what, format!("{}: {error}", path.display()))
     }
 }

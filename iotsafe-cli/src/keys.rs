@@ -40,7 +40,11 @@ pub fn signing_key_or_default(card: &Card, given: Option<&str>) -> ObjectRef {
 
 /// The reference the user gave (`--file` ID or `--label`), or the device certificate: the file
 /// labelled `device-cert`, else the first certificate file, else ID `02`.
-pub fn certificate_file_or_default(card: &Card, id: Option<&str>, label: Option<&str>) -> ObjectRef {
+pub fn certificate_file_or_default(
+    card: &Card,
+    id: Option<&str>,
+    label: Option<&str>,
+) -> ObjectRef {
     if let Some(id) = id {
         return ObjectRef::parse(id);
     }
@@ -57,9 +61,9 @@ pub fn certificate_file_or_default(card: &Card, id: Option<&str>, label: Option<
         .iter()
         .find(|o| o.label.as_deref() == Some(b"device-cert"))
         .or_else(|| {
-            files.iter().find(|o| {
-                o.file_usage == Some(iotsafe_core::objects::file_usage::CERTIFICATE)
-            })
+            files
+                .iter()
+                .find(|o| o.file_usage == Some(iotsafe_core::objects::file_usage::CERTIFICATE))
         })
         .and_then(|o| o.reference())
         .unwrap_or_else(|| ObjectRef::id([0x02]))
@@ -71,8 +75,7 @@ pub fn sign_message_der(card: &Card, key: &ObjectRef, message: &[u8]) -> Result<
     let signature = card
         .sign_digest(key, HashAlgorithm::Sha256, &digest)
         .map_err(|e| CliError::card(format!("signing with {key}"), &e))?;
-    signature_to_der(&signature)
-        .map_err(|why| CliError::new(format!("signing with {key}"), why))
+    signature_to_der(&signature).map_err(|why| CliError::new(format!("signing with {key}"), why))
 }
 
 /// A card signature (raw `r‖s` or DER) as minimal DER.

@@ -24,7 +24,12 @@ pub struct CardSelection {
     #[arg(long, global = true, value_name = "NAME", env = "IOTSAFE_READER")]
     pub reader: Option<String>,
     /// Cellular modem reached with AT commands: a serial device path or tcp://HOST:PORT.
-    #[arg(long, global = true, value_name = "PATH|tcp://HOST:PORT", env = "IOTSAFE_MODEM")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH|tcp://HOST:PORT",
+        env = "IOTSAFE_MODEM"
+    )]
     pub modem: Option<String>,
     /// Virtual card state file, run in-process; created and provisioned (with a test PKI next to
     /// it) when it does not exist.
@@ -82,8 +87,11 @@ impl CardSelection {
                 let aid = iotsafe_core::hexutil::decode(text.trim_start_matches("0x"))
                     .filter(|a| (5..=16).contains(&a.len()))
                     .ok_or_else(|| {
-                        CliError::new("reading --aid", format!("{text:?} is not 5 to 16 bytes of hex"))
-                            .hint("--aid A0000005590010")
+                        CliError::new(
+                            "reading --aid",
+                            format!("{text:?} is not 5 to 16 bytes of hex"),
+                        )
+                        .hint("--aid A0000005590010")
                     })?;
                 Ok(CardConfig::default().with_aid(&aid))
             }
@@ -132,11 +140,24 @@ impl CardSelection {
 
 #[cfg(feature = "pcsc")]
 fn open_reader(name: &str, config: CardConfig) -> Result<OpenedCard, CliError> {
-    let _ = (name, config);
-    Err(CliError::new(
-        format!("opening reader {name:?}"),
-        "the PC/SC transport is not merged into this build yet",
-    ))
+    use iotsafe_core::pcsc::{PcscOptions, PcscTransport, ReaderChoice};
+    let what = format!("opening PC/SC reader {name:?}");
+    let readers = PcscTransport::list_readers().map_err(|e| transport_error(&what, e))?;
+    // An exact name wins; otherwise a unique substring.
+    let choice = if readers.iter().any(|r| r == name) {
+        ReaderChoice::Exact(name.to_string())
+    } else {
+        ReaderChoice::Contains(name.to_string())
+    };
+    let transport = PcscTransport::connect(&choice, PcscOptions::default())
+        .map_err(|e| transport_error(&what, e))?;
+    let description = format!("PC/SC reader {:?}", transport.reader());
+    let card = Card::open(transport, config).map_err(|e| CliError::card(&what, &e))?;
+    Ok(OpenedCard {
+        card: Arc::new(card),
+        description,
+        pki: None,
+    })
 }
 
 #[cfg(not(feature = "pcsc"))]
@@ -150,11 +171,22 @@ fn open_reader(name: &str, _config: CardConfig) -> Result<OpenedCard, CliError> 
 
 #[cfg(feature = "at")]
 fn open_modem(target: &str, config: CardConfig) -> Result<OpenedCard, CliError> {
-    let _ = config;
-    Err(CliError::new(
-        format!("opening modem {target:?}"),
-        "the AT transport is not merged into this build yet",
-    ))
+    use iotsafe_core::at::AtTransport;
+    let what = format!("opening modem {target}");
+    let card = if let Some(addr) = target.strip_prefix("tcp://") {
+        let transport = AtTransport::connect_tcp(addr).map_err(|e| transport_error(&what, e))?;
+        Card::open(transport, config)
+    } else {
+        let transport =
+            AtTransport::open_serial(target, 115_200).map_err(|e| transport_error(&what, e))?;
+        Card::open(transport, config)
+    }
+    .map_err(|e| CliError::card(&what, &e))?;
+    Ok(OpenedCard {
+        card: Arc::new(card),
+        description: format!("modem {target}"),
+        pki: None,
+    })
 }
 
 #[cfg(not(feature = "at"))]
@@ -166,14 +198,101 @@ fn open_modem(target: &str, _config: CardConfig) -> Result<OpenedCard, CliError>
     .hint("rebuild with `--features at`"))
 }
 
+#[cfg(any(feature = "at", feature = "pcsc"))]
+fn transport_error(what: &str, error: iotsafe_core::TransportError) -> CliError {
+    CliError::card(
+        what,
+        &iotsafe_core::Error::Transport {
+            command: iotsafe_core::CommandKind::Select,
+            source: error,
+        },
+    )
+}
+
+/// Where the test PKI of a virtual card state lives: `<dir>/<stem>-pki/`.
+pub fn pki_dir_of(state: &Path) -> PathBuf {
+    let stem = state
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "card".into());
+    state
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(format!("{stem}-pki"))
+}
+
+/// The test PKI files in `dir`, if they are all there.
+pub fn test_pki_in(dir: &Path) -> Option<TestPki> {
+    let pki = TestPki {
+        dir: dir.to_path_buf(),
+        ca_cert: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        device_cert: dir.join("device.pem"),
+    };
+    [
+        &pki.ca_cert,
+        &pki.server_cert,
+        &pki.server_key,
+        &pki.device_cert,
+    ]
+    .iter()
+    .all(|p| p.is_file())
+    .then_some(pki)
+}
+
+/// Virtual card options for a latency profile.
+pub fn virtual_card_options(latency: LatencyProfile) -> iotsafe_vcard::CardOptions {
+    iotsafe_vcard::CardOptions {
+        latency: match latency {
+            LatencyProfile::None => iotsafe_vcard::Latency::none(),
+            LatencyProfile::Sim => iotsafe_vcard::Latency::typical_sim(),
+        },
+        ..iotsafe_vcard::CardOptions::default()
+    }
+}
+
+/// Provisions a virtual card state with the default layout and a test PKI (`<stem>-pki/` next to
+/// it) unless the state file exists; returns whether it was created.
+pub fn ensure_virtual_card(state: &Path) -> Result<bool, CliError> {
+    if state.exists() {
+        return Ok(false);
+    }
+    let what = format!("provisioning a virtual card in {}", state.display());
+    if let Some(parent) = state.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CliError::file(&what, parent, &e))?;
+    }
+    iotsafe_vcard::provision(
+        state,
+        &pki_dir_of(state),
+        virtual_card_options(LatencyProfile::None),
+    )
+    .map_err(|e| CliError::new(&what, e))?;
+    Ok(true)
+}
+
 fn open_virtual(
     state: &Path,
     latency: LatencyProfile,
     config: CardConfig,
 ) -> Result<OpenedCard, CliError> {
-    let _ = (latency, config);
-    Err(CliError::new(
-        format!("opening the virtual card {}", state.display()),
-        "the in-process virtual card is not merged into this build yet",
-    ))
+    let what = format!("opening the virtual card {}", state.display());
+    if ensure_virtual_card(state)? {
+        eprintln!(
+            "iotsafe: provisioned a new virtual card in {} (test PKI in {})",
+            state.display(),
+            pki_dir_of(state).display()
+        );
+    }
+    let vcard = iotsafe_vcard::VirtualCard::open_state(state, virtual_card_options(latency))
+        .map_err(|e| {
+            CliError::new(&what, e).hint("delete the state file to provision a fresh card")
+        })?;
+    let transport = iotsafe_vcard::InProcessTransport::new(vcard);
+    let card = Card::open(transport, config).map_err(|e| CliError::card(&what, &e))?;
+    Ok(OpenedCard {
+        card: Arc::new(card),
+        description: format!("virtual card {}", state.display()),
+        pki: test_pki_in(&pki_dir_of(state)),
+    })
 }

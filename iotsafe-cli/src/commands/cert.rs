@@ -50,7 +50,8 @@ pub struct CertificateSummary {
 
 /// Parses a DER certificate.
 pub fn summarize(der: &[u8]) -> Result<CertificateSummary, String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("not a DER X.509 certificate: {e}"))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("not a DER X.509 certificate: {e}"))?;
     Ok(CertificateSummary {
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
@@ -76,12 +77,15 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         )
         .hint("provision a certificate first, or pick another file with --file ID"));
     }
-    let summary = summarize(&der).map_err(|why| {
-        CliError::new(format!("parsing the certificate in file {file}"), why)
-    })?;
+    let summary = summarize(&der)
+        .map_err(|why| CliError::new(format!("parsing the certificate in file {file}"), why))?;
     let pem_text = pem("CERTIFICATE", &der);
     if let Some(out) = &args.out {
-        let bytes = if args.pem { pem_text.as_bytes() } else { &der[..] };
+        let bytes = if args.pem {
+            pem_text.as_bytes()
+        } else {
+            &der[..]
+        };
         super::write_output(out, bytes)?;
     }
     let key = signing_key_or_default(card, args.key.as_deref());

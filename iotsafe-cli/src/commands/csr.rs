@@ -33,7 +33,11 @@ pub struct Args {
 pub fn parse_subject(text: &str) -> Result<DistinguishedName, String> {
     let mut dn = DistinguishedName::new();
     let text = text.trim().trim_start_matches('/');
-    for part in text.split([',', '/']).map(str::trim).filter(|p| !p.is_empty()) {
+    for part in text
+        .split([',', '/'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let (attr, value) = part
             .split_once('=')
             .ok_or_else(|| format!("{part:?} is not ATTRIBUTE=VALUE"))?;
@@ -44,7 +48,11 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName, String> {
             "C" => DnType::CountryName,
             "ST" => DnType::StateOrProvinceName,
             "L" => DnType::LocalityName,
-            other => return Err(format!("unknown attribute {other:?} (use CN, O, OU, C, ST, L)")),
+            other => {
+                return Err(format!(
+                    "unknown attribute {other:?} (use CN, O, OU, C, ST, L)"
+                ))
+            }
         };
         dn.push(kind, value.trim());
     }
@@ -84,8 +92,9 @@ impl rcgen::SigningKey for CardSigningKey<'_> {
 
 /// Makes the request.
 pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
-    let subject = parse_subject(&args.subject)
-        .map_err(|why| CliError::new("reading --subject", why).hint("--subject \"CN=device-0001\""))?;
+    let subject = parse_subject(&args.subject).map_err(|why| {
+        CliError::new("reading --subject", why).hint("--subject \"CN=device-0001\"")
+    })?;
     let card = context.card()?;
     let key = ObjectRef::parse(&args.key);
     let point = public_key(card, &key)?;

@@ -25,11 +25,15 @@ pub fn function_names(bits: Option<u8>) -> Vec<&'static str> {
 /// Names of hash-algorithm bits (tag `91`).
 pub fn hash_names(bits: Option<u16>) -> Vec<&'static str> {
     let Some(bits) = bits else { return Vec::new() };
-    [(0x0001u16, "sha-256"), (0x0002, "sha-384"), (0x0004, "sha-512")]
-        .iter()
-        .filter(|(bit, _)| bits & bit != 0)
-        .map(|(_, name)| *name)
-        .collect()
+    [
+        (0x0001u16, "sha-256"),
+        (0x0002, "sha-384"),
+        (0x0004, "sha-512"),
+    ]
+    .iter()
+    .filter(|(bit, _)| bits & bit != 0)
+    .map(|(_, name)| *name)
+    .collect()
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {

@@ -106,11 +106,21 @@ pub fn run(context: &Context) -> Result<Output, CliError> {
             o.label_text().unwrap_or_else(|| "-".into()),
             key_type_name(o.key_type),
             usage_name(o),
-            if funcs.is_empty() { "-".into() } else { funcs.join(",") },
-            if hashes.is_empty() { "-".into() } else { hashes.join(",") },
+            if funcs.is_empty() {
+                "-".into()
+            } else {
+                funcs.join(",")
+            },
+            if hashes.is_empty() {
+                "-".into()
+            } else {
+                hashes.join(",")
+            },
             access_name(o.access),
             state_name(o.state).into(),
-            o.file_size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            o.file_size
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
         ]);
         json_rows.push(json!({
             "kind": kind_name(o.kind),

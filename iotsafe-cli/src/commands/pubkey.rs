@@ -35,7 +35,10 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     let text = if args.pem {
         pem_text.clone()
     } else {
-        format!("key:    {key}\npoint:  {}\n{pem_text}", hex(point.as_bytes()))
+        format!(
+            "key:    {key}\npoint:  {}\n{pem_text}",
+            hex(point.as_bytes())
+        )
     };
     let json = json!({
         "key": key.to_string(),

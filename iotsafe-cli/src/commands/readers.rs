@@ -9,7 +9,8 @@ use iotsafe_cli::CliError;
 pub fn run(_context: &Context) -> Result<Output, CliError> {
     use serde_json::json;
     let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| {
-        CliError::new("connecting to the PC/SC service", e).hint("start pcscd (`pcscd --foreground &`)")
+        CliError::new("connecting to the PC/SC service", e)
+            .hint("start pcscd (`pcscd --foreground &`)")
     })?;
     let names = match ctx.list_readers_owned() {
         Ok(names) => names,

@@ -60,8 +60,8 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
             .map_err(|e| CliError::card(format!("verifying with {key} on the card"), &e))?
     } else {
         let point = public_key(card, &key)?;
-        let verifying_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point.as_bytes())
-            .map_err(|_| {
+        let verifying_key =
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(point.as_bytes()).map_err(|_| {
                 CliError::new(
                     format!("reading the public key {key}"),
                     "the card returned a point that is not on P-256",
