@@ -8,6 +8,7 @@ pub mod format;
 pub mod keys;
 pub mod progress;
 pub mod selection;
+pub mod tls;
 
 pub use error::CliError;
 pub use selection::{CardSelection, OpenedCard};
