@@ -220,42 +220,55 @@ impl Shared {
 
     /// An exchange completed or was dropped.
     fn end(self: &Arc<Self>) {
-        let start_background = {
+        {
             let mut state = self.lock();
             state.in_flight = state.in_flight.saturating_sub(1);
-            self.options.pregenerate
-                && state.in_flight == 0
-                && state.ready.is_none()
-                && !state.generating
-        };
-        if start_background {
+        }
+        if self.options.pregenerate {
             Shared::pregenerate_in_background(self);
         }
     }
 
+    /// Claims the right to generate ahead of time: only when no exchange is in flight (its key
+    /// would be replaced), no key is waiting and no generation is running. Marking `generating`
+    /// before any thread starts lets `begin()` and `wait_for_background` see it at once.
+    fn claim_pregeneration(&self) -> bool {
+        let mut state = self.lock();
+        if state.in_flight > 0 || state.ready.is_some() || state.generating {
+            return false;
+        }
+        state.generating = true;
+        true
+    }
+
     fn pregenerate_in_background(shared: &Arc<Self>) {
-        let shared = Arc::clone(shared);
+        if !shared.claim_pregeneration() {
+            return;
+        }
+        let worker = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("iotsafe-ecdhe-pregen".into())
             .spawn(move || {
-                if let Err(e) = shared.pregenerate() {
+                if let Err(e) = worker.finish_pregeneration() {
                     tracing::warn!(error = %e, "background ephemeral key generation failed; the next handshake generates its own");
                 }
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start the ephemeral key pre-generation thread");
+            shared.lock().generating = false;
+            shared.changed.notify_all();
         }
     }
 
     fn pregenerate(&self) -> Result<(), rustls::Error> {
-        {
-            let mut state = self.lock();
-            // Never replace the key of an exchange in flight, nor a key already waiting.
-            if state.in_flight > 0 || state.ready.is_some() || state.generating {
-                return Ok(());
-            }
-            state.generating = true;
+        if !self.claim_pregeneration() {
+            return Ok(());
         }
+        self.finish_pregeneration()
+    }
+
+    /// Generates the claimed key and publishes it.
+    fn finish_pregeneration(&self) -> Result<(), rustls::Error> {
         let result = self.generate();
         let mut state = self.lock();
         state.generating = false;
