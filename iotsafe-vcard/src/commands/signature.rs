@@ -221,7 +221,13 @@ fn session_for_update<'a>(
 }
 
 /// Takes the mode's input TLVs from one Update.
+///
+/// A final hash (`9E`) is kept in every mode: ZARIOT cards are opened in full-text mode (`A1 01 01`)
+/// by atsign, which then sends `9E <hash>`, and they sign that hash (`iotsafe-apdu.md` §7.1).
 fn gather(session: &mut Session, tlvs: &[Tlv<'_>]) -> Result<(), u16> {
+    if let Some(hash) = tlv::find(tlvs, 0x9E) {
+        session.final_hash = Zeroizing::new(hash.to_vec());
+    }
     match session.mode {
         Mode::FullText => {
             for chunk in tlvs.iter().filter(|t| t.tag == 0x9B) {
@@ -231,11 +237,7 @@ fn gather(session: &mut Session, tlvs: &[Tlv<'_>]) -> Result<(), u16> {
                 session.buffer.extend_from_slice(chunk.value);
             }
         }
-        Mode::FinalHash => {
-            if let Some(hash) = tlv::find(tlvs, 0x9E) {
-                session.final_hash = Zeroizing::new(hash.to_vec());
-            }
-        }
+        Mode::FinalHash => {}
         Mode::LastBlock => {
             let block = tlv::find(tlvs, 0x9A);
             let intermediate = tlv::find(tlvs, 0x9C);
@@ -259,16 +261,22 @@ fn gather(session: &mut Session, tlvs: &[Tlv<'_>]) -> Result<(), u16> {
 /// The digest to sign or verify, once the last Update came.
 fn final_digest(session: &Session) -> Result<Vec<u8>, u16> {
     match session.mode {
-        Mode::FullText => Ok(session.hash.digest(&session.buffer)),
-        Mode::FinalHash => {
-            let hash = session.final_hash.as_slice();
-            if (MIN_HASH..=MAX_HASH).contains(&hash.len()) {
-                Ok(hash.to_vec())
-            } else {
-                Err(sw::INCORRECT_DATA)
-            }
+        Mode::FullText if session.buffer.is_empty() && !session.final_hash.is_empty() => {
+            checked_final_hash(session)
         }
+        Mode::FullText => Ok(session.hash.digest(&session.buffer)),
+        Mode::FinalHash => checked_final_hash(session),
         Mode::LastBlock => finish_sha256(session.last_block.as_ref().ok_or(sw::INCORRECT_DATA)?),
+    }
+}
+
+/// The `9E` hash, if its length is plausible for ECDSA.
+fn checked_final_hash(session: &Session) -> Result<Vec<u8>, u16> {
+    let hash = session.final_hash.as_slice();
+    if (MIN_HASH..=MAX_HASH).contains(&hash.len()) {
+        Ok(hash.to_vec())
+    } else {
+        Err(sw::INCORRECT_DATA)
     }
 }
 
