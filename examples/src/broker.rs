@@ -22,7 +22,11 @@ impl EmbeddedBroker {
     /// Starts rumqttd on a free loopback port with TLS (`server_cert`, `server_key`) and client
     /// certificates verified against the first certificate of `client_ca`, and waits until it
     /// accepts connections.
-    pub fn start(client_ca: &Path, server_cert: &Path, server_key: &Path) -> Result<EmbeddedBroker, String> {
+    pub fn start(
+        client_ca: &Path,
+        server_cert: &Path,
+        server_key: &Path,
+    ) -> Result<EmbeddedBroker, String> {
         for path in [client_ca, server_cert, server_key] {
             if !path.is_file() {
                 return Err(format!("{} does not exist", path.display()));
@@ -77,7 +81,9 @@ impl EmbeddedBroker {
                 return Ok(EmbeddedBroker { address });
             }
             if Instant::now() > deadline {
-                return Err(format!("the embedded broker did not listen on {address} within 10 s"));
+                return Err(format!(
+                    "the embedded broker did not listen on {address} within 10 s"
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -33,12 +33,14 @@ pub struct CardSummary {
 }
 
 fn describe(o: &ObjectInfo) -> String {
-    let id = o
-        .id
-        .as_deref()
-        .map(|i| format!("ID {}", iotsafe_core::hexutil::encode(i)))
+    let id =
+        o.id.as_deref()
+            .map(|i| format!("ID {}", iotsafe_core::hexutil::encode(i)))
+            .unwrap_or_default();
+    let label = o
+        .label_text()
+        .map(|l| format!(" {l:?}"))
         .unwrap_or_default();
-    let label = o.label_text().map(|l| format!(" {l:?}")).unwrap_or_default();
     format!("{}{label}", id)
 }
 
@@ -50,34 +52,41 @@ impl CardSummary {
             .selection()
             .map(|(aid, ch)| (iotsafe_core::hexutil::encode(&aid), ch))
             .unwrap_or_else(|| ("-".into(), 0));
-        let applet_id = info.as_ref().and_then(|i| i.proprietary_id.clone()).map(|id| {
-            match std::str::from_utf8(&id) {
+        let applet_id = info
+            .as_ref()
+            .and_then(|i| i.proprietary_id.clone())
+            .map(|id| match std::str::from_utf8(&id) {
                 Ok(t) if t.chars().all(|c| !c.is_control()) => t.trim().to_string(),
                 _ => iotsafe_core::hexutil::encode(&id),
-            }
-        });
+            });
         let list = card.objects().unwrap_or_default();
         let mut objects = Vec::new();
         let find = |kind: ObjectKind, pred: &dyn Fn(&ObjectInfo) -> bool| {
-            list.iter().find(|o| o.kind == Some(kind) && pred(o)).cloned()
+            list.iter()
+                .find(|o| o.kind == Some(kind) && pred(o))
+                .cloned()
         };
-        if let Some(o) = find(ObjectKind::PrivateKey, &|o| o.id.as_deref() == Some(&[0x01])) {
+        if let Some(o) = find(ObjectKind::PrivateKey, &|o| {
+            o.id.as_deref() == Some(&[0x01])
+        }) {
             objects.push(UsedObject {
                 role: "device key (CertificateVerify)".into(),
                 object: describe(&o),
                 detail: None,
             });
         }
-        if let Some(o) = find(ObjectKind::File, &|o| o.label.as_deref() == Some(b"device-cert"))
-            .or_else(|| find(ObjectKind::File, &|o| o.id.as_deref() == Some(&[0x02])))
+        if let Some(o) = find(ObjectKind::File, &|o| {
+            o.label.as_deref() == Some(b"device-cert")
+        })
+        .or_else(|| find(ObjectKind::File, &|o| o.id.as_deref() == Some(&[0x02])))
         {
             let detail = o
                 .reference()
                 .and_then(|r| card.read_file(&r).ok())
                 .and_then(|der| {
-                    x509_parser::parse_x509_certificate(&der).ok().map(|(_, c)| {
-                        format!("subject {}, issuer {}", c.subject(), c.issuer())
-                    })
+                    x509_parser::parse_x509_certificate(&der)
+                        .ok()
+                        .map(|(_, c)| format!("subject {}, issuer {}", c.subject(), c.issuer()))
                 });
             objects.push(UsedObject {
                 role: "device certificate".into(),
@@ -136,7 +145,11 @@ impl CardSummary {
             self.applet_id.as_deref().map(|i| format!(" ({i})")).unwrap_or_default(),
         );
         for o in &self.objects {
-            out.push_str(&format!("{indent}{:<14} {}", format!("{}:", short_role(&o.role)), o.object));
+            out.push_str(&format!(
+                "{indent}{:<14} {}",
+                format!("{}:", short_role(&o.role)),
+                o.object
+            ));
             if let Some(d) = &o.detail {
                 out.push_str(&format!(" ({d})"));
             }

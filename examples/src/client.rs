@@ -54,7 +54,10 @@ impl BrokerTarget {
             _ => (rest.to_string(), 8883),
         };
         if host.is_empty() {
-            return Err(DemoError::new("reading --broker", format!("no host in {url:?}")));
+            return Err(DemoError::new(
+                "reading --broker",
+                format!("no host in {url:?}"),
+            ));
         }
         Ok(BrokerTarget {
             host,
@@ -144,7 +147,12 @@ pub async fn run_mqtt_client(
     mqtt.set_transport(rumqttc::Transport::tls_with_config(
         rumqttc::TlsConfiguration::Rustls(Arc::clone(&config)),
     ));
-    let (client, eventloop) = AsyncClient::new(mqtt, 16);
+    let (client, mut eventloop) = AsyncClient::new(mqtt, 16);
+    // Small MQTT packets: without TCP_NODELAY each round trip can wait out a delayed ACK (~40 ms).
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network.set_connection_timeout(opts.step_timeout.as_secs().max(5));
+    eventloop.set_network_options(network);
     let mut session = Session {
         client,
         eventloop,
@@ -199,18 +207,27 @@ impl Session {
         before: &iotsafe_core::CardStats,
     ) -> Result<MessageStats, DemoError> {
         // Connect (the first poll connects) and subscribe.
-        self.wait_for(card, before, |e| matches!(e, Event::Incoming(Packet::ConnAck(_))).then_some(Step::Connected))
-            .await?;
+        self.wait_for(card, before, |e| {
+            matches!(e, Event::Incoming(Packet::ConnAck(_))).then_some(Step::Connected)
+        })
+        .await?;
         self.subscribe().await?;
-        self.wait_for(card, before, |e| matches!(e, Event::Incoming(Packet::SubAck(_))).then_some(Step::Subscribed))
-            .await?;
+        self.wait_for(card, before, |e| {
+            matches!(e, Event::Incoming(Packet::SubAck(_))).then_some(Step::Subscribed)
+        })
+        .await?;
 
         let mut stats = MessageStats::default();
         for seq in 0..self.opts.count {
             let payload = format!("iotsafe-rs demo message {seq} from {}", self.opts.client_id);
             let sent = Instant::now();
             self.client
-                .publish(&self.opts.topic, QoS::AtLeastOnce, false, payload.clone().into_bytes())
+                .publish(
+                    &self.opts.topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.clone().into_bytes(),
+                )
                 .await
                 .map_err(|e| DemoError::new("publishing", e))?;
             stats.sent += 1;
@@ -297,7 +314,10 @@ impl Session {
                             self.subscribe().await?;
                         }
                         if ack.code != rumqttc::ConnectReturnCode::Success {
-                            return Err(DemoError::new("connecting", format!("the broker refused: {:?}", ack.code)));
+                            return Err(DemoError::new(
+                                "connecting",
+                                format!("the broker refused: {:?}", ack.code),
+                            ));
                         }
                     }
                     if let Some(step) = done(&event) {
@@ -348,7 +368,10 @@ fn describe_connection_error(e: &ConnectionError) -> String {
 
 fn connection_hint(e: &ConnectionError) -> &'static str {
     let text = describe_connection_error(e);
-    if text.contains("CertificateRequired") || text.contains("BadCertificate") || text.contains("UnknownCA") {
+    if text.contains("CertificateRequired")
+        || text.contains("BadCertificate")
+        || text.contains("UnknownCA")
+    {
         "the broker refused the card's certificate: check it trusts the CA that issued it"
     } else if text.contains("UnknownIssuer") || text.contains("NotValidForName") {
         "the broker's certificate does not verify against --ca (or its name does not match)"

@@ -17,6 +17,6 @@ pub mod client;
 pub mod report;
 
 pub use backoff::Backoff;
-pub use broker::{EmbeddedBroker, free_local_port};
+pub use broker::{free_local_port, EmbeddedBroker};
 pub use client::{run_mqtt_client, BrokerTarget, ClientOptions, DemoError};
 pub use report::{MessageStats, Report};

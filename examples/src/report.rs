@@ -87,7 +87,9 @@ impl Report {
 
     /// Card signatures over the whole run.
     pub fn card_signatures(&self) -> u64 {
-        self.verification.as_ref().map_or(0, |v| v.card_signatures())
+        self.verification
+            .as_ref()
+            .map_or(0, |v| v.card_signatures())
             + self.mqtt.card.count(Operation::Sign)
     }
 
@@ -170,14 +172,22 @@ impl Report {
         ));
         out.push_str(&format!(
             "  {}\n  card over the MQTT session:\n{}",
-            if self.mqtt.disconnected_cleanly { "disconnected cleanly" } else { "did NOT disconnect cleanly" },
+            if self.mqtt.disconnected_cleanly {
+                "disconnected cleanly"
+            } else {
+                "did NOT disconnect cleanly"
+            },
             stats_text(&self.mqtt.card, "    "),
         ));
         out.push_str(&format!(
             "\nsummary: {} handshake(s), {} card signature(s) (one per handshake: {}), total {}\n",
             self.handshakes(),
             self.card_signatures(),
-            if self.card_signatures() == self.handshakes() { "yes" } else { "NO" },
+            if self.card_signatures() == self.handshakes() {
+                "yes"
+            } else {
+                "NO"
+            },
             millis(self.total),
         ));
         out

@@ -11,18 +11,15 @@ pub struct Context {
     pub selection: CardSelection,
     /// `--trace`: print every APDU on stderr.
     pub trace: bool,
-    /// `--json`: machine-readable output.
-    pub json: bool,
     opened: OnceLock<OpenedCard>,
 }
 
 impl Context {
     /// A context; nothing is opened yet.
-    pub fn new(selection: CardSelection, trace: bool, json: bool) -> Context {
+    pub fn new(selection: CardSelection, trace: bool) -> Context {
         Context {
             selection,
             trace,
-            json,
             opened: OnceLock::new(),
         }
     }

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let context = context::Context::new(cli.card.clone(), cli.trace, cli.json);
+    let context = context::Context::new(cli.card.clone(), cli.trace);
     let result = commands::run(&context, &cli.command);
     context.close();
     match result {

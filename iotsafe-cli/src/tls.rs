@@ -24,7 +24,8 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, CliError> {
         .collect::<Result<_, _>>()
         .map_err(|e| CliError::new(&what, e))?;
     if certs.is_empty() {
-        return Err(CliError::new(&what, "no PEM certificate in the file").hint("pass a PEM CA certificate with --ca"));
+        return Err(CliError::new(&what, "no PEM certificate in the file")
+            .hint("pass a PEM CA certificate with --ca"));
     }
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs);
@@ -46,9 +47,10 @@ pub fn card_client_config(
     if let Some(key) = key {
         builder = builder.device_key(key);
     }
-    let tls = builder
-        .build()
-        .map_err(|e| CliError::new(what, e).hint("`iotsafe cert` shows whether the certificate on the card matches its key"))?;
+    let tls = builder.build().map_err(|e| {
+        CliError::new(what, e)
+            .hint("`iotsafe cert` shows whether the certificate on the card matches its key")
+    })?;
     tls.client_config(roots).map_err(|e| CliError::new(what, e))
 }
 
@@ -142,14 +144,20 @@ impl HandshakeReport {
 }
 
 /// The server name to verify: `--server-name`, else the host part of `address`.
-pub fn server_name_for(address: &str, explicit: Option<&str>) -> Result<ServerName<'static>, CliError> {
+pub fn server_name_for(
+    address: &str,
+    explicit: Option<&str>,
+) -> Result<ServerName<'static>, CliError> {
     let host = match explicit {
         Some(name) => name.to_string(),
         None => host_of(address).to_string(),
     };
     ServerName::try_from(host.clone()).map_err(|_| {
-        CliError::new("reading the server name", format!("{host:?} is not a DNS name or IP address"))
-            .hint("--server-name NAME")
+        CliError::new(
+            "reading the server name",
+            format!("{host:?} is not a DNS name or IP address"),
+        )
+        .hint("--server-name NAME")
     })
 }
 
@@ -172,9 +180,10 @@ pub async fn handshake(
     let what = format!("TLS handshake with {address}");
     let before = card.stats();
     let started = Instant::now();
-    let tcp = TcpStream::connect(address)
-        .await
-        .map_err(|e| CliError::new(format!("connecting to {address}"), e).hint("check the address and that the server is running"))?;
+    let tcp = TcpStream::connect(address).await.map_err(|e| {
+        CliError::new(format!("connecting to {address}"), e)
+            .hint("check the address and that the server is running")
+    })?;
     let _ = tcp.set_nodelay(true);
     let connector = TlsConnector::from(config);
     let stream = connector
@@ -245,7 +254,10 @@ fn handshake_error(what: &str, e: std::io::Error) -> CliError {
         "the server wants a client certificate it trusts; check the server's CA matches the card certificate's issuer"
     } else if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
         "the server certificate is not signed by --ca, or its name does not match (--server-name)"
-    } else if text.contains("BadCertificate") || text.contains("UnknownCA") || text.contains("DecryptError") {
+    } else if text.contains("BadCertificate")
+        || text.contains("UnknownCA")
+        || text.contains("DecryptError")
+    {
         "the server rejected the card's certificate or signature"
     } else if text.contains("HandshakeFailure") {
         "the server may not offer TLS 1.3 with secp256r1 and ECDSA P-256"

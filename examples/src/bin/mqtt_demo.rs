@@ -66,7 +66,11 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(args) {
@@ -86,18 +90,23 @@ fn run(args: Args) -> Result<bool, CliError> {
     }
     let opened = selection.open()?;
     if args.trace {
-        opened.card.set_trace(Some(Arc::new(|e: &iotsafe_core::TraceEvent| {
-            let arrow = match e.direction {
-                iotsafe_core::Direction::Command => "→",
-                iotsafe_core::Direction::Response => "←",
-            };
-            eprintln!("{arrow} {:<20} {}", e.command.to_string(), e.text);
-        })));
+        opened
+            .card
+            .set_trace(Some(Arc::new(|e: &iotsafe_core::TraceEvent| {
+                let arrow = match e.direction {
+                    iotsafe_core::Direction::Command => "→",
+                    iotsafe_core::Direction::Response => "←",
+                };
+                eprintln!("{arrow} {:<20} {}", e.command.to_string(), e.text);
+            })));
     }
     let mut broker = match (&args.broker, &args.ca) {
         (Some(url), Some(ca)) => BrokerTarget::parse(url, ca.clone())?,
         (Some(_), None) => {
-            return Err(CliError::new("reading the arguments", "--broker needs --ca FILE"))
+            return Err(CliError::new(
+                "reading the arguments",
+                "--broker needs --ca FILE",
+            ))
         }
         (None, _) => {
             let pki = opened.pki.clone().ok_or_else(|| {
@@ -114,7 +123,8 @@ fn run(args: Args) -> Result<bool, CliError> {
                 port: embedded.address.port(),
                 ca: pki.ca_cert.clone(),
                 server_name: None,
-                description: "embedded rumqttd, client certificates from the test CA required".into(),
+                description: "embedded rumqttd, client certificates from the test CA required"
+                    .into(),
             }
         }
     };
@@ -130,7 +140,11 @@ fn run(args: Args) -> Result<bool, CliError> {
             .unwrap_or_else(|| format!("iotsafe/demo/{}", args.client_id)),
         client_id: args.client_id.clone(),
         count: args.count,
-        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30), args.max_retries),
+        backoff: Backoff::new(
+            Duration::from_millis(500),
+            Duration::from_secs(30),
+            args.max_retries,
+        ),
         cancel: Some(cancel_rx),
         ..ClientOptions::default()
     };
@@ -158,11 +172,7 @@ fn run(args: Args) -> Result<bool, CliError> {
         );
     } else {
         let mut text = report.to_text();
-        text = text.replacen(
-            "card\n",
-            &format!("card\n  {}\n", opened.description),
-            1,
-        );
+        text = text.replacen("card\n", &format!("card\n  {}\n", opened.description), 1);
         print!("{text}");
     }
     Ok(report.success())

@@ -4,7 +4,9 @@
 use crate::context::Context;
 use crate::output::Output;
 use iotsafe_cli::progress::Progress;
-use iotsafe_cli::tls::{card_client_config, confirm_accepted, handshake, load_roots, server_name_for};
+use iotsafe_cli::tls::{
+    card_client_config, confirm_accepted, handshake, load_roots, server_name_for,
+};
 use iotsafe_cli::CliError;
 use iotsafe_core::ObjectRef;
 use std::path::PathBuf;
@@ -38,7 +40,11 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     let card = Arc::clone(context.card()?);
     let config = {
         let _progress = Progress::start("reading the certificate from the card…");
-        card_client_config(Arc::clone(&card), args.key.as_deref().map(ObjectRef::parse), roots)?
+        card_client_config(
+            Arc::clone(&card),
+            args.key.as_deref().map(ObjectRef::parse),
+            roots,
+        )?
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -48,8 +54,11 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     let address = args.address.clone();
     let wait = Duration::from_millis(args.wait_ms);
     let report = runtime.block_on(async move {
-        let _progress = Progress::start(format!("handshaking with {address} (ECDHE and signature on the card)…"));
-        let (mut stream, report) = handshake(Arc::new(config), &card, &address, server_name).await?;
+        let _progress = Progress::start(format!(
+            "handshaking with {address} (ECDHE and signature on the card)…"
+        ));
+        let (mut stream, report) =
+            handshake(Arc::new(config), &card, &address, server_name).await?;
         confirm_accepted(&mut stream, &address, wait).await?;
         use tokio::io::AsyncWriteExt;
         let _ = stream.shutdown().await;
