@@ -92,5 +92,8 @@ pub fn stats_text(stats: &CardStats, indent: &str) -> String {
 
 /// PEM text of DER bytes under `label` ("CERTIFICATE", "PUBLIC KEY", "CERTIFICATE REQUEST").
 pub fn pem(label: &str, der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new(label, der.to_vec()))
+    pem::encode_config(
+        &pem::Pem::new(label, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
