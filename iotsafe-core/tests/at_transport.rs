@@ -395,8 +395,6 @@ fn errors_name_the_command_and_redact_the_payload() {
     let (mut t, _modem, _slave) = setup(AtMode::Csim, false, |l| {
         if l.starts_with("AT+CSIM=78") {
             vec![line("+CME ERROR: 0")]
-        } else if l.starts_with("AT+CSIM=") {
-            vec![line("ERROR")]
         } else {
             vec![line("ERROR")]
         }
@@ -445,7 +443,7 @@ fn silent_modem_times_out_within_the_deadline_and_recovers() {
     );
     assert!(err.needs_reconnect());
     assert!(
-        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(900),
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(1200),
         "took {elapsed:?}"
     );
     // The next command resynchronises (AT → OK) and then works.
