@@ -624,3 +624,42 @@ fn works_over_tcp() {
         vec!["AT+CSIM=10,\"0070000001\"".to_string()]
     );
 }
+
+#[test]
+fn reconnect_reopens_a_closed_tcp_link() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = || -> Script {
+        Box::new(|l: &str| {
+            basics(l, false).unwrap_or_else(|| {
+                if l.starts_with("AT+CSIM=") {
+                    vec![line("+CSIM: 4,\"9000\""), ok()]
+                } else {
+                    vec![line("ERROR")]
+                }
+            })
+        })
+    };
+    let client =
+        std::thread::spawn(move || AtTransport::connect_tcp_with(addr, options(AtMode::Csim)));
+    let (stream, _) = listener.accept().unwrap();
+    let mut first = Modem::start(stream, script());
+    let mut t = client.join().unwrap().unwrap();
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+
+    // The modem goes away: typed error, quickly.
+    first.stop();
+    drop(first);
+    let started = Instant::now();
+    let err = t.transmit(&SELECT_IOTSAFE).unwrap_err();
+    assert!(err.needs_reconnect(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // reconnect() dials again and the link works.
+    let server = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let reconnect = std::thread::spawn(move || t.reconnect().map(|()| t));
+    let second = Modem::start(server.join().unwrap().unwrap(), script());
+    let mut t = reconnect.join().unwrap().unwrap();
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+    assert!(second.apdu_lines().len() == 1);
+}

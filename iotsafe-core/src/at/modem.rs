@@ -92,7 +92,13 @@ pub struct AtTransport<P: AtPort> {
     /// Session id of the channel opened with AT+CCHO, while it is open.
     channel: Option<u32>,
     needs_resync: bool,
+    /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
+    /// the old one dead, e.g. a USB modem that re-enumerated.
+    reopen: Option<Reopen<P>>,
 }
+
+/// How to open a port again.
+type Reopen<P> = Box<dyn FnMut() -> io::Result<P> + Send>;
 
 impl<P: AtPort> std::fmt::Debug for AtTransport<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,20 +123,28 @@ impl AtTransport<Box<dyn serialport::SerialPort>> {
         baud: u32,
         options: AtOptions,
     ) -> Result<Self, TransportError> {
-        let port = serialport::new(path, baud)
-            .timeout(options.command_timeout)
-            .open()
-            .map_err(io::Error::from)?;
-        AtTransport::new(port, path, options)
+        let timeout = options.command_timeout;
+        let open = {
+            let path = path.to_string();
+            move || {
+                serialport::new(&path, baud)
+                    .timeout(timeout)
+                    .open()
+                    .map_err(io::Error::from)
+            }
+        };
+        let port = open()?;
+        Ok(AtTransport::new(port, path, options)?.with_reopen(open))
     }
 }
 
 impl AtTransport<TtyFile> {
     /// Opens a terminal device file directly (raw mode, `poll` deadlines), e.g. a pty slave.
     pub fn open_tty(path: impl AsRef<Path>, options: AtOptions) -> Result<Self, TransportError> {
-        let label = path.as_ref().display().to_string();
-        let port = TtyFile::open(path)?;
-        AtTransport::new(port, label, options)
+        let path = path.as_ref().to_path_buf();
+        let label = path.display().to_string();
+        let port = TtyFile::open(&path)?;
+        Ok(AtTransport::new(port, label, options)?.with_reopen(move || TtyFile::open(&path)))
     }
 }
 
@@ -145,14 +159,19 @@ impl AtTransport<TcpStream> {
         addr: impl ToSocketAddrs,
         options: AtOptions,
     ) -> Result<Self, TransportError> {
-        let stream = TcpStream::connect(addr)?;
-        // One AT line per write: without this, Nagle delays each small command.
-        stream.set_nodelay(true)?;
+        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+        let open = move || {
+            let stream = TcpStream::connect(&addrs[..])?;
+            // One AT line per write: without this, Nagle delays each small command.
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        };
+        let stream = open()?;
         let label = stream
             .peer_addr()
             .map(|a| format!("tcp://{a}"))
             .unwrap_or_else(|_| String::from("tcp"));
-        AtTransport::new(stream, label, options)
+        Ok(AtTransport::new(stream, label, options)?.with_reopen(open))
     }
 }
 
@@ -173,9 +192,17 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channel: None,
             needs_resync: false,
+            reopen: None,
         };
         transport.initialise()?;
         Ok(transport)
+    }
+
+    /// Lets [`Transport::reconnect`] open the port again with `reopen` when the old one is dead.
+    /// The `open_*`/`connect_*` constructors set this themselves.
+    pub fn with_reopen(mut self, reopen: impl FnMut() -> io::Result<P> + Send + 'static) -> Self {
+        self.reopen = Some(Box::new(reopen));
+        self
     }
 
     /// The quirks in effect.
@@ -188,7 +215,12 @@ impl<P: AtPort> AtTransport<P> {
         match self.options.mode {
             AtMode::Csim => false,
             AtMode::Cgla => true,
-            AtMode::Auto => self.cgla == Support::Yes,
+            // A modem known to refuse SELECT over AT+CSIM gets AT+CCHO even when its probe was silent.
+            AtMode::Auto => {
+                self.cgla == Support::Yes
+                    || (self.cgla == Support::Unknown
+                        && self.quirks.prefer_logical_channel_commands)
+            }
         }
     }
 
@@ -267,7 +299,7 @@ impl<P: AtPort> AtTransport<P> {
         let payload = parser::parse_hex_payload(&info, prefix).map_err(|err| {
             TransportError::Protocol(format!(
                 "{shown}: cannot decode {:?}: {err}",
-                parser::abbreviate(&info, 80)
+                parser::redact_answer_line(&info)
             ))
         })?;
         if payload.length_mismatch {
@@ -659,7 +691,20 @@ impl<P: AtPort> Transport for AtTransport<P> {
         // The SIM or the modem may have been reset: the channel is gone either way.
         self.channel = None;
         self.needs_resync = false;
-        self.drain(RESYNC_DRAIN_LIMIT)?;
+        let first = self
+            .drain(RESYNC_DRAIN_LIMIT)
+            .and_then(|()| self.wait_ready());
+        let err = match first {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let Some(reopen) = self.reopen.as_mut() else {
+            return Err(err);
+        };
+        tracing::debug!(modem = %self.label, error = %err, "modem unresponsive; opening the port again");
+        self.port = reopen()?;
+        self.needs_resync = false;
+        self.drain(QUIET)?;
         self.wait_ready()
     }
 
