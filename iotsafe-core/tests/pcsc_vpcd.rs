@@ -193,12 +193,23 @@ fn empty_slot_is_no_card() {
         return;
     };
     assert!(readers.iter().any(|r| r == SLOT_READER), "{readers:?}");
-    match PcscTransport::connect(
-        &ReaderChoice::Exact(SLOT_READER.into()),
-        PcscOptions::default(),
-    ) {
-        Err(TransportError::NoCard(reader)) => assert_eq!(reader, SLOT_READER),
-        other => panic!("expected NoCard, got {other:?}"),
+    // A card pulled by an earlier test takes pcscd up to ~0.4 s to notice: retry a little.
+    let started = Instant::now();
+    loop {
+        match PcscTransport::connect(
+            &ReaderChoice::Exact(SLOT_READER.into()),
+            PcscOptions::default(),
+        ) {
+            Err(TransportError::NoCard(reader)) => {
+                assert_eq!(reader, SLOT_READER);
+                return;
+            }
+            other if started.elapsed() < Duration::from_secs(3) => {
+                drop(other);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("expected NoCard, got {other:?}"),
+        }
     }
 }
 
