@@ -229,15 +229,16 @@ impl<P: AtPort> AtTransport<P> {
         self.channel
     }
 
-    /// Sends a plain AT command (e.g. `AT+CGMM`) and returns the lines of its answer (information
-    /// lines and any others), or a [`TransportError::Modem`] when the modem refuses it.
+    /// Sends a plain AT command (e.g. `AT+CGMM`) and returns the lines of its answer before the
+    /// final `OK` (at most 8, echoed commands redacted), or a [`TransportError::Modem`] when the
+    /// modem refuses it.
     pub fn command(
         &mut self,
         line: &str,
         timeout: Duration,
     ) -> Result<Vec<String>, TransportError> {
         self.resync_if_needed()?;
-        let answer = self.exchange(line, line, AnswerParser::new(&[]), timeout)?;
+        let answer = self.exchange(line, line, self.parser(&[]), timeout)?;
         if !answer.result.is_ok() {
             return Err(modem_error(line, &answer));
         }
@@ -688,14 +689,24 @@ impl<P: AtPort> Transport for AtTransport<P> {
     }
 
     fn reconnect(&mut self) -> Result<(), TransportError> {
-        // The SIM or the modem may have been reset: the channel is gone either way.
-        self.channel = None;
+        // The SIM or the modem may have been reset: the session opens a new channel either way.
+        let stale_channel = self.channel.take();
         self.needs_resync = false;
         let first = self
             .drain(RESYNC_DRAIN_LIMIT)
             .and_then(|()| self.wait_ready());
         let err = match first {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                if let Some(session) = stale_channel {
+                    // Best effort: a modem that kept the channel would otherwise leak it.
+                    let line = framing::cchc_command(session);
+                    let timeout = self.options.command_timeout.min(Duration::from_secs(2));
+                    if let Err(err) = self.exchange(&line, &line, self.parser(&[]), timeout) {
+                        tracing::debug!(error = %err, "closing the stale channel failed");
+                    }
+                }
+                return Ok(());
+            }
             Err(err) => err,
         };
         let Some(reopen) = self.reopen.as_mut() else {
