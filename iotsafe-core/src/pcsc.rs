@@ -136,6 +136,8 @@ pub struct PcscTransport {
     options: PcscOptions,
     /// Response buffer, sized for extended-length answers; reused for every APDU.
     buffer: Vec<u8>,
+    /// The service answered NoService: the context is dead even if pcsc-lite says it is valid.
+    stale_context: bool,
 }
 
 impl std::fmt::Debug for PcscTransport {
@@ -191,6 +193,7 @@ impl PcscTransport {
             reader,
             options,
             buffer: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+            stale_context: false,
         })
     }
 
@@ -208,9 +211,12 @@ impl PcscTransport {
     /// One reconnect attempt: a fresh context when pcscd restarted, then `SCardReconnect` with a
     /// reset on the existing handle, or a fresh connect when the handle is dead.
     fn reconnect_once(&mut self) -> Result<(), TransportError> {
-        if self.context.is_valid().is_err() {
+        // pcsc-lite checks context validity on the client side only, so after a pcscd restart
+        // `is_valid` still says yes while every call answers NoService: treat that as dead too.
+        if self.stale_context || self.context.is_valid().is_err() {
             self.card = None; // handles die with their context
             self.context = establish()?;
+            self.stale_context = false;
         }
         if let Some(card) = self.card.as_mut() {
             match card.reconnect(
@@ -225,9 +231,23 @@ impl PcscTransport {
                 }
             }
         }
-        let card = connect_card(&self.context, &self.reader, &self.options)?;
-        self.card = Some(card);
-        Ok(())
+        match connect_card(&self.context, &self.reader, &self.options) {
+            Ok(card) => {
+                self.card = Some(card);
+                Ok(())
+            }
+            Err(err) => {
+                self.note(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Remembers that the service went away, so that the next reconnect establishes a new context.
+    fn note(&mut self, err: &TransportError) {
+        if matches!(err, TransportError::NoService) {
+            self.stale_context = true;
+        }
     }
 }
 
@@ -277,7 +297,11 @@ fn transmit_on(
 impl Transport for PcscTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let card = self.card.as_ref().ok_or(TransportError::Disconnected)?;
-        transmit_on(card, &mut self.buffer, command, &self.reader)
+        let result = transmit_on(card, &mut self.buffer, command, &self.reader);
+        if let Err(err) = &result {
+            self.note(err);
+        }
+        result
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -293,10 +317,18 @@ impl Transport for PcscTransport {
             command: CommandKind::Raw,
             source: TransportError::Disconnected,
         })?;
-        let transaction = card.transaction().map_err(|err| Error::Transport {
-            command: CommandKind::Raw,
-            source: map_pcsc_error(err, &reader),
-        })?;
+        let transaction = match card.transaction() {
+            Ok(transaction) => transaction,
+            Err(err) => {
+                let source = map_pcsc_error(err, &reader);
+                // (a field, not `self.note`: the card is still borrowed here)
+                self.stale_context |= matches!(source, TransportError::NoService);
+                return Err(Error::Transport {
+                    command: CommandKind::Raw,
+                    source,
+                });
+            }
+        };
         let mut inside = InTransaction {
             card: &transaction,
             buffer: &mut self.buffer,
@@ -306,6 +338,9 @@ impl Transport for PcscTransport {
         if let Err((_, err)) = transaction.end(Disposition::LeaveCard) {
             // The body's outcome stands; a card that went away shows on the next command.
             tracing::warn!(reader = %reader, error = %err, "ending the PC/SC transaction failed");
+        }
+        if let Err(Error::Transport { source, .. }) = &result {
+            self.note(source);
         }
         result
     }
