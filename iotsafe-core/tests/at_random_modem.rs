@@ -103,7 +103,8 @@ proptest! {
                 Ok(response) => prop_assert!(response.len() >= 2),
                 Err(TransportError::Timeout(_))
                 | Err(TransportError::Modem { .. })
-                | Err(TransportError::Protocol(_)) => {}
+                | Err(TransportError::Protocol(_))
+                | Err(TransportError::RemovedCard) => {}
                 Err(other) => prop_assert!(false, "unexpected error {other:?}"),
             }
         }

@@ -663,3 +663,24 @@ fn reconnect_reopens_a_closed_tcp_link() {
     assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
     assert!(second.apdu_lines().len() == 1);
 }
+
+#[test]
+fn lost_sim_is_removed_card_even_for_ccho() {
+    let (mut t, _modem, _slave) = setup(AtMode::Auto, true, |l| {
+        if l.starts_with("AT+CCHO=\"") || l.starts_with("AT+CSIM=") {
+            vec![line("+CME ERROR: 13")]
+        } else {
+            vec![line("ERROR")]
+        }
+    });
+    assert!(matches!(
+        t.open_channel(&AID),
+        Err(TransportError::RemovedCard)
+    ));
+    // No fallback happened: AT+CCHO stays in use.
+    assert!(t.capabilities().manages_channels);
+    assert!(matches!(
+        t.transmit(&SELECT_IOTSAFE),
+        Err(TransportError::RemovedCard)
+    ));
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::framing::{self, Deadlines};
-use super::parser::{self, Answer, AnswerParser, Progress};
+use super::parser::{self, Answer, AnswerParser, FinalResult, Progress};
 use super::port::{AtPort, TtyFile};
 use super::quirks::ModemQuirks;
 use crate::transport::{Capabilities, Transport, TransportChannel, TransportError};
@@ -280,7 +280,7 @@ impl<P: AtPort> AtTransport<P> {
         };
         let answer = self.exchange(&line, &shown, self.parser(&[prefix]), timeout)?;
         if !answer.result.is_ok() {
-            return Err(modem_error(&shown, &answer));
+            return Err(refusal(&shown, &answer));
         }
         let info = match answer.info.last() {
             Some(info) => {
@@ -610,6 +610,23 @@ impl<P: AtPort> AtTransport<P> {
     }
 }
 
+/// The error for a refused card command: a lost SIM (`+CME ERROR: 10` SIM not inserted, `13` SIM
+/// failure, numeric or verbose) is [`TransportError::RemovedCard`], so that the session reconnects;
+/// anything else is [`TransportError::Modem`] naming the command.
+fn refusal(command: &str, answer: &Answer) -> TransportError {
+    if let FinalResult::CmeError(code) = &answer.result {
+        let code = code.trim().to_ascii_lowercase();
+        if matches!(
+            code.as_str(),
+            "10" | "13" | "sim not inserted" | "sim failure"
+        ) {
+            tracing::warn!(command, answer = %answer.summary(), "the modem lost the SIM");
+            return TransportError::RemovedCard;
+        }
+    }
+    modem_error(command, answer)
+}
+
 fn modem_error(command: &str, answer: &Answer) -> TransportError {
     TransportError::Modem {
         command: command.to_string(),
@@ -647,6 +664,9 @@ impl<P: AtPort> Transport for AtTransport<P> {
         let timeout = self.options.command_timeout;
         let answer = self.exchange(&line, &line, parser, timeout)?;
         if !answer.result.is_ok() {
+            if let err @ TransportError::RemovedCard = refusal(&line, &answer) {
+                return Err(err); // a lost SIM is no reason to give up on AT+CCHO
+            }
             if self.options.mode == AtMode::Auto {
                 tracing::warn!(
                     command = %line,
