@@ -15,7 +15,11 @@ use crate::transport::{Capabilities, Transport, TransportChannel, TransportError
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AtMode {
     /// Probe at open (`AT+CCHO=?`): use AT+CCHO/AT+CGLA/AT+CCHC when the modem has them, and fall
-    /// back to AT+CSIM for good when it refuses them (including an `ERROR` to `AT+CCHO` itself).
+    /// back to AT+CSIM for good when it refuses them (including an `ERROR` or `+CME ERROR` to
+    /// `AT+CCHO` itself). Two refusals do not cause the fallback: `+CME ERROR: 22` (no applet
+    /// with that AID; `open_channel` returns `Ok(None)` for that AID only, so the session's own
+    /// SELECT over AT+CSIM reports the card's status word) and a lost SIM (`+CME ERROR: 10`/`13`,
+    /// reported as [`TransportError::RemovedCard`]).
     #[default]
     Auto,
     /// Only AT+CSIM; the session manages channels with MANAGE CHANNEL and SELECT itself.
@@ -92,6 +96,9 @@ pub struct AtTransport<P: AtPort> {
     /// Session id of the channel opened with AT+CCHO, while it is open.
     channel: Option<u32>,
     needs_resync: bool,
+    /// In [`AtMode::Auto`], AT+CCHO answered "not found" for the last AID: the session manages
+    /// this channel itself over AT+CSIM (until the next `open_channel`).
+    csim_for_this_channel: bool,
     /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
     /// the old one dead, e.g. a USB modem that re-enumerated.
     reopen: Option<Reopen<P>>,
@@ -192,6 +199,7 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channel: None,
             needs_resync: false,
+            csim_for_this_channel: false,
             reopen: None,
         };
         transport.initialise()?;
@@ -217,9 +225,10 @@ impl<P: AtPort> AtTransport<P> {
             AtMode::Cgla => true,
             // A modem known to refuse SELECT over AT+CSIM gets AT+CCHO even when its probe was silent.
             AtMode::Auto => {
-                self.cgla == Support::Yes
-                    || (self.cgla == Support::Unknown
-                        && self.quirks.prefer_logical_channel_commands)
+                !self.csim_for_this_channel
+                    && (self.cgla == Support::Yes
+                        || (self.cgla == Support::Unknown
+                            && self.quirks.prefer_logical_channel_commands))
             }
         }
     }
@@ -610,6 +619,12 @@ impl<P: AtPort> AtTransport<P> {
     }
 }
 
+/// `+CME ERROR: 22` (27.007 "not found"), numeric or verbose: AT+CCHO found no applet with the AID.
+fn is_not_found(result: &FinalResult) -> bool {
+    matches!(result, FinalResult::CmeError(code)
+        if code.trim() == "22" || code.trim().eq_ignore_ascii_case("not found"))
+}
+
 /// The error for a refused card command: a lost SIM (`+CME ERROR: 10` SIM not inserted, `13` SIM
 /// failure, numeric or verbose) is [`TransportError::RemovedCard`], so that the session reconnects;
 /// anything else is [`TransportError::Modem`] naming the command.
@@ -649,6 +664,7 @@ impl<P: AtPort> Transport for AtTransport<P> {
     }
 
     fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
+        self.csim_for_this_channel = false;
         if !self.uses_logical_channel_commands() {
             return Ok(None);
         }
@@ -666,6 +682,14 @@ impl<P: AtPort> Transport for AtTransport<P> {
         if !answer.result.is_ok() {
             if let err @ TransportError::RemovedCard = refusal(&line, &answer) {
                 return Err(err); // a lost SIM is no reason to give up on AT+CCHO
+            }
+            if self.options.mode == AtMode::Auto && is_not_found(&answer.result) {
+                // AT+CCHO works but no applet has this AID (27.007 `+CME ERROR: 22`). Let the
+                // session SELECT over AT+CSIM for this AID, so it sees the card's own status word
+                // (6A82) and can try its next AID, which goes through AT+CCHO again.
+                tracing::debug!(command = %line, answer = %answer.summary(), "no applet with this AID");
+                self.csim_for_this_channel = true;
+                return Ok(None);
             }
             if self.options.mode == AtMode::Auto {
                 tracing::warn!(
