@@ -650,3 +650,15 @@ fn secret_keys_by_reference() {
     assert_eq!(send(&mut c, "8148000003 860107"), h("6A80"));
     assert_eq!(send(&mut c, "8148000008 860107 D2036C6162"), h("6A80"));
 }
+
+#[test]
+fn public_half_is_derived_when_only_the_private_key_was_provisioned() {
+    let mut store = ObjectStore::default_layout();
+    let expected = store.public_keys[0].point.take().unwrap();
+    let mut c = VirtualCard::new(store, CardOptions::default());
+    expect(&mut c, SELECT_CH1, 0x9000);
+    assert_eq!(
+        expect(&mut c, "81CD000003850101", 0x9000)[6..],
+        expected[..]
+    );
+}
