@@ -236,7 +236,8 @@ impl ObjectStore {
     /// - the ephemeral pair `04` is volatile (`14`) with key generation + key agreement (`06`);
     /// - the peer slot `05` allows signature verification and key agreement (`05`) and update access,
     ///   since the host puts the server's ECDHE share there (wolfSSL also puts certificate keys there
-    ///   to verify them);
+    ///   to verify them). It is volatile (`14`): what it holds lives for one handshake, and a persistent
+    ///   slot would cost a state-file write (with fsync) on every handshake;
     /// - public halves of key pairs are readable but not updatable, so PUT PUBLIC KEY cannot desync them.
     pub fn default_layout() -> ObjectStore {
         use attr::*;
@@ -265,7 +266,7 @@ impl ObjectStore {
             ..ephemeral.clone()
         };
         let peer = KeyAttributes {
-            key_type: KEY_TYPE_P256_PERSISTENT,
+            key_type: KEY_TYPE_P256_VOLATILE,
             usage: USAGE_GENERAL,
             functions: FUNCTION_SIGNATURE | FUNCTION_KEY_AGREEMENT,
             signature_algorithms: Some(SIGNATURE_ECDSA),

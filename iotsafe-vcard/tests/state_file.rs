@@ -33,9 +33,9 @@ fn round_trip_keeps_persistent_objects_and_drops_volatile_keys() {
         "device key persisted"
     );
     assert_eq!(after.public_keys[0], before.public_keys[0]);
-    assert_eq!(
-        after.public_keys[2], before.public_keys[2],
-        "peer slot persisted"
+    assert!(
+        after.public_keys[2].point.is_none(),
+        "the peer slot is volatile"
     );
     assert!(
         after.private_keys[1].scalar.is_none(),
@@ -60,6 +60,26 @@ fn round_trip_keeps_persistent_objects_and_drops_volatile_keys() {
     let text = std::fs::read_to_string(&path).unwrap();
     let volatile = before.private_keys[1].scalar.as_ref().unwrap().expose();
     assert!(!text.contains(&hex(volatile).to_lowercase()));
+}
+
+#[test]
+fn put_into_a_persistent_slot_is_written_back() {
+    use iotsafe_vcard::store::attr;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("card.json");
+    let mut store = ObjectStore::default_layout();
+    store.public_keys[2].attributes.key_type = attr::KEY_TYPE_P256_PERSISTENT;
+    state::save(&path, &store).unwrap();
+    let mut card = VirtualCard::open_state(&path, CardOptions::default()).unwrap();
+    expect(&mut card, "01A4040007A0000005590010", 0x9000);
+    expect(&mut card, "8124000203850105", 0x9000);
+    let put = format!("81D8800247344549438641{}", hex(&device_point(&card)));
+    expect(&mut card, &put, 0x9000);
+    let reloaded = VirtualCard::open_state(&path, CardOptions::default()).unwrap();
+    assert_eq!(
+        reloaded.store().public_keys[2].point,
+        Some(device_point(&card))
+    );
 }
 
 #[test]
