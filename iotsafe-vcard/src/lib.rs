@@ -44,7 +44,7 @@ mod session;
 pub mod state;
 pub mod store;
 pub mod sw;
-pub mod tlv;
+mod tlv;
 
 use std::time::Duration;
 

@@ -89,6 +89,20 @@ pub enum ClaPolicy {
     ProprietaryOnly,
 }
 
+impl FromStr for ClaPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "lenient" | "any" => Ok(ClaPolicy::Lenient),
+            "0x" | "interindustry" => Ok(ClaPolicy::InterindustryOnly),
+            "8x" | "proprietary" => Ok(ClaPolicy::ProprietaryOnly),
+            other => Err(format!(
+                "unknown class policy {other:?} (expected lenient, 0x or 8x)"
+            )),
+        }
+    }
+}
+
 /// Behaviours that differ between real applets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quirks {
@@ -227,6 +241,9 @@ mod tests {
         assert_eq!("33-40".parse(), Ok(SignatureFormat::OneByteLength));
         assert_eq!("33-00-40".parse(), Ok(SignatureFormat::TwoByteLength));
         assert_eq!("der".parse(), Ok(SignatureFormat::Der));
+        assert_eq!("8x".parse(), Ok(ClaPolicy::ProprietaryOnly));
+        assert_eq!("0X".parse(), Ok(ClaPolicy::InterindustryOnly));
+        assert_eq!("lenient".parse(), Ok(ClaPolicy::Lenient));
         assert_eq!(
             "sim".parse::<Latency>().unwrap().sign,
             Duration::from_millis(150)
