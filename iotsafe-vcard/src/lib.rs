@@ -52,7 +52,9 @@ pub use card::VirtualCard;
 pub use error::VcardError;
 pub use faults::FaultPlan;
 pub use inprocess::InProcessTransport;
-pub use profile::{CardOptions, ClaPolicy, Latency, Quirks, SignatureFormat, TransportMode};
+pub use profile::{
+    CardOptions, CardProfile, ClaPolicy, Latency, Quirks, SignatureFormat, TransportMode,
+};
 pub use provision::{foreign_client_pki, provision, ForeignPki, ProvisionReport};
 pub use store::ObjectStore;
 
