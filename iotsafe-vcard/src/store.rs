@@ -435,12 +435,13 @@ impl ObjectStore {
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    // The hex text of a secret is wiped as soon as it has been written or parsed.
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::to_hex(bytes))
+        s.serialize_str(&zeroize::Zeroizing::new(super::to_hex(bytes)))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
         super::from_hex(&text).ok_or_else(|| serde::de::Error::custom("invalid hex string"))
     }
 }
@@ -469,7 +470,11 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let digits = zeroize::Zeroizing::new(
+        text.bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>(),
+    );
     if !digits.len().is_multiple_of(2) {
         return None;
     }
