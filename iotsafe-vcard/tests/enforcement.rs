@@ -687,7 +687,6 @@ fn put_key_as_complete_tlvs_per_chunk_thales_pkcs11() {
 #[test]
 fn verify_full_text_mode_with_chunks() {
     use p256::ecdsa::signature::hazmat::PrehashSigner;
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
     use sha2::Digest;
     let mut c = card();
     let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
