@@ -50,10 +50,7 @@ fn check_sign_verify_keygen_dh(card: &Card) {
         .unwrap();
     let card_pub = p256::PublicKey::from_sec1_bytes(eph.key_pair.point.as_bytes()).unwrap();
     let in_software = peer.diffie_hellman(&card_pub);
-    assert_eq!(
-        on_card.as_slice(),
-        in_software.raw_secret_bytes().as_slice()
-    );
+    assert_eq!(on_card.as_slice(), &in_software.raw_secret_bytes()[..]);
 }
 
 #[test]
