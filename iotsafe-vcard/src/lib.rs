@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod frontend;
+
 use std::time::Duration;
 
 /// What a front end does with one command APDU: answer it, or act out an injected fault.

@@ -1,0 +1,96 @@
+//! The AT modem on a pseudo-terminal: a real `/dev/pts/N` device node a host opens like the serial
+//! port of a cellular modem.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+
+use super::at::{AtModem, AtOptions};
+use super::{FrontendHandle, SharedCard};
+
+/// A pty pair whose master side is the modem. The slave side stays open here too, so the master
+/// does not read end-of-file (EIO) while no host has the device open, and a host may close and
+/// reopen the device as often as it likes.
+pub struct PtyModem {
+    master: File,
+    _slave: OwnedFd,
+    path: PathBuf,
+}
+
+/// An AT modem running on a pty on its own thread.
+pub type AtHandle = FrontendHandle;
+
+impl PtyModem {
+    /// Opens a pty pair in raw mode (no echo, no line editing, no CR/LF translation: the bytes a
+    /// host writes are the bytes the modem reads, as on a serial line).
+    pub fn open() -> io::Result<Self> {
+        let pty = nix::pty::openpty(None, None).map_err(io::Error::from)?;
+        let mut termios = tcgetattr(&pty.slave).map_err(io::Error::from)?;
+        cfmakeraw(&mut termios);
+        tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).map_err(io::Error::from)?;
+        let path = nix::unistd::ttyname(&pty.slave).map_err(io::Error::from)?;
+        Ok(Self {
+            master: File::from(pty.master),
+            _slave: pty.slave,
+            path,
+        })
+    }
+
+    /// The device node a host opens, e.g. `/dev/pts/3`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves the modem on this thread until `stop` is raised.
+    pub fn serve(self, card: SharedCard, options: AtOptions, stop: &AtomicBool) -> io::Result<()> {
+        let mut port = PolledFile {
+            file: self.master,
+            poll_interval: options.poll_interval,
+        };
+        let mut modem = AtModem::new(card, options);
+        let result = modem.serve(&mut port, stop);
+        modem.close_all_sessions(stop);
+        result
+    }
+
+    /// Serves the modem on a background thread. Read the device path first with
+    /// [`PtyModem::path`].
+    pub fn spawn(self, card: SharedCard, options: AtOptions) -> io::Result<AtHandle> {
+        FrontendHandle::spawn("iotsafe-at-pty", move |stop| {
+            self.serve(card, options, &stop)
+        })
+    }
+}
+
+/// The pty master with reads that time out, so the modem loop sees its stop flag.
+struct PolledFile {
+    file: File,
+    poll_interval: Duration,
+}
+
+impl Read for PolledFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let millis = u16::try_from(self.poll_interval.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(millis)).map_err(io::Error::from)?;
+        if ready == 0 {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.file.read(buf)
+    }
+}
+
+impl Write for PolledFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
