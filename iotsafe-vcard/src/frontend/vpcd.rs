@@ -45,6 +45,10 @@ pub struct VpcdOptions {
     pub give_up_after: Option<Duration>,
     /// How long the card stays "removed" after it acted out [`Reply::Disconnect`](crate::Reply)
     /// before reconnecting, so a host can see the removal and then the re-insertion.
+    ///
+    /// Keep it well above pcscd's reader poll (about 400 ms): a card that leaves and comes back
+    /// between two polls looks to pcscd like a card that never left, and pcscd 1.9.9 then keeps a
+    /// stale state for it ("Card Not Inserted" on every connect) until the next real removal.
     pub reinsert_after: Duration,
     /// Pause before reconnecting after pcscd closed the connection (pcscd restarting).
     pub reconnect_after: Duration,
