@@ -5,9 +5,31 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod apdu;
+mod card;
+mod commands;
+mod dispatch;
+pub mod error;
+pub mod faults;
 pub mod frontend;
+pub mod inprocess;
+pub mod profile;
+pub mod provision;
+mod session;
+pub mod state;
+pub mod store;
+pub mod sw;
+pub mod tlv;
 
 use std::time::Duration;
+
+pub use card::VirtualCard;
+pub use error::VcardError;
+pub use faults::FaultPlan;
+pub use inprocess::InProcessTransport;
+pub use profile::{CardOptions, ClaPolicy, Latency, Quirks, SignatureFormat, TransportMode};
+pub use provision::{foreign_client_pki, provision, ForeignPki, ProvisionReport};
+pub use store::ObjectStore;
 
 /// What a front end does with one command APDU: answer it, or act out an injected fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
