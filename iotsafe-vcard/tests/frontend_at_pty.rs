@@ -459,3 +459,25 @@ fn random_bytes_never_kill_the_modem() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
+
+#[test]
+fn a_host_that_never_reads_cannot_block_the_modem() {
+    let (handle, mut host, _) = start(AtOptions {
+        write_timeout: Duration::from_millis(200),
+        ..AtOptions::default()
+    });
+    // Far more answers than the pty buffers hold, and the host reads none of them.
+    for _ in 0..100 {
+        host.send(&"AT\r".repeat(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Drain what was kept; then the modem answers again.
+    while !host
+        .read_for(Duration::from_millis(100), usize::MAX)
+        .is_empty()
+    {}
+    host.exchange("AT\r", "AT\r\r\nOK\r\n");
+    let started = Instant::now();
+    handle.stop().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -3,11 +3,12 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 
@@ -35,6 +36,11 @@ impl PtyModem {
         cfmakeraw(&mut termios);
         tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).map_err(io::Error::from)?;
         let path = nix::unistd::ttyname(&pty.slave).map_err(io::Error::from)?;
+        // Non-blocking master: a host that stops reading must not block the modem forever (see
+        // `PolledFile::write`).
+        let flags = fcntl(pty.master.as_raw_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(pty.master.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
         Ok(Self {
             master: File::from(pty.master),
             _slave: pty.slave,
@@ -52,6 +58,8 @@ impl PtyModem {
         let mut port = PolledFile {
             file: self.master,
             poll_interval: options.poll_interval,
+            write_timeout: options.write_timeout,
+            overflowing: false,
         };
         let mut modem = AtModem::new(card, options);
         let result = modem.serve(&mut port, stop);
@@ -68,18 +76,29 @@ impl PtyModem {
     }
 }
 
-/// The pty master with reads that time out, so the modem loop sees its stop flag.
+/// The (non-blocking) pty master with reads that time out, so the modem loop sees its stop flag,
+/// and writes that give up on a host that stopped reading: after `write_timeout` the answer is
+/// dropped, as a serial line overflows, and so is every answer after it that does not fit at
+/// once, until the host reads again. The modem is never stuck for longer than one timeout.
 struct PolledFile {
     file: File,
     poll_interval: Duration,
+    write_timeout: Duration,
+    overflowing: bool,
+}
+
+impl PolledFile {
+    /// Waits up to `timeout` for `events`; true when ready.
+    fn wait(&self, events: PollFlags, timeout: Duration) -> io::Result<bool> {
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.file.as_fd(), events)];
+        Ok(poll(&mut fds, PollTimeout::from(millis)).map_err(io::Error::from)? > 0)
+    }
 }
 
 impl Read for PolledFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let millis = u16::try_from(self.poll_interval.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        let ready = poll(&mut fds, PollTimeout::from(millis)).map_err(io::Error::from)?;
-        if ready == 0 {
+        if !self.wait(PollFlags::POLLIN, self.poll_interval)? {
             return Err(io::ErrorKind::TimedOut.into());
         }
         self.file.read(buf)
@@ -88,7 +107,27 @@ impl Read for PolledFile {
 
 impl Write for PolledFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        let deadline = std::time::Instant::now() + self.write_timeout;
+        loop {
+            match self.file.write(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if self.overflowing || left.is_zero() {
+                        if !self.overflowing {
+                            tracing::warn!("host is not reading; answers dropped until it does");
+                        }
+                        self.overflowing = true;
+                        return Ok(buf.len());
+                    }
+                    self.wait(PollFlags::POLLOUT, left.min(self.poll_interval))?;
+                }
+                Ok(n) => {
+                    self.overflowing = false;
+                    return Ok(n);
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()

@@ -74,7 +74,7 @@ fn serve_one(
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(options.poll_interval))?;
-    stream.set_write_timeout(Some(std::time::Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(options.write_timeout))?;
     let mut modem = AtModem::new(card.clone(), options.clone());
     let result = modem.serve(&mut stream, stop);
     modem.close_all_sessions(stop);

@@ -76,6 +76,9 @@ pub struct AtOptions {
     pub max_line: usize,
     /// How often a blocked read wakes up to look at the stop flag.
     pub poll_interval: Duration,
+    /// How long an answer waits for a host that does not read; then it is dropped (pty) or the
+    /// connection is closed (TCP).
+    pub write_timeout: Duration,
     /// The `ATI` answer.
     pub identity: String,
 }
@@ -90,6 +93,7 @@ impl Default for AtOptions {
             urc: None,
             max_line: 8 * 1024,
             poll_interval: Duration::from_millis(100),
+            write_timeout: Duration::from_secs(5),
             identity: "iotsafe-vcard virtual modem".to_owned(),
         }
     }
