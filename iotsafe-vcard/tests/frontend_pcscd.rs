@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use frontend_support::{Event, TestCard, ATR, INS_DISCONNECT};
 use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdHandle, VpcdOptions, DEFAULT_VPCD_ADDR};
+use iotsafe_vcard::frontend::SharedCard;
+use iotsafe_vcard::{CardHandler, CardOptions, TransportMode, VirtualCard};
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 
 /// pcscd notices a new vpcd card after 0.3–0.45 s; allow for a loaded machine.
@@ -225,4 +227,44 @@ fn pcscd_sees_removal_and_reinsertion() {
         ctx.connect(&reader, ShareMode::Shared, Protocols::ANY),
         Err(pcsc::Error::NoSmartcard)
     ));
+}
+
+#[test]
+fn the_applet_behind_pcscd_in_both_transport_modes() {
+    let _port = serialize();
+    if !pcscd_available() {
+        return;
+    }
+    let reader = reader_name(vpcd_addr());
+    let ctx = Context::establish(Scope::User).expect("pcscd answers");
+    for transport in [TransportMode::T1, TransportMode::T0] {
+        wait_for_reader(&ctx, &reader, false);
+        let applet = VirtualCard::with_default_layout(CardOptions {
+            transport,
+            ..CardOptions::default()
+        });
+        let atr = applet.atr();
+        let shared: SharedCard = Arc::new(Mutex::new(applet));
+        let handle = VpcdClient::new(shared, vpcd_addr(), options())
+            .spawn()
+            .unwrap();
+        let seen = Mutex::new(TestCard::default());
+        let card = connect(&ctx, &reader, &seen);
+        assert_eq!(card.status2_owned().unwrap().atr(), atr, "{transport:?}");
+        let select = [
+            0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10,
+        ];
+        assert_eq!(
+            transmit(&card, &select).unwrap(),
+            [0x90, 0x00],
+            "{transport:?}"
+        );
+        // GET RANDOM, 16 bytes: case 2 with the right Le, so the data comes in both modes.
+        let random = transmit(&card, &[0x80, 0x84, 0x00, 0x00, 0x10]).unwrap();
+        assert_eq!(random.len(), 18, "{transport:?}: {random:02X?}");
+        assert_eq!(random[16..], [0x90, 0x00]);
+        drop(card);
+        handle.stop().unwrap();
+        wait_for_reader(&ctx, &reader, false);
+    }
 }
