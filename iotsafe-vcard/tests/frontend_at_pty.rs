@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use frontend_support::{TestCard, INS_STALL, STALL};
-use iotsafe_vcard::frontend::at::{AtFault, AtInjection, AtOptions, UrcPlan};
-use iotsafe_vcard::frontend::pty::{AtHandle, PtyModem};
+use iotsafe_vcard::frontend::at::{AtFault, AtHandle, AtInjection, AtOptions, UrcPlan};
+use iotsafe_vcard::frontend::pty::PtyModem;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 

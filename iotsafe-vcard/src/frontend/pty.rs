@@ -12,7 +12,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 
-use super::at::{AtModem, AtOptions};
+use super::at::{AtHandle, AtModem, AtOptions};
 use super::{FrontendHandle, SharedCard};
 
 /// A pty pair whose master side is the modem. The slave side stays open here too, so the master
@@ -23,9 +23,6 @@ pub struct PtyModem {
     _slave: OwnedFd,
     path: PathBuf,
 }
-
-/// An AT modem running on a pty on its own thread.
-pub type AtHandle = FrontendHandle;
 
 impl PtyModem {
     /// Opens a pty pair in raw mode (no echo, no line editing, no CR/LF translation: the bytes a

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::at::{AtModem, AtOptions};
+use super::at::{AtHandle, AtModem, AtOptions};
 use super::{ensure_loopback, sleep_unless_stopped, FrontendHandle, SharedCard};
 
 /// A listening AT modem. One host at a time, as on a serial line; each connection gets a fresh
@@ -55,7 +55,7 @@ impl TcpModem {
     }
 
     /// Serves on a background thread.
-    pub fn spawn(self, card: SharedCard, options: AtOptions) -> io::Result<FrontendHandle> {
+    pub fn spawn(self, card: SharedCard, options: AtOptions) -> io::Result<AtHandle> {
         FrontendHandle::spawn("iotsafe-at-tcp", move |stop| {
             self.serve(card, options, &stop)
         })

@@ -348,6 +348,31 @@ mod tests {
     }
 
     #[test]
+    fn the_socket_has_no_nagle_and_timeouts() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let card = crate::frontend::share(NoCard);
+        let options = VpcdOptions::default();
+        let client = VpcdClient::new(card, listener.local_addr().unwrap(), options.clone());
+        let stream = client.connect().unwrap();
+        assert!(stream.nodelay().unwrap(), "TCP_NODELAY");
+        assert_eq!(stream.read_timeout().unwrap(), Some(options.poll_interval));
+        assert_eq!(stream.write_timeout().unwrap(), Some(options.write_timeout));
+    }
+
+    struct NoCard;
+    impl crate::CardHandler for NoCard {
+        fn atr(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn power_on(&mut self) {}
+        fn power_off(&mut self) {}
+        fn reset(&mut self) {}
+        fn process(&mut self, _: &[u8]) -> Vec<u8> {
+            vec![0x6D, 0x00]
+        }
+    }
+
+    #[test]
     fn frame_reader_keeps_partial_frames() {
         let mut reader = FrameReader::default();
         reader.buf.extend_from_slice(&[0x00, 0x05, 0x00, 0xA4]);

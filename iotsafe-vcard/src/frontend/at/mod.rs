@@ -28,7 +28,10 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{exchange, lock, Exchange, SharedCard};
+use super::{exchange, lock, Exchange, FrontendHandle, SharedCard};
+
+/// An AT modem (pty or TCP) running on its own thread; `stop()` ends it.
+pub type AtHandle = FrontendHandle;
 
 /// `+CME ERROR` codes this modem uses (3GPP TS 27.007 §9.2).
 pub mod cme {
