@@ -359,6 +359,30 @@ mod tests {
         assert_eq!(stream.write_timeout().unwrap(), Some(options.write_timeout));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn frames_survive_any_segmentation(
+            payloads in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), 0..8),
+            piece in 1usize..50,
+        ) {
+            let mut wire = Vec::new();
+            for payload in &payloads {
+                write_frame(&mut wire, payload).unwrap();
+            }
+            let mut reader = FrameReader::default();
+            let mut got = Vec::new();
+            for chunk in wire.chunks(piece) {
+                reader.buf.extend_from_slice(chunk);
+                while let Some(frame) = reader.take_frame() {
+                    got.push(frame);
+                }
+            }
+            proptest::prop_assert_eq!(got, payloads);
+            proptest::prop_assert!(reader.buf.is_empty());
+        }
+    }
+
     struct NoCard;
     impl crate::CardHandler for NoCard {
         fn atr(&self) -> Vec<u8> {

@@ -675,6 +675,80 @@ mod tests {
         );
     }
 
+    /// Every line a modem with echo off may write.
+    fn is_known_line(line: &str) -> bool {
+        let quoted = |rest: &str| {
+            let Some((n, hex)) = rest.split_once(',') else {
+                return false;
+            };
+            let hex = hex.trim_matches('"');
+            n.parse() == Ok(hex.len()) && decode_hex(hex).is_some()
+        };
+        matches!(
+            line,
+            "OK" | "ERROR" | "+CPIN: READY" | "iotsafe-vcard virtual modem"
+        ) || line
+            .strip_prefix("+CME ERROR: ")
+            .is_some_and(|n| n.parse::<u16>().is_ok())
+            || line
+                .strip_prefix("+CCHO: ")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+            || line.strip_prefix("+CSIM: ").is_some_and(quoted)
+            || line.strip_prefix("+CGLA: ").is_some_and(quoted)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_in_any_pieces_get_only_well_formed_answers(
+            input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            piece in 1usize..64,
+        ) {
+            let (mut m, _) = modem(AtOptions {
+                echo: false,
+                max_line: 128,
+                ..AtOptions::default()
+            });
+            let mut out = Vec::new();
+            let stop = AtomicBool::new(false);
+            for chunk in input.chunks(piece) {
+                m.feed(chunk, &mut out, &stop).unwrap();
+            }
+            let text = String::from_utf8(out).unwrap();
+            for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+                proptest::prop_assert!(is_known_line(line), "{line:?}");
+            }
+            proptest::prop_assert!(m.line.text.len() <= 128);
+        }
+
+        #[test]
+        fn any_apdu_round_trips_through_csim(
+            apdu in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300),
+            spaces in 0usize..3,
+            lower in proptest::prelude::any::<bool>(),
+        ) {
+            let (mut m, card) = modem(AtOptions {
+                echo: false,
+                ..AtOptions::default()
+            });
+            let mut hex = encode_hex(&apdu);
+            if lower {
+                hex = hex.to_ascii_lowercase();
+            }
+            let pad = " ".repeat(spaces);
+            let line = format!("AT+CSIM={pad}{},{pad}\"{hex}\"\r", hex.len());
+            let answer = talk(&mut m, &line);
+            let expected = card.lock().unwrap().seen.last().cloned();
+            proptest::prop_assert_eq!(expected.as_deref(), Some(&apdu[..]));
+            let response = encode_hex(&[apdu[0], 0x90, 0x00]);
+            let want = match apdu[..] {
+                [_, 0x70, 0x00, 0x00, ..] => "\r\n+CSIM: 6,\"029000\"\r\n\r\nOK\r\n".to_owned(),
+                [_, 0xA4, 0x04, 0x00, _, 0xEE, ..] => "\r\n+CSIM: 4,\"6A82\"\r\n\r\nOK\r\n".to_owned(),
+                _ => format!("\r\n+CSIM: 6,\"{response}\"\r\n\r\nOK\r\n"),
+            };
+            proptest::prop_assert_eq!(answer, want);
+        }
+    }
+
     #[test]
     fn t0_channel_open_follows_61xx() {
         struct T0;
