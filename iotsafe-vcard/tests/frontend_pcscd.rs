@@ -268,3 +268,69 @@ fn the_applet_behind_pcscd_in_both_transport_modes() {
         wait_for_reader(&ctx, &reader, false);
     }
 }
+
+#[test]
+fn the_binary_is_a_pcsc_card_until_sigterm() {
+    let _port = serialize();
+    if !pcscd_available() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_iotsafe-vcard");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("card.json");
+    let provisioned = std::process::Command::new(bin)
+        .arg("provision")
+        .arg("--state")
+        .arg(&state)
+        .arg("--pki-out")
+        .arg(dir.path().join("pki"))
+        .output()
+        .unwrap();
+    assert!(provisioned.status.success(), "{provisioned:?}");
+
+    let reader = reader_name(vpcd_addr());
+    let ctx = Context::establish(Scope::User).expect("pcscd answers");
+    wait_for_reader(&ctx, &reader, false);
+    let mut child = std::process::Command::new(bin)
+        .arg("serve")
+        .arg("--state")
+        .arg(&state)
+        .arg("--vpcd")
+        .arg(vpcd_addr().to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let result = std::panic::catch_unwind(|| {
+        let card = connect(&ctx, &reader, &Mutex::new(TestCard::default()));
+        let select = [
+            0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10,
+        ];
+        assert_eq!(transmit(&card, &select).unwrap(), [0x90, 0x00]);
+        let random = transmit(&card, &[0x80, 0x84, 0x00, 0x00, 0x08]).unwrap();
+        assert_eq!(random.len(), 10, "{random:02X?}");
+        let _ = card.disconnect(Disposition::LeaveCard);
+    });
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}"
+    );
+    // SIGTERM took the card out of the reader.
+    wait_for_reader(&ctx, &reader, false);
+}
