@@ -55,7 +55,8 @@ enum Command {
     /// Serve the card through vpcd (a PC/SC reader behind pcscd) and/or an AT modem.
     ///
     /// Without --at-pty or --at-tcp the card goes to vpcd at 127.0.0.1:35963; with them, to vpcd
-    /// only when --vpcd is given.
+    /// only when --vpcd is given. Several front ends serve one and the same card: a power cycle
+    /// from one (pcscd powering the card off, a lost SIM) closes the logical channels of all.
     Serve(ServeArgs),
 }
 
@@ -112,7 +113,8 @@ struct ServeArgs {
     #[command(flatten)]
     card: CardArgs,
     /// Plug the card into pcscd's vpcd driver at HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = DEFAULT_VPCD_ADDR)]
+    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1,
+          default_missing_value = DEFAULT_VPCD_ADDR, value_parser = parse_socket_addr)]
     vpcd: Option<SocketAddr>,
     /// After an injected card removal, stay out of the vpcd reader this long (ms).
     #[arg(long, value_name = "MS", default_value_t = 500)]
@@ -121,7 +123,7 @@ struct ServeArgs {
     #[arg(long)]
     at_pty: bool,
     /// Emulate an AT modem on TCP HOST:PORT (port 0 picks one); prints `at-tcp: HOST:PORT`.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_socket_addr)]
     at_tcp: Option<SocketAddr>,
     /// The modem has no AT+CSIM (tests a host's fallback to AT+CGLA).
     #[arg(long)]
@@ -333,6 +335,18 @@ fn parse_from_str<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, S
     text.parse()
 }
 
+/// `IP:PORT`, or `HOST:PORT` resolved now (the first address; `localhost` is loopback).
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("{text:?} is not HOST:PORT: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
 fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     iotsafe_vcard::frontend::at::decode_hex(text)
         .filter(|bytes| !bytes.is_empty() && bytes.len() <= 16)
@@ -459,5 +473,7 @@ mod tests {
             parse(&["--vpcd", "127.0.0.1:35964"]),
             Some("127.0.0.1:35964".parse().unwrap())
         );
+        let local = parse(&["--vpcd", "localhost:35964"]).unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 35964);
     }
 }
