@@ -17,14 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use iotsafe_vcard::frontend::at::{AtFault, AtInjection, AtOptions, UrcPlan};
 use iotsafe_vcard::frontend::pty::PtyModem;
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdOptions, DEFAULT_VPCD_ADDR};
 use iotsafe_vcard::frontend::{ensure_loopback, FrontendHandle, SharedCard};
 use iotsafe_vcard::{
-    CardOptions, ClaPolicy, FaultPlan, Latency, SignatureFormat, TransportMode, VirtualCard,
+    CardOptions, CardProfile, ClaPolicy, FaultPlan, Latency, SignatureFormat, TransportMode,
+    VirtualCard,
 };
 use nix::sys::signal::{SigSet, Signal};
 
@@ -60,25 +61,30 @@ enum Command {
     Serve(ServeArgs),
 }
 
-/// How the card behaves (shared by provision and serve).
+/// How the card behaves (shared by provision and serve): a named profile, then overrides.
 #[derive(Args, Debug, Clone)]
 struct CardArgs {
-    /// Transport protocol: t0 (61xx + GET RESPONSE) or t1 (data with 9000).
-    #[arg(long, default_value = "t1", value_parser = parse_from_str::<TransportMode>)]
-    profile: TransportMode,
+    /// Behave like a traced card: standard, ntt, zariot, thales-mvp, strict-uicc, no-applet.
+    #[arg(long = "card", value_name = "PROFILE", default_value = "standard",
+          value_parser = parse_from_str::<CardProfile>)]
+    card_profile: CardProfile,
+    /// Transport protocol: t0 (61xx + GET RESPONSE) or t1 (data with 9000). Default: the card's.
+    #[arg(long, value_parser = parse_from_str::<TransportMode>)]
+    profile: Option<TransportMode>,
     /// Latency model: none, or sim (a typical SIM: sign ≈150 ms, keygen ≈250 ms, …).
     #[arg(long, default_value = "none", value_parser = parse_from_str::<Latency>)]
     latency: Latency,
-    /// Signature TLV format: 33-00-40, 33-40 or der.
-    #[arg(long, default_value = "33-00-40", value_parser = parse_from_str::<SignatureFormat>)]
-    sig_format: SignatureFormat,
-    /// Class bytes accepted for IoT SAFE commands.
-    #[arg(long, value_enum, default_value_t = ClaArg::Lenient)]
-    cla: ClaArg,
+    /// Signature TLV format: 33-00-40, 33-40 or der. Default: the card's.
+    #[arg(long, value_parser = parse_from_str::<SignatureFormat>)]
+    sig_format: Option<SignatureFormat>,
+    /// Class bytes accepted for IoT SAFE commands: lenient, 0x (interindustry) or 8x
+    /// (proprietary). Default: the card's.
+    #[arg(long, value_parser = parse_from_str::<ClaPolicy>)]
+    cla: Option<ClaPolicy>,
     /// Answer SELECT on a closed channel with 6881 instead of opening it (a strict UICC).
     #[arg(long)]
     no_implicit_channel: bool,
-    /// AID the applet answers to (hex; repeat for several). Default: A0000005590010.
+    /// AID the applet answers to (hex; repeat for several). Default: the card's (A0000005590010).
     #[arg(long = "aid", value_parser = parse_hex)]
     aids: Vec<Vec<u8>>,
     /// Fault: after N APDUs every APDU gets a card removal.
@@ -93,16 +99,6 @@ struct CardArgs {
     /// Fault: answer APDU number N only after MS milliseconds (e.g. 4:3000).
     #[arg(long, value_name = "N:MS", value_parser = parse_stall_at)]
     fault_stall_at: Option<(u64, Duration)>,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy)]
-enum ClaArg {
-    /// Both 0X/4X and 8X/CX (what real applets do).
-    Lenient,
-    /// Only 0X/4X for IoT SAFE commands.
-    Interindustry,
-    /// Only 8X/CX for IoT SAFE commands.
-    Proprietary,
 }
 
 #[derive(Args, Debug)]
@@ -283,25 +279,27 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 
 impl CardArgs {
     fn options(&self) -> CardOptions {
-        let mut options = CardOptions {
-            transport: self.profile,
-            latency: self.latency,
-            faults: FaultPlan {
-                disconnect_after: self.fault_disconnect_after,
-                status_word_at: self.fault_sw_at,
-                corrupt_at: self.fault_corrupt_at,
-                stall_at: self.fault_stall_at,
-            },
-            ..CardOptions::default()
+        let mut options = self.card_profile.options();
+        options.latency = self.latency;
+        options.faults = FaultPlan {
+            disconnect_after: self.fault_disconnect_after,
+            status_word_at: self.fault_sw_at,
+            corrupt_at: self.fault_corrupt_at,
+            stall_at: self.fault_stall_at,
         };
+        if let Some(transport) = self.profile {
+            options.transport = transport;
+        }
         let quirks = &mut options.quirks;
-        quirks.signature_format = self.sig_format;
-        quirks.cla = match self.cla {
-            ClaArg::Lenient => ClaPolicy::Lenient,
-            ClaArg::Interindustry => ClaPolicy::InterindustryOnly,
-            ClaArg::Proprietary => ClaPolicy::ProprietaryOnly,
-        };
-        quirks.implicit_channel_on_select = !self.no_implicit_channel;
+        if let Some(format) = self.sig_format {
+            quirks.signature_format = format;
+        }
+        if let Some(cla) = self.cla {
+            quirks.cla = cla;
+        }
+        if self.no_implicit_channel {
+            quirks.implicit_channel_on_select = false;
+        }
         if !self.aids.is_empty() {
             quirks.aids = self.aids.clone();
         }
@@ -455,6 +453,33 @@ mod tests {
         assert_eq!(options.quirks.aids, vec![vec![0xA0, 0, 0, 2, 0x48, 4, 0]]);
         assert_eq!(options.faults.status_word_at, Some((3, 0x6F00)));
         assert!(args.vpcd.is_none() && args.at_pty);
+    }
+
+    #[test]
+    fn a_card_profile_then_overrides() {
+        let options = |extra: &[&str]| {
+            let mut argv = vec!["iotsafe-vcard", "serve", "--state", "s"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Serve(args) => args.card.options(),
+                Command::Provision { .. } => unreachable!(),
+            }
+        };
+        let standard = options(&[]);
+        assert_eq!(standard.transport, TransportMode::T1);
+        assert!(standard.quirks.implicit_channel_on_select);
+        let ntt = options(&["--card", "ntt"]);
+        assert_eq!(ntt.transport, TransportMode::T0);
+        assert_eq!(ntt.quirks.signature_format, SignatureFormat::OneByteLength);
+        assert_eq!(ntt.quirks.aids.len(), 2);
+        let ntt_t1 = options(&["--card", "ntt", "--profile", "t1", "--cla", "8x"]);
+        assert_eq!(ntt_t1.transport, TransportMode::T1);
+        assert_eq!(ntt_t1.quirks.cla, ClaPolicy::ProprietaryOnly);
+        assert_eq!(
+            ntt_t1.quirks.signature_format,
+            SignatureFormat::OneByteLength
+        );
+        assert!(options(&["--card", "no-applet"]).quirks.aids.is_empty());
     }
 
     #[test]
