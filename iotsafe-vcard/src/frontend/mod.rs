@@ -8,6 +8,33 @@
 //!
 //! Every front end speaks only [`CardHandler::handle`] and acts out the [`Reply`] it gets, so the
 //! same injected fault (a stall, a card pulled) looks right on every path.
+//!
+//! From a program:
+//!
+//! ```no_run
+//! use iotsafe_vcard::frontend::{at::AtOptions, pty::PtyModem, share, vpcd};
+//! use iotsafe_vcard::{CardOptions, VirtualCard};
+//!
+//! let card = share(VirtualCard::with_default_layout(CardOptions::default()));
+//! // A PC/SC reader "Virtual PCD 00 00" behind pcscd:
+//! let reader = vpcd::spawn_vpcd(
+//!     card.clone(),
+//!     vpcd::DEFAULT_VPCD_ADDR.parse().unwrap(),
+//!     vpcd::VpcdOptions::default(),
+//! )?;
+//! // And a modem on a pty, for hosts that speak AT:
+//! let pty = PtyModem::open()?;
+//! println!("modem on {}", pty.path().display());
+//! let modem = pty.spawn(card, AtOptions::default())?;
+//! // ...
+//! modem.stop()?;
+//! reader.stop()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! From a shell: `iotsafe-vcard provision --state card.json --pki-out pki/`, then
+//! `iotsafe-vcard serve --state card.json` (vpcd) or `… serve --state card.json --at-pty`
+//! (prints `pty: /dev/pts/N`).
 
 pub mod at;
 pub mod pty;
