@@ -2,8 +2,11 @@
 //!
 //! [`AtModem`] speaks AT over any byte stream ([`AtModem::serve`]); [`super::pty`] and
 //! [`super::tcp`] give it a device node or a socket. Lines end in `\r`, `\n` or `\r\n`; echo is on
-//! until `ATE0`, as on real modems. Answers use the V.250 verbose format:
-//! `\r\n+CSIM: 6,"019000"\r\n\r\nOK\r\n`.
+//! until `ATE0`, as on real modems, and repeats the line with the character that ended it (the
+//! `\n` of a `\r\n` pair is swallowed, not echoed). Answers use the V.250 verbose format:
+//! `\r\n+CSIM: 6,"019000"\r\n\r\nOK\r\n`. Besides the SIM commands the modem knows `AT`,
+//! `ATE0`/`ATE1`, `ATZ`/`AT&F`, `ATI`, `AT+CMEE=0|1|2` and `AT+CPIN?`, so ordinary modem start-up
+//! sequences work.
 //!
 //! Choices where real modems differ, fixed here so hosts can be tested against them:
 //! - A malformed command (bad syntax, odd or non-hex payload, a length that does not equal the
