@@ -87,6 +87,11 @@ impl VirtualCard {
         self.options.faults = faults;
     }
 
+    /// Replaces the latency model (e.g. to time a benchmark with and without it).
+    pub fn set_latency(&mut self, latency: crate::profile::Latency) {
+        self.options.latency = latency;
+    }
+
     /// The fault plan in force.
     pub fn faults(&self) -> &FaultPlan {
         &self.options.faults

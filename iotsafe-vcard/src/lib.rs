@@ -30,6 +30,16 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Never panic on card input: the compiler holds the applet to it (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 mod apdu;
 mod card;

@@ -662,3 +662,63 @@ fn public_half_is_derived_when_only_the_private_key_was_provisioned() {
         expected[..]
     );
 }
+
+#[test]
+fn put_key_as_complete_tlvs_per_chunk_thales_pkcs11() {
+    let mut c = card();
+    let template = format!("49438641{}", hex(&device_point(&c)));
+    expect(&mut c, "8124000003850105", 0x9000);
+    expect(
+        &mut c,
+        &format!("81D8000022 3420{}", &template[..64]),
+        0x9000,
+    );
+    expect(
+        &mut c,
+        &format!("81D8800027 3425{}", &template[64..]),
+        0x9000,
+    );
+    assert_eq!(
+        expect(&mut c, "81CD000003850105", 0x9000)[6..],
+        device_point(&c)[..]
+    );
+}
+
+#[test]
+fn verify_full_text_mode_with_chunks() {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use sha2::Digest;
+    let mut c = card();
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let point = key
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    let sig: p256::ecdsa::Signature = key
+        .sign_prehash(&sha2::Sha256::digest(b"hello world"))
+        .unwrap();
+    expect(&mut c, "8124000203850105", 0x9000);
+    expect(
+        &mut c,
+        &format!("81D8800247344549438641{}", hex(&point)),
+        0x9000,
+    );
+    // "hello " then "world" with the signature in the last chunk.
+    expect(&mut c, "812C00010D850105A1010191020001920104", 0x9000);
+    expect(&mut c, "812D000108 9B0668656C6C6F20", 0x9000);
+    let last = format!("812D80014A 9B05776F726C64 330040{}", hex(&sig.to_bytes()));
+    expect(&mut c, &last, 0x9000);
+    // The same signature over another message does not match.
+    expect(&mut c, "812C00010D850105A1010191020001920104", 0x9000);
+    let wrong = format!("812D80014A 9B05776F726C65 330040{}", hex(&sig.to_bytes()));
+    assert_eq!(send(&mut c, &wrong), h("6D01"));
+    // A signature that is neither raw r‖s nor DER cannot match; a missing one is incorrect data.
+    expect(&mut c, "812C00010D850105A1010191020001920104", 0x9000);
+    assert_eq!(
+        send(&mut c, "812D80010C 9B05776F726C64 33030102FF"),
+        h("6D01")
+    );
+    expect(&mut c, "812C00010D850105A1010191020001920104", 0x9000);
+    assert_eq!(send(&mut c, "812D800107 9B05776F726C64"), h("6A80"));
+}
