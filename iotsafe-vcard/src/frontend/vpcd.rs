@@ -305,7 +305,9 @@ impl FrameReader {
                         "vpcd closed the connection",
                     ))
                 }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(err)
                     if matches!(
                         err.kind(),
@@ -323,10 +325,7 @@ impl FrameReader {
             return None;
         };
         let len = usize::from(u16::from_be_bytes([hi, lo]));
-        if self.buf.len() < 2 + len {
-            return None;
-        }
-        let frame = self.buf[2..2 + len].to_vec();
+        let frame = self.buf.get(2..2 + len)?.to_vec();
         self.buf.drain(..2 + len);
         Some(frame)
     }

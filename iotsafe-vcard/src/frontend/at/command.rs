@@ -169,7 +169,10 @@ pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     }
     bytes
         .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .map(|pair| match *pair {
+            [hi, lo] => Some(nibble(hi)? << 4 | nibble(lo)?),
+            _ => None,
+        })
         .collect()
 }
 
@@ -184,11 +187,11 @@ fn nibble(c: u8) -> Option<u8> {
 
 /// Upper-case hex, as modems answer.
 pub fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0F)]));
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{b:02X}");
     }
     out
 }

@@ -183,7 +183,7 @@ impl AtModem {
         while !stop.load(Ordering::Relaxed) {
             match port.read(&mut buf) {
                 Ok(0) => return Ok(()),
-                Ok(n) => self.feed(&buf[..n], port, stop)?,
+                Ok(n) => self.feed(buf.get(..n).unwrap_or_default(), port, stop)?,
                 Err(err)
                     if matches!(
                         err.kind(),
@@ -324,7 +324,7 @@ impl AtModem {
     }
 
     fn ccho(&mut self, aid: &[u8], stop: &AtomicBool) -> Result<Answer, CardError> {
-        let opened = self.transmit_case2(&[0x00, 0x70, 0x00, 0x00, 0x01], stop)?;
+        let opened = self.transmit_case2([0x00, 0x70, 0x00, 0x00, 0x01], stop)?;
         let channel = match opened[..] {
             [ch, 0x90, 0x00] if (1..=MAX_CHANNEL).contains(&ch) => ch,
             _ => {
@@ -385,15 +385,12 @@ impl AtModem {
 
     /// A case 2 command the modem sends itself: follows `61xx` with GET RESPONSE and `6Cxx` with
     /// the right Le, as a T=0 card wants.
-    fn transmit_case2(&mut self, apdu: &[u8], stop: &AtomicBool) -> Result<Vec<u8>, CardError> {
-        let response = self.transmit(apdu, stop)?;
+    fn transmit_case2(&mut self, apdu: [u8; 5], stop: &AtomicBool) -> Result<Vec<u8>, CardError> {
+        let [cla, ins, p1, p2, _] = apdu;
+        let response = self.transmit(&apdu, stop)?;
         match response[..] {
-            [0x61, le] => self.transmit(&[apdu[0] & 0x03, 0xC0, 0x00, 0x00, le], stop),
-            [0x6C, le] if apdu.len() == 5 => {
-                let mut again = apdu.to_vec();
-                again[4] = le;
-                self.transmit(&again, stop)
-            }
+            [0x61, le] => self.transmit(&[cla & 0x03, 0xC0, 0x00, 0x00, le], stop),
+            [0x6C, le] => self.transmit(&[cla, ins, p1, p2, le], stop),
             _ => Ok(response),
         }
     }
