@@ -1,0 +1,347 @@
+//! How the card behaves on the wire: transport protocol, quirks of real applets, latency.
+//!
+//! Real IoT SAFE applets differ in details that hosts depend on (see `iotsafe-apdu.md` §1.4, §4.3,
+//! §6.4). A [`CardOptions`] picks one behaviour for each, so a test can reproduce exactly the card in a
+//! given trace.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::faults::FaultPlan;
+
+/// The standard IoT SAFE AID (`iotsafe-apdu.md` §1.1).
+pub const STANDARD_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
+
+/// Everything configurable about one virtual card.
+#[derive(Debug, Clone, Default)]
+pub struct CardOptions {
+    /// T=0 (`61xx` + GET RESPONSE) or T=1 (data with `9000`).
+    pub transport: TransportMode,
+    /// Behaviours that differ between real applets.
+    pub quirks: Quirks,
+    /// Time each operation takes.
+    pub latency: Latency,
+    /// Faults to act out (only through [`crate::CardHandler::handle`]).
+    pub faults: FaultPlan,
+}
+
+/// The ISO 7816-3 transport protocol the card emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportMode {
+    /// T=0 as seen through AT+CSIM: data-bearing answers become `61xx`, wrong Le gives `6Cxx`.
+    T0,
+    /// T=1 (or a PC/SC reader that hides T=0): data comes back directly with `9000`.
+    #[default]
+    T1,
+}
+
+impl FromStr for TransportMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "t0" | "t=0" => Ok(TransportMode::T0),
+            "t1" | "t=1" => Ok(TransportMode::T1),
+            other => Err(format!(
+                "unknown transport mode {other:?} (expected t0 or t1)"
+            )),
+        }
+    }
+}
+
+/// How the card encodes the signature TLV (tag `33`) it returns (`iotsafe-apdu.md` §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignatureFormat {
+    /// `33 00 40 r‖s`: two-byte length (ZARIOT, newer Thales, wolfSSL's default).
+    #[default]
+    TwoByteLength,
+    /// `33 40 r‖s`: one-byte length (NTT docomo, older Thales).
+    OneByteLength,
+    /// `33 L <DER ECDSA-Sig-Value>` (applets Orange mentions that return ASN.1).
+    Der,
+}
+
+impl FromStr for SignatureFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "33-00-40" | "330040" | "two-byte" => Ok(SignatureFormat::TwoByteLength),
+            "33-40" | "3340" | "one-byte" => Ok(SignatureFormat::OneByteLength),
+            "der" => Ok(SignatureFormat::Der),
+            other => Err(format!(
+                "unknown signature format {other:?} (expected 33-00-40, 33-40 or der)"
+            )),
+        }
+    }
+}
+
+/// Which class bytes the card accepts for IoT SAFE commands (`iotsafe-apdu.md` §1.4).
+///
+/// ISO commands (SELECT, MANAGE CHANNEL, GET RESPONSE) accept both classes under every policy, because
+/// hosts send GET RESPONSE with either (atsign uses `8X`, NTT `0X`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClaPolicy {
+    /// Accept both `0X`/`4X` and `8X`/`CX` (what real applets evidently do).
+    #[default]
+    Lenient,
+    /// IoT SAFE commands only with the interindustry class `0X`/`4X`.
+    InterindustryOnly,
+    /// IoT SAFE commands only with the proprietary class `8X`/`CX`.
+    ProprietaryOnly,
+}
+
+impl FromStr for ClaPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "lenient" | "any" => Ok(ClaPolicy::Lenient),
+            "0x" | "interindustry" => Ok(ClaPolicy::InterindustryOnly),
+            "8x" | "proprietary" => Ok(ClaPolicy::ProprietaryOnly),
+            other => Err(format!(
+                "unknown class policy {other:?} (expected lenient, 0x or 8x)"
+            )),
+        }
+    }
+}
+
+/// Behaviours that differ between real applets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quirks {
+    /// Encoding of the returned signature.
+    pub signature_format: SignatureFormat,
+    /// Accepted class bytes.
+    pub cla: ClaPolicy,
+    /// SELECT on a closed logical channel opens it (wolfSSL sends `01 A4 ...` without MANAGE CHANNEL).
+    /// When false the card answers `6881` as a strict UICC would.
+    pub implicit_channel_on_select: bool,
+    /// AIDs the applet answers SELECT to. An empty list makes a card without the applet.
+    pub aids: Vec<Vec<u8>>,
+    /// Status word for READ FILE past the end of the file: `6A86` (default) or `6981`.
+    pub read_past_end_sw: u16,
+    /// Most sessions (sign, verify, put key) open at once on one channel; also reported in tag `B7`.
+    pub max_sessions: u8,
+}
+
+impl Default for Quirks {
+    fn default() -> Self {
+        Quirks {
+            signature_format: SignatureFormat::default(),
+            cla: ClaPolicy::default(),
+            implicit_channel_on_select: true,
+            aids: vec![STANDARD_AID.to_vec()],
+            read_past_end_sw: 0x6A86,
+            max_sessions: 4,
+        }
+    }
+}
+
+/// The Thales MVP applet AID (`iotsafe-apdu.md` §1.1).
+pub const THALES_MVP_AID: [u8; 15] = [
+    0xA0, 0x00, 0x00, 0x00, 0x30, 0x53, 0xF1, 0x24, 0x01, 0x77, 0x01, 0x01, 0x49, 0x53, 0x41,
+];
+
+/// The NTT docomo applet AID (`iotsafe-apdu.md` §1.1).
+pub const NTT_AID: [u8; 16] = [
+    0xA0, 0x00, 0x00, 0x01, 0x15, 0x70, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x49, 0x53, 0x41, 0x02,
+];
+
+/// Named behaviours of the real cards in the traces of `iotsafe-apdu.md` §7.1, so a test or the
+/// binary can say "behave like the NTT card" in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CardProfile {
+    /// The defaults: T=1, `33 00 40`, both class styles, channel opened by SELECT, standard AID.
+    #[default]
+    Standard,
+    /// NTT docomo: T=0 through AT+CGLA, `33 40` signatures, its own AID besides the standard one.
+    Ntt,
+    /// ZARIOT SIMs driven by atsign: T=0 through AT+CSIM, `33 00 40`, standard AID.
+    Zariot,
+    /// Thales MVP applet over a T=1 PC/SC reader, its 15-byte AID besides the standard one.
+    ThalesMvp,
+    /// A strict UICC: SELECT on a closed channel answers `6881` (MANAGE CHANNEL first).
+    StrictUicc,
+    /// A SIM without the IoT SAFE applet: every SELECT answers `6A82`.
+    NoApplet,
+}
+
+impl CardProfile {
+    /// The card options of this profile, with no latency and no faults.
+    pub fn options(self) -> CardOptions {
+        let mut options = CardOptions::default();
+        let quirks = &mut options.quirks;
+        match self {
+            CardProfile::Standard => {}
+            CardProfile::Ntt => {
+                options.transport = TransportMode::T0;
+                quirks.signature_format = SignatureFormat::OneByteLength;
+                quirks.aids.push(NTT_AID.to_vec());
+            }
+            CardProfile::Zariot => options.transport = TransportMode::T0,
+            CardProfile::ThalesMvp => quirks.aids.push(THALES_MVP_AID.to_vec()),
+            CardProfile::StrictUicc => quirks.implicit_channel_on_select = false,
+            CardProfile::NoApplet => quirks.aids.clear(),
+        }
+        options
+    }
+}
+
+impl FromStr for CardProfile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "standard" | "default" => Ok(CardProfile::Standard),
+            "ntt" => Ok(CardProfile::Ntt),
+            "zariot" => Ok(CardProfile::Zariot),
+            "thales-mvp" | "thales" => Ok(CardProfile::ThalesMvp),
+            "strict-uicc" | "strict" => Ok(CardProfile::StrictUicc),
+            "no-applet" => Ok(CardProfile::NoApplet),
+            other => Err(format!(
+                "unknown card profile {other:?} (expected standard, ntt, zariot, thales-mvp, strict-uicc or no-applet)"
+            )),
+        }
+    }
+}
+
+/// How long each operation takes; the card sleeps inside `process`, so every front end sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Latency {
+    /// Every APDU (transport and command decoding).
+    pub apdu: Duration,
+    /// COMPUTE SIGNATURE (the Update that signs).
+    pub sign: Duration,
+    /// VERIFY SIGNATURE (the Update that verifies).
+    pub verify: Duration,
+    /// GENERATE KEY PAIR.
+    pub keygen: Duration,
+    /// COMPUTE DH.
+    pub dh: Duration,
+    /// PUT PUBLIC KEY (the Update that stores the key).
+    pub put_key: Duration,
+    /// COMPUTE HKDF.
+    pub hkdf: Duration,
+    /// COMPUTE PRF.
+    pub prf: Duration,
+    /// GET RANDOM.
+    pub random: Duration,
+    /// READ FILE.
+    pub read: Duration,
+}
+
+impl Latency {
+    /// No delay at all (unit tests).
+    pub fn none() -> Latency {
+        Latency::default()
+    }
+
+    /// The typical-SIM latency model of `anchors.md` §5 (apdu 5, put 20, dh 120, sign 150, verify 150,
+    /// keygen 250, hkdf 20 ms), derived from the secure-element figures in `anchors.md` §3.1 (Java Card
+    /// ECDSA ≈145–175 ms, ECDH 123–267 ms); PRF and GET RANDOM are set like HKDF (20 ms) and READ FILE
+    /// to 10 ms per chunk, which no source measured.
+    pub fn typical_sim() -> Latency {
+        let ms = Duration::from_millis;
+        Latency {
+            apdu: ms(5),
+            sign: ms(150),
+            verify: ms(150),
+            keygen: ms(250),
+            dh: ms(120),
+            put_key: ms(20),
+            hkdf: ms(20),
+            prf: ms(20),
+            random: ms(20),
+            read: ms(10),
+        }
+    }
+}
+
+impl FromStr for Latency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "0" => Ok(Latency::none()),
+            "sim" | "typical-sim" => Ok(Latency::typical_sim()),
+            other => Err(format!(
+                "unknown latency preset {other:?} (expected none or sim)"
+            )),
+        }
+    }
+}
+
+/// The operation an APDU performed, which decides the latency added on top of [`Latency::apdu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Sign,
+    Verify,
+    KeyGen,
+    Dh,
+    PutKey,
+    Hkdf,
+    Prf,
+    Random,
+    Read,
+}
+
+impl Latency {
+    pub(crate) fn of(&self, op: Operation) -> Duration {
+        match op {
+            Operation::Sign => self.sign,
+            Operation::Verify => self.verify,
+            Operation::KeyGen => self.keygen,
+            Operation::Dh => self.dh,
+            Operation::PutKey => self.put_key,
+            Operation::Hkdf => self.hkdf,
+            Operation::Prf => self.prf,
+            Operation::Random => self.random,
+            Operation::Read => self.read,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_presets() {
+        assert_eq!("t0".parse::<TransportMode>(), Ok(TransportMode::T0));
+        assert_eq!("T1".parse::<TransportMode>(), Ok(TransportMode::T1));
+        assert!("t2".parse::<TransportMode>().is_err());
+        assert_eq!("33-40".parse(), Ok(SignatureFormat::OneByteLength));
+        assert_eq!("33-00-40".parse(), Ok(SignatureFormat::TwoByteLength));
+        assert_eq!("der".parse(), Ok(SignatureFormat::Der));
+        assert_eq!("8x".parse(), Ok(ClaPolicy::ProprietaryOnly));
+        assert_eq!("0X".parse(), Ok(ClaPolicy::InterindustryOnly));
+        assert_eq!("lenient".parse(), Ok(ClaPolicy::Lenient));
+        assert_eq!(
+            "sim".parse::<Latency>().unwrap().sign,
+            Duration::from_millis(150)
+        );
+        assert_eq!("none".parse::<Latency>().unwrap(), Latency::none());
+    }
+
+    #[test]
+    fn profiles() {
+        let ntt: CardProfile = "ntt".parse().unwrap();
+        let o = ntt.options();
+        assert_eq!(o.transport, TransportMode::T0);
+        assert_eq!(o.quirks.signature_format, SignatureFormat::OneByteLength);
+        assert!(o.quirks.aids.contains(&NTT_AID.to_vec()));
+        assert!(CardProfile::NoApplet.options().quirks.aids.is_empty());
+        assert!(
+            !CardProfile::StrictUicc
+                .options()
+                .quirks
+                .implicit_channel_on_select
+        );
+        assert_eq!(CardProfile::Standard.options().transport, TransportMode::T1);
+        assert!("nokia".parse::<CardProfile>().is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_brief() {
+        let o = CardOptions::default();
+        assert_eq!(o.transport, TransportMode::T1);
+        assert_eq!(o.quirks.read_past_end_sw, 0x6A86);
+        assert!(o.quirks.implicit_channel_on_select);
+        assert_eq!(o.quirks.aids, vec![STANDARD_AID.to_vec()]);
+    }
+}
