@@ -138,6 +138,8 @@ pub struct PcscTransport {
     buffer: Vec<u8>,
     /// The service answered NoService: the context is dead even if pcsc-lite says it is valid.
     stale_context: bool,
+    /// A command failed in a way that calls for a reconnect since the last (re)connect.
+    failed_since_connect: bool,
 }
 
 impl std::fmt::Debug for PcscTransport {
@@ -194,6 +196,7 @@ impl PcscTransport {
             options,
             buffer: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
             stale_context: false,
+            failed_since_connect: false,
         })
     }
 
@@ -219,12 +222,28 @@ impl PcscTransport {
             self.stale_context = false;
         }
         if let Some(card) = self.card.as_mut() {
+            // The session calls reconnect before its first operation too: a healthy connection
+            // with no failure since the last (re)connect is left alone, not reset.
+            let healthy = card.status2_owned().is_ok();
+            if healthy && !self.failed_since_connect {
+                return Ok(());
+            }
+            // Healthy but a command failed (cut exchange, timeout): reset for a clean card state.
+            // Not healthy (reset or replaced card): the card is fresh already, just re-attach.
+            let disposition = if healthy {
+                Disposition::ResetCard
+            } else {
+                Disposition::LeaveCard
+            };
             match card.reconnect(
                 self.options.share_mode(),
                 self.options.pcsc_protocols(),
-                Disposition::ResetCard,
+                disposition,
             ) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.failed_since_connect = false;
+                    return Ok(());
+                }
                 Err(err) => {
                     tracing::debug!(reader = %self.reader, error = %err, "SCardReconnect failed; connecting afresh");
                     self.card = None;
@@ -234,6 +253,7 @@ impl PcscTransport {
         match connect_card(&self.context, &self.reader, &self.options) {
             Ok(card) => {
                 self.card = Some(card);
+                self.failed_since_connect = false;
                 Ok(())
             }
             Err(err) => {
@@ -247,6 +267,9 @@ impl PcscTransport {
     fn note(&mut self, err: &TransportError) {
         if matches!(err, TransportError::NoService) {
             self.stale_context = true;
+        }
+        if err.needs_reconnect() {
+            self.failed_since_connect = true;
         }
     }
 }
@@ -323,6 +346,7 @@ impl Transport for PcscTransport {
                 let source = map_pcsc_error(err, &reader);
                 // (a field, not `self.note`: the card is still borrowed here)
                 self.stale_context |= matches!(source, TransportError::NoService);
+                self.failed_since_connect |= source.needs_reconnect();
                 return Err(Error::Transport {
                     command: CommandKind::Raw,
                     source,
@@ -345,6 +369,10 @@ impl Transport for PcscTransport {
         result
     }
 
+    /// Leaves a healthy connection alone (no failure since the last connect); otherwise
+    /// re-establishes the context if pcscd restarted, then `SCardReconnect` (reset when the card
+    /// is still there, so its state is clean) or a fresh connect. Bounded by
+    /// [`PcscOptions::reconnect_deadline`].
     fn reconnect(&mut self) -> Result<(), TransportError> {
         let deadline = Instant::now() + self.options.reconnect_deadline;
         let mut last = TransportError::Disconnected;

@@ -686,23 +686,25 @@ fn lost_sim_is_removed_card_even_for_ccho() {
 }
 
 #[test]
-fn auto_ccho_not_found_falls_back_for_that_aid_only() {
+fn auto_ccho_not_found_is_a_modem_error_without_fallback() {
     let (mut t, modem, _slave) = setup(AtMode::Auto, true, |l| match l {
         "AT+CCHO=\"A00000003053F12401770101495341\"" => vec![line("+CME ERROR: 22")],
         "AT+CCHO=\"A0000005590010\"" => vec![line("+CCHO: 2"), ok()],
-        l if l.starts_with("AT+CSIM=") => vec![line("+CSIM: 4,\"6A82\""), ok()],
         _ => vec![line("ERROR")],
     });
     let thales_aid = [
         0xA0, 0x00, 0x00, 0x00, 0x30, 0x53, 0xF1, 0x24, 0x01, 0x77, 0x01, 0x01, 0x49, 0x53, 0x41,
     ];
-    assert_eq!(t.open_channel(&thales_aid).unwrap(), None);
-    assert!(!t.capabilities().manages_channels);
-    // The session selects over AT+CSIM and sees the card's status word.
-    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x6A, 0x82]);
-    // The next AID goes through AT+CCHO again.
-    assert!(t.open_channel(&AID).unwrap().is_some());
+    match t.open_channel(&thales_aid) {
+        Err(TransportError::Modem { command, answer }) => {
+            assert_eq!(command, "AT+CCHO=\"A00000003053F12401770101495341\"");
+            assert_eq!(answer, "+CME ERROR: 22");
+        }
+        other => panic!("expected a Modem error, got {other:?}"),
+    }
+    // Still AT+CCHO: the next AID opens a modem-managed channel.
     assert!(t.capabilities().manages_channels);
+    assert!(t.open_channel(&AID).unwrap().is_some());
     assert_eq!(t.session_id(), Some(2));
-    assert_eq!(modem.apdu_lines().len(), 3);
+    assert_eq!(modem.apdu_lines().len(), 2);
 }

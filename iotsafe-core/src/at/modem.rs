@@ -17,9 +17,9 @@ pub enum AtMode {
     /// Probe at open (`AT+CCHO=?`): use AT+CCHO/AT+CGLA/AT+CCHC when the modem has them, and fall
     /// back to AT+CSIM for good when it refuses them (including an `ERROR` or `+CME ERROR` to
     /// `AT+CCHO` itself). Two refusals do not cause the fallback: `+CME ERROR: 22` (no applet
-    /// with that AID; `open_channel` returns `Ok(None)` for that AID only, so the session's own
-    /// SELECT over AT+CSIM reports the card's status word) and a lost SIM (`+CME ERROR: 10`/`13`,
-    /// reported as [`TransportError::RemovedCard`]).
+    /// with that AID: a [`TransportError::Modem`] error, so the session tries its next AID through
+    /// AT+CCHO) and a lost SIM (`+CME ERROR: 10`/`13`, reported as
+    /// [`TransportError::RemovedCard`]).
     #[default]
     Auto,
     /// Only AT+CSIM; the session manages channels with MANAGE CHANNEL and SELECT itself.
@@ -96,9 +96,6 @@ pub struct AtTransport<P: AtPort> {
     /// Session id of the channel opened with AT+CCHO, while it is open.
     channel: Option<u32>,
     needs_resync: bool,
-    /// In [`AtMode::Auto`], AT+CCHO answered "not found" for the last AID: the session manages
-    /// this channel itself over AT+CSIM (until the next `open_channel`).
-    csim_for_this_channel: bool,
     /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
     /// the old one dead, e.g. a USB modem that re-enumerated.
     reopen: Option<Reopen<P>>,
@@ -199,7 +196,6 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channel: None,
             needs_resync: false,
-            csim_for_this_channel: false,
             reopen: None,
         };
         transport.initialise()?;
@@ -225,10 +221,9 @@ impl<P: AtPort> AtTransport<P> {
             AtMode::Cgla => true,
             // A modem known to refuse SELECT over AT+CSIM gets AT+CCHO even when its probe was silent.
             AtMode::Auto => {
-                !self.csim_for_this_channel
-                    && (self.cgla == Support::Yes
-                        || (self.cgla == Support::Unknown
-                            && self.quirks.prefer_logical_channel_commands))
+                self.cgla == Support::Yes
+                    || (self.cgla == Support::Unknown
+                        && self.quirks.prefer_logical_channel_commands)
             }
         }
     }
@@ -664,7 +659,6 @@ impl<P: AtPort> Transport for AtTransport<P> {
     }
 
     fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
-        self.csim_for_this_channel = false;
         if !self.uses_logical_channel_commands() {
             return Ok(None);
         }
@@ -683,13 +677,10 @@ impl<P: AtPort> Transport for AtTransport<P> {
             if let err @ TransportError::RemovedCard = refusal(&line, &answer) {
                 return Err(err); // a lost SIM is no reason to give up on AT+CCHO
             }
-            if self.options.mode == AtMode::Auto && is_not_found(&answer.result) {
-                // AT+CCHO works but no applet has this AID (27.007 `+CME ERROR: 22`). Let the
-                // session SELECT over AT+CSIM for this AID, so it sees the card's own status word
-                // (6A82) and can try its next AID, which goes through AT+CCHO again.
-                tracing::debug!(command = %line, answer = %answer.summary(), "no applet with this AID");
-                self.csim_for_this_channel = true;
-                return Ok(None);
+            if is_not_found(&answer.result) {
+                // AT+CCHO works, there is just no applet with this AID (27.007 `+CME ERROR: 22`):
+                // no fallback, the session tries its next AID through AT+CCHO.
+                return Err(modem_error(&line, &answer));
             }
             if self.options.mode == AtMode::Auto {
                 tracing::warn!(
