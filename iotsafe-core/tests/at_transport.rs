@@ -708,3 +708,33 @@ fn auto_ccho_not_found_is_a_modem_error_without_fallback() {
     assert_eq!(t.session_id(), Some(2));
     assert_eq!(modem.apdu_lines().len(), 2);
 }
+
+#[test]
+fn late_answer_of_a_timed_out_command_is_not_taken_for_the_next_one() {
+    // A modem that works sequentially: the stalled command's answer comes out (late) before
+    // the answer to anything sent after it.
+    let mut calls = 0;
+    let (mut t, modem, _slave) = setup(AtMode::Csim, false, move |l| {
+        if l.starts_with("AT+CSIM=") {
+            calls += 1;
+            if calls == 1 {
+                return vec![
+                    Reply::Pause(Duration::from_millis(700)),
+                    line("+CSIM: 6,\"AA9000\""),
+                    ok(),
+                ];
+            }
+            vec![line("+CSIM: 6,\"BB9000\""), ok()]
+        } else {
+            vec![line("ERROR")]
+        }
+    });
+    assert!(matches!(
+        t.transmit(&SELECT_IOTSAFE),
+        Err(TransportError::Timeout(_))
+    ));
+    // The modem thread is still sleeping; the next command's resync sees the late answer first.
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
+    let received = modem.received();
+    assert_eq!(received[received.len() - 2], "AT");
+}

@@ -481,12 +481,29 @@ impl<P: AtPort> AtTransport<P> {
     fn resync(&mut self) -> Result<(), TransportError> {
         self.drain(RESYNC_DRAIN_LIMIT)?;
         let timeout = self.options.command_timeout.min(Duration::from_secs(2));
-        let answer = self.exchange("AT", "AT (resync)", self.parser(&[]), timeout)?;
-        if !answer.result.is_ok() {
+        let deadline = Instant::now() + timeout;
+        // A modem still busy with the command that timed out answers it first: an answer that
+        // carries a card-command line is that late answer, not the one to our `AT`.
+        let card_lines = ["+CSIM:", "+CGLA:", "+CCHO:"];
+        self.write_line("AT", "AT (resync)")?;
+        let (mut answer, mut rest) =
+            self.read_answer("AT (resync)", self.parser(&card_lines), &[], timeout)?;
+        for _ in 0..4 {
+            if answer.info.is_empty() {
+                break;
+            }
+            tracing::debug!(modem = %self.label, late = %answer.summary(), "discarded a late answer");
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // The OK to our AT may have come in the same read as the late answer.
+            (answer, rest) =
+                self.read_answer("AT (resync)", self.parser(&card_lines), &rest, remaining)?;
+        }
+        if !answer.result.is_ok() || !answer.info.is_empty() {
+            self.needs_resync = true;
             return Err(modem_error("AT (resync)", &answer));
         }
-        // A stale final line could still trail the OK (late answer to the failed command).
-        self.drain(Duration::from_millis(100))?;
+        // A stray final line could still trail the OK.
+        self.drain(Duration::from_millis(50))?;
         self.needs_resync = false;
         Ok(())
     }
@@ -554,9 +571,17 @@ impl<P: AtPort> AtTransport<P> {
         &mut self,
         line: &str,
         shown: &str,
-        mut parser: AnswerParser,
+        parser: AnswerParser,
         timeout: Duration,
     ) -> Result<Answer, TransportError> {
+        self.write_line(line, shown)?;
+        // Bytes after the final line are dropped: they came before any answer to the next command.
+        self.read_answer(shown, parser, &[], timeout)
+            .map(|(answer, _)| answer)
+    }
+
+    /// Writes `line` and the line terminator.
+    fn write_line(&mut self, line: &str, shown: &str) -> Result<(), TransportError> {
         tracing::debug!(modem = %self.label, ">> {shown}");
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
@@ -570,6 +595,21 @@ impl<P: AtPort> AtTransport<P> {
                 _ if err.raw_os_error() == Some(nix::libc::EIO) => TransportError::Disconnected,
                 _ => TransportError::Io(err),
             });
+        }
+        Ok(())
+    }
+
+    /// Feeds `already_read`, then reads until `parser` has a complete answer or `timeout` passes
+    /// (nothing is written). Returns the answer and the bytes that followed its final line.
+    fn read_answer(
+        &mut self,
+        shown: &str,
+        mut parser: AnswerParser,
+        already_read: &[u8],
+        timeout: Duration,
+    ) -> Result<(Answer, Vec<u8>), TransportError> {
+        if let Ok(Progress::Done(answer)) = parser.feed(already_read) {
+            return Ok((answer, parser.leftover().to_vec()));
         }
         let deadline = Instant::now() + timeout;
         for _ in 0..MAX_READS_PER_EXCHANGE {
@@ -594,7 +634,7 @@ impl<P: AtPort> AtTransport<P> {
                     if answer.skipped_count > 0 {
                         tracing::trace!(skipped = ?answer.skipped, "skipped echo/URC lines");
                     }
-                    return Ok(answer);
+                    return Ok((answer, parser.leftover().to_vec()));
                 }
                 Ok(Progress::NeedMore) => {}
                 Err(err) => {
