@@ -121,6 +121,9 @@ pub fn map_pcsc_error(err: pcsc::Error, reader: &str) -> TransportError {
         pcsc::Error::NotTransacted => TransportError::NotTransacted,
         pcsc::Error::NoSmartcard => TransportError::NoCard(reader.to_string()),
         pcsc::Error::InvalidHandle | pcsc::Error::ReaderUnavailable => TransportError::Disconnected,
+        pcsc::Error::SharingViolation => TransportError::Protocol(format!(
+            "the card in {reader:?} is in exclusive use by another application"
+        )),
         pcsc::Error::Timeout | pcsc::Error::WaitedTooLong => {
             TransportError::Protocol(format!("PC/SC timeout on {reader:?}: {err}"))
         }

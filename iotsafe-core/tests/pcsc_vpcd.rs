@@ -263,6 +263,28 @@ fn transmit_transaction_removal_and_reconnect() {
     assert_eq!(inside.len(), 3);
     assert!(card.apdus() >= 5);
 
+    // Exclusive use elsewhere is a clear error, not a hang.
+    {
+        let exclusive = PcscOptions {
+            share: iotsafe_core::pcsc::PcscShare::Exclusive,
+            ..PcscOptions::default()
+        };
+        drop(transport);
+        let mut holder =
+            PcscTransport::connect(&ReaderChoice::Exact(SLOT_READER.into()), exclusive).unwrap();
+        holder.transmit(&GET_RANDOM).unwrap();
+        match PcscTransport::connect(
+            &ReaderChoice::Exact(SLOT_READER.into()),
+            PcscOptions::default(),
+        ) {
+            Err(TransportError::Protocol(message)) => {
+                assert!(message.contains("exclusive use"), "{message}")
+            }
+            other => panic!("expected a sharing error, got {other:?}"),
+        }
+    }
+    let mut transport = connect_when_present();
+
     // The session calls reconnect() before its first operation: on a healthy connection it
     // must not reset the card.
     let controls = card.controls();

@@ -168,6 +168,8 @@ impl AtTransport<TcpStream> {
             let stream = TcpStream::connect(&addrs[..])?;
             // One AT line per write: without this, Nagle delays each small command.
             stream.set_nodelay(true)?;
+            // A peer that stops reading must not block a write forever.
+            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
             Ok(stream)
         };
         let stream = open()?;
