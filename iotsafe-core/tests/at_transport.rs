@@ -738,3 +738,31 @@ fn late_answer_of_a_timed_out_command_is_not_taken_for_the_next_one() {
     let received = modem.received();
     assert_eq!(received[received.len() - 2], "AT");
 }
+
+#[test]
+fn reconnect_after_a_timeout_discards_the_late_answer() {
+    let mut calls = 0;
+    let (mut t, _modem, _slave) = setup(AtMode::Csim, false, move |l| {
+        if l.starts_with("AT+CSIM=") {
+            calls += 1;
+            if calls == 1 {
+                return vec![
+                    Reply::Pause(Duration::from_millis(700)),
+                    line("+CSIM: 6,\"AA9000\""),
+                    ok(),
+                ];
+            }
+            vec![line("+CSIM: 6,\"BB9000\""), ok()]
+        } else {
+            vec![line("ERROR")]
+        }
+    });
+    assert!(matches!(
+        t.transmit(&SELECT_IOTSAFE),
+        Err(TransportError::Timeout(_))
+    ));
+    // What the card session does after a transport error: reconnect, then go on.
+    t.reconnect().unwrap();
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
+}

@@ -538,7 +538,8 @@ impl<P: AtPort> AtTransport<P> {
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         match self.port.read(buf) {
             Ok(0) => Err(TransportError::Disconnected),
-            Ok(n) => Ok(n),
+            // `min`: a port that claims more than the buffer holds must not make us panic.
+            Ok(n) => Ok(n.min(buf.len())),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -769,9 +770,9 @@ impl<P: AtPort> Transport for AtTransport<P> {
         // The SIM or the modem may have been reset: the session opens a new channel either way.
         let stale_channel = self.channel.take();
         self.needs_resync = false;
-        let first = self
-            .drain(RESYNC_DRAIN_LIMIT)
-            .and_then(|()| self.wait_ready());
+        // resync first: it recognises a late answer to a timed-out command, which wait_ready's
+        // ATE0 could otherwise take for its own OK.
+        let first = self.resync().and_then(|()| self.wait_ready());
         let err = match first {
             Ok(()) => {
                 if let Some(session) = stale_channel {
