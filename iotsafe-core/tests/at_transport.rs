@@ -766,3 +766,51 @@ fn reconnect_after_a_timeout_discards_the_late_answer() {
     assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
     assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
 }
+
+#[test]
+fn auto_falls_back_when_the_first_cgla_is_refused() {
+    let (mut t, modem, _slave) = setup(AtMode::Auto, true, |l| match l {
+        "AT+CCHO=\"A0000005590010\"" => vec![line("+CCHO: 3"), ok()],
+        "AT+CCHC=3" => vec![ok()],
+        l if l.starts_with("AT+CGLA=") => vec![line("ERROR")],
+        l if l.starts_with("AT+CSIM=") => vec![line("+CSIM: 4,\"9000\""), ok()],
+        _ => vec![line("ERROR")],
+    });
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    // ResetCard: the session reconnects, re-selects (now over AT+CSIM) and retries once.
+    assert!(matches!(
+        t.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x00]),
+        Err(TransportError::ResetCard)
+    ));
+    assert!(!t.capabilities().manages_channels);
+    assert_eq!(t.open_channel(&AID).unwrap(), None);
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+    let lines = modem.apdu_lines();
+    assert_eq!(lines[1], "AT+CGLA=3,10,\"00C0000000\"");
+    assert_eq!(lines[2], "AT+CCHC=3");
+}
+
+#[test]
+fn lost_channel_is_reported_as_reset() {
+    let mut cgla_calls = 0;
+    let (mut t, _modem, _slave) = setup(AtMode::Cgla, true, move |l| match l {
+        l if l.starts_with("AT+CCHO=") => vec![line("+CCHO: 1"), ok()],
+        l if l.starts_with("AT+CGLA=") => {
+            cgla_calls += 1;
+            if cgla_calls == 1 {
+                vec![line("+CGLA: 4,\"9000\""), ok()]
+            } else {
+                vec![line("+CME ERROR: 21")]
+            }
+        }
+        _ => vec![line("ERROR")],
+    });
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+    assert!(matches!(
+        t.transmit(&SELECT_IOTSAFE),
+        Err(TransportError::ResetCard)
+    ));
+    assert_eq!(t.session_id(), None);
+    assert!(t.capabilities().manages_channels);
+}

@@ -96,6 +96,8 @@ pub struct AtTransport<P: AtPort> {
     /// Session id of the channel opened with AT+CCHO, while it is open.
     channel: Option<u32>,
     needs_resync: bool,
+    /// An AT+CGLA has succeeded on this modem (so a later refusal is about that APDU, not CGLA).
+    cgla_worked: bool,
     /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
     /// the old one dead, e.g. a USB modem that re-enumerated.
     reopen: Option<Reopen<P>>,
@@ -198,6 +200,7 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channel: None,
             needs_resync: false,
+            cgla_worked: false,
             reopen: None,
         };
         transport.initialise()?;
@@ -286,7 +289,13 @@ impl<P: AtPort> AtTransport<P> {
         };
         let answer = self.exchange(&line, &shown, self.parser(&[prefix]), timeout)?;
         if !answer.result.is_ok() {
+            if let Some(session) = self.channel {
+                return Err(self.cgla_refused(session, &shown, &answer));
+            }
             return Err(refusal(&shown, &answer));
+        }
+        if self.channel.is_some() {
+            self.cgla_worked = true;
         }
         let info = match answer.info.last() {
             Some(info) => {
@@ -323,6 +332,37 @@ impl<P: AtPort> AtTransport<P> {
             )));
         }
         Ok(payload.bytes)
+    }
+
+    /// A refused AT+CGLA. `+CME ERROR: 21` (invalid index): the modem lost the channel, so it is
+    /// reported as [`TransportError::ResetCard`] (the session re-opens it and retries once). In
+    /// [`AtMode::Auto`], a modem that refuses the very first AT+CGLA lacks it even though it has
+    /// AT+CCHO: close the channel, use AT+CSIM from now on, and report `ResetCard` too, so the
+    /// session re-selects over AT+CSIM and retries.
+    fn cgla_refused(&mut self, session: u32, shown: &str, answer: &Answer) -> TransportError {
+        let err = refusal(shown, answer);
+        if !matches!(err, TransportError::Modem { .. }) {
+            return err; // a lost SIM
+        }
+        if is_invalid_index(&answer.result) {
+            tracing::warn!(command = %shown, "the modem no longer knows the channel");
+            self.channel = None;
+            return TransportError::ResetCard;
+        }
+        if self.options.mode == AtMode::Auto && !self.cgla_worked {
+            tracing::warn!(
+                command = %shown,
+                answer = %answer.summary(),
+                "the modem refused AT+CGLA; falling back to AT+CSIM for this modem"
+            );
+            if let Err(close) = self.close_channel() {
+                tracing::debug!(error = %close, "closing the channel failed");
+            }
+            self.channel = None;
+            self.cgla = Support::No;
+            return TransportError::ResetCard;
+        }
+        err
     }
 
     fn parser(&self, prefixes: &[&str]) -> AnswerParser {
@@ -655,6 +695,12 @@ impl<P: AtPort> AtTransport<P> {
         );
         Err(TransportError::Timeout(timeout))
     }
+}
+
+/// `+CME ERROR: 21` (27.007 "invalid index"), numeric or verbose: no channel with that session id.
+fn is_invalid_index(result: &FinalResult) -> bool {
+    matches!(result, FinalResult::CmeError(code)
+        if code.trim() == "21" || code.trim().eq_ignore_ascii_case("invalid index"))
 }
 
 /// `+CME ERROR: 22` (27.007 "not found"), numeric or verbose: AT+CCHO found no applet with the AID.
