@@ -289,8 +289,8 @@ impl<P: AtPort> AtTransport<P> {
         };
         let answer = self.exchange(&line, &shown, self.parser(&[prefix]), timeout)?;
         if !answer.result.is_ok() {
-            if let Some(session) = self.channel {
-                return Err(self.cgla_refused(session, &shown, &answer));
+            if self.channel.is_some() {
+                return Err(self.cgla_refused(&shown, &answer));
             }
             return Err(refusal(&shown, &answer));
         }
@@ -339,7 +339,7 @@ impl<P: AtPort> AtTransport<P> {
     /// [`AtMode::Auto`], a modem that refuses the very first AT+CGLA lacks it even though it has
     /// AT+CCHO: close the channel, use AT+CSIM from now on, and report `ResetCard` too, so the
     /// session re-selects over AT+CSIM and retries.
-    fn cgla_refused(&mut self, session: u32, shown: &str, answer: &Answer) -> TransportError {
+    fn cgla_refused(&mut self, shown: &str, answer: &Answer) -> TransportError {
         let err = refusal(shown, answer);
         if !matches!(err, TransportError::Modem { .. }) {
             return err; // a lost SIM
