@@ -211,7 +211,8 @@ impl PcscTransport {
     /// The card's ATR, when connected.
     pub fn atr(&self) -> Option<Vec<u8>> {
         let card = self.card.as_ref()?;
-        card.get_attribute_owned(pcsc::Attribute::AtrString).ok()
+        // SCardStatus, not the AtrString attribute: not every reader driver (vpcd) has the latter.
+        card.status2_owned().ok().map(|status| status.atr().to_vec())
     }
 
     /// One reconnect attempt: a fresh context when pcscd restarted, then `SCardReconnect` with a

@@ -234,6 +234,7 @@ fn transmit_transaction_removal_and_reconnect() {
     let card = VpcdCard::plug_in();
     let mut transport = connect_when_present();
     assert!(transport.describe().contains(SLOT_READER));
+    assert_eq!(transport.atr(), Some(ATR.to_vec()));
 
     // One connection, many APDUs.
     let answer = transport.transmit(&GET_RANDOM).unwrap();
