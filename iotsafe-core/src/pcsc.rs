@@ -212,7 +212,9 @@ impl PcscTransport {
     pub fn atr(&self) -> Option<Vec<u8>> {
         let card = self.card.as_ref()?;
         // SCardStatus, not the AtrString attribute: not every reader driver (vpcd) has the latter.
-        card.status2_owned().ok().map(|status| status.atr().to_vec())
+        card.status2_owned()
+            .ok()
+            .map(|status| status.atr().to_vec())
     }
 
     /// One reconnect attempt: a fresh context when pcscd restarted, then `SCardReconnect` with a
