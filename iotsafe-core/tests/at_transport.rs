@@ -814,3 +814,18 @@ fn lost_channel_is_reported_as_reset() {
     assert_eq!(t.session_id(), None);
     assert!(t.capabilities().manages_channels);
 }
+
+#[test]
+fn dropping_the_transport_closes_its_channel() {
+    let (mut t, modem, _slave) = setup(AtMode::Cgla, true, |l| match l {
+        l if l.starts_with("AT+CCHO=") => vec![line("+CCHO: 4"), ok()],
+        "AT+CCHC=4" => vec![ok()],
+        _ => vec![line("ERROR")],
+    });
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    drop(t);
+    assert_eq!(
+        modem.apdu_lines().last().map(String::as_str),
+        Some("AT+CCHC=4")
+    );
+}

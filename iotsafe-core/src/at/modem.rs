@@ -733,6 +733,20 @@ fn modem_error(command: &str, answer: &Answer) -> TransportError {
     }
 }
 
+impl<P: AtPort> Drop for AtTransport<P> {
+    /// Closes a channel still open with AT+CCHO (best effort, short deadline): SIMs have only a
+    /// few logical channels, and a modem keeps them open across host programs.
+    fn drop(&mut self) {
+        if let Some(session) = self.channel.take() {
+            let line = framing::cchc_command(session);
+            let parser = self.parser(&[]);
+            if let Err(err) = self.exchange(&line, &line, parser, Duration::from_millis(300)) {
+                tracing::debug!(error = %err, "closing the channel on drop failed");
+            }
+        }
+    }
+}
+
 impl<P: AtPort> Transport for AtTransport<P> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let timeout = self.options.deadlines.for_apdu(command);
