@@ -581,3 +581,33 @@ fn device_as_tls_server_signs_and_does_ecdhe_on_the_card() {
     assert_eq!(ops(&used), (1, 1, 1), "{used:?}");
     assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS);
 }
+
+#[cfg(feature = "tls12")]
+#[test]
+fn tls12_ecdhe_ecdsa_with_the_card() {
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .tls12(true)
+        .build()
+        .unwrap();
+    let client_config = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    let provider = Arc::new(software_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_client_cert_verifier(fx.client_verifier(&provider))
+        .with_single_cert(fx.server_chain.clone(), fx.server_key())
+        .unwrap();
+    let before = fx.stats();
+    let mut client = ClientConnection::new(client_config, server_name()).unwrap();
+    let mut server = ServerConnection::new(Arc::new(server_config)).unwrap();
+    handshake_and_talk(&mut client, &mut server).expect("handshake");
+    assert_eq!(
+        client.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let used = fx.stats().since(&before);
+    // The speculative TLS 1.3 key share was made on the card too: two key generations.
+    assert_eq!(ops(&used), (2, 1, 1), "{used:?}");
+    assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS + 1);
+}
