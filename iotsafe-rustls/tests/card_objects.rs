@@ -30,8 +30,7 @@ fn wrong_certificate_file_is_named_in_the_error() {
     let err = CardCertResolver::builder(fx.card.clone())
         .certificate_file(ObjectRef::id([0x03]))
         .build()
-        .err()
-        .expect("the CA certificate does not certify the device key");
+        .expect_err("the CA certificate does not certify the device key");
     assert!(matches!(err, Error::KeyMismatch { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
@@ -45,8 +44,7 @@ fn missing_key_is_reported_with_the_step() {
     let err = CardCertResolver::builder(fx.card.clone())
         .key(ObjectRef::id([0x7E]))
         .build()
-        .err()
-        .expect("no key 7E");
+        .expect_err("no key 7E");
     let text = err.to_string();
     assert!(text.contains("reading the public key of ID 7E"), "{text}");
 }
