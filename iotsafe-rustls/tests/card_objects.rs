@@ -69,6 +69,7 @@ fn chain_with_card_ca_is_sent_when_configured() {
     assert_eq!(server.peer_certificates().unwrap().len(), 2);
 }
 
+#[cfg(feature = "rcgen")]
 #[test]
 fn card_signs_its_own_csr() {
     use p256::ecdsa::signature::Verifier;

@@ -611,3 +611,77 @@ fn tls12_ecdhe_ecdsa_with_the_card() {
     assert_eq!(ops(&used), (2, 1, 1), "{used:?}");
     assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS + 1);
 }
+
+#[test]
+fn concurrent_handshakes_with_pregeneration_succeed_or_fail_cleanly() {
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::pregenerating(true))
+        .resumption(false)
+        .build()
+        .unwrap();
+    let client_config = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    let server_config = fx.server_config(software_provider(), ClientAuth::Required);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let client_config = client_config.clone();
+            let server_config = server_config.clone();
+            std::thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                for _ in 0..5 {
+                    let mut client =
+                        ClientConnection::new(client_config.clone(), server_name()).unwrap();
+                    let mut server = ServerConnection::new(server_config.clone()).unwrap();
+                    outcomes.push(handshake_and_talk(&mut client, &mut server));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in threads {
+        for outcome in t.join().unwrap() {
+            match outcome {
+                Ok(()) => ok += 1,
+                // The only acceptable failure: this handshake's card key was replaced by another
+                // handshake's start() (one ephemeral slot), reported by the client, never a wrong
+                // secret (which would surface as a decrypt error at the server).
+                Err(Failure::Client(e)) => {
+                    assert!(e.to_string().contains("was replaced"), "{e}")
+                }
+                Err(other) => panic!("unclean failure: {other:?}"),
+            }
+        }
+    }
+    assert!(ok > 0, "some handshakes complete");
+    let kx = tls.kx_group().unwrap();
+    assert!(kx.wait_for_background(Duration::from_secs(10)));
+    assert!(
+        kx.has_pregenerated_key(),
+        "idle group has the next key ready"
+    );
+    // And a lone handshake afterwards uses it and succeeds.
+    let mut client = ClientConnection::new(client_config, server_name()).unwrap();
+    let mut server = ServerConnection::new(server_config).unwrap();
+    handshake_and_talk(&mut client, &mut server).expect("handshake after the storm");
+}
+
+#[test]
+fn t0_card_adds_one_get_response_per_data_bearing_answer() {
+    let options = iotsafe_vcard::CardOptions {
+        transport: iotsafe_vcard::TransportMode::T0,
+        ..Default::default()
+    };
+    let fx = Fixture::with_options(options);
+    let tls = card_tls(&fx);
+    let client_config = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    let server_config = fx.server_config(software_provider(), ClientAuth::Required);
+    let before = fx.stats();
+    let mut client = ClientConnection::new(client_config, server_name()).unwrap();
+    let mut server = ServerConnection::new(server_config).unwrap();
+    handshake_and_talk(&mut client, &mut server).expect("handshake");
+    let used = fx.stats().since(&before);
+    assert_eq!(ops(&used), (1, 1, 1), "{used:?}");
+    // Key pair, shared secret and signature come back through GET RESPONSE: 8 + 3.
+    assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS + 3, "{used:?}");
+}
