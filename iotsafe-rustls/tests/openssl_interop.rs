@@ -167,3 +167,52 @@ fn openssl_s_server_with_a_card_answering_der() {
     options.quirks.signature_format = iotsafe_vcard::SignatureFormat::Der;
     run(options, 4, &["-tls1_3"]);
 }
+
+#[test]
+fn openssl_s_client_accepts_the_card_as_tls_server() {
+    if !openssl_available() {
+        eprintln!("SKIPPED: the openssl binary is not installed");
+        return;
+    }
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone()).build().unwrap();
+    let config = Arc::new(
+        tls.server_config(Arc::new(rustls::server::NoClientAuth))
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let before = fx.stats();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(b"hello from the card\n").unwrap();
+        tls.flush().unwrap();
+        tls.conn.send_close_notify();
+        let _ = tls.conn.complete_io(&mut tls.sock);
+    });
+    let out = Command::new("openssl")
+        .arg("s_client")
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        // -ign_eof: keep reading after stdin ends, until the card server closes.
+        .args(["-tls1_3", "-groups", "P-256", "-ign_eof"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run openssl s_client");
+    server.join().expect("card server thread");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("hello from the card"), "{text}");
+    assert!(text.contains("Peer signature type: ECDSA"), "{text}");
+    assert!(text.contains("Server Temp Key: ECDH, prime256v1"), "{text}");
+    assert!(text.contains("device-0001"), "{text}");
+    let used = fx.stats().since(&before);
+    assert_eq!(ops(&used), (1, 1, 1), "{used:?}");
+    assert_eq!(used.apdus, 8);
+}
