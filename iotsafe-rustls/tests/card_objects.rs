@@ -151,3 +151,26 @@ fn debug_output_is_safe() {
     assert!(text.contains("CardKxGroup"), "{text}");
     assert!(text.contains("CardCertResolver"), "{text}");
 }
+
+#[test]
+fn card_without_the_ephemeral_slot_is_refused_at_build_time() {
+    let fx = Fixture::new();
+    let options = iotsafe_rustls::KxOptions {
+        ephemeral_slot: ObjectRef::id([0x7E]),
+        ..Default::default()
+    };
+    let err = IotSafeTls::builder(fx.card.clone())
+        .kx_options(options)
+        .build()
+        .expect_err("slot 7E does not exist");
+    let text = err.to_string();
+    assert!(text.contains("no private key ID 7E"), "{text}");
+    assert!(text.contains("EcdheOn::Host"), "{text}");
+    // The device key cannot do ECDHE key generation: refused with its functions.
+    let options = iotsafe_rustls::KxOptions {
+        ephemeral_slot: ObjectRef::id([0x01]),
+        ..Default::default()
+    };
+    let err = iotsafe_rustls::check_slots(&fx.card, &options).expect_err("device key");
+    assert!(err.to_string().contains("not key generation"), "{err}");
+}
