@@ -685,3 +685,40 @@ fn t0_card_adds_one_get_response_per_data_bearing_answer() {
     // Key pair, shared secret and signature come back through GET RESPONSE: 8 + 3.
     assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS + 3, "{used:?}");
 }
+
+#[test]
+fn pregeneration_takes_key_generation_off_connect_on_a_slow_card() {
+    const KEYGEN: Duration = Duration::from_millis(300);
+    let mut options = iotsafe_vcard::CardOptions::default();
+    options.latency.keygen = KEYGEN;
+    let fx = Fixture::with_options(options);
+    let server_name = server_name();
+
+    let plain = IotSafeTls::builder(fx.card.clone()).build().unwrap();
+    let config = Arc::new(plain.client_config(fx.roots.clone()).unwrap());
+    let started = std::time::Instant::now();
+    let _client = ClientConnection::new(config, server_name.clone()).unwrap();
+    let without = started.elapsed();
+    assert!(
+        without >= KEYGEN,
+        "connect waited for the card: {without:?}"
+    );
+
+    let pregen = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::pregenerating(true))
+        .build()
+        .unwrap();
+    assert!(pregen
+        .kx_group()
+        .unwrap()
+        .wait_for_background(Duration::from_secs(10)));
+    let config = Arc::new(pregen.client_config(fx.roots.clone()).unwrap());
+    let started = std::time::Instant::now();
+    let _client = ClientConnection::new(config, server_name).unwrap();
+    let with = started.elapsed();
+    assert!(
+        with < KEYGEN,
+        "connect used the pre-generated key: {with:?}"
+    );
+    eprintln!("ClientConnection::new: {without:?} without, {with:?} with pre-generation");
+}
