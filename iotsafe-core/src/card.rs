@@ -202,11 +202,12 @@ impl Card {
     /// the card has neither, chunks are read until a short chunk or an end-of-file status.
     pub fn read_file(&self, file: &ObjectRef) -> Result<Vec<u8>, Error> {
         let mut s = self.lock()?;
+        // Only a list already read is consulted: reading it here would cost APDUs per file.
         let listed = s
-            .objects_cached()
-            .ok()
+            .objects
+            .as_ref()
             .and_then(|l| {
-                l.into_iter()
+                l.iter()
                     .find(|o| o.kind == Some(ObjectKind::File) && file.matches(o))
             })
             .and_then(|o| o.file_size);
@@ -608,6 +609,7 @@ impl Session {
                 trace,
                 extended,
                 get_response_class: config.get_response_class,
+                get_response_le: config.get_response_le,
                 max_rounds: config.max_rounds,
             };
             out = Some(body(&mut link, cla, config)?);
@@ -681,6 +683,7 @@ impl Session {
             trace,
             extended: false,
             get_response_class: config.get_response_class,
+            get_response_le: config.get_response_le,
             max_rounds: config.max_rounds,
         };
         let (channel, opened_by_us) = match config.channel {
@@ -688,7 +691,7 @@ impl Session {
             ChannelStrategy::Implicit(ch) => (ch, false),
             ChannelStrategy::ManageChannel => {
                 let r = link.exchange(
-                    &commands::open_channel(),
+                    &commands::open_channel(config.open_channel_le),
                     CommandKind::OpenChannel,
                     Secrecy::Public,
                 )?;
@@ -713,7 +716,7 @@ impl Session {
         let mut refusals = Vec::new();
         for aid in &aids {
             let r = link.exchange(
-                &commands::select(select_cla, aid),
+                &commands::select(select_cla, aid, config.select_le),
                 CommandKind::Select,
                 Secrecy::Public,
             )?;
@@ -761,6 +764,7 @@ impl Session {
                 trace: self.trace.as_ref(),
                 extended: false,
                 get_response_class: config.get_response_class,
+                get_response_le: config.get_response_le,
                 max_rounds: config.max_rounds,
             };
             let r = link.exchange(

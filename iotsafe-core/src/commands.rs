@@ -131,14 +131,19 @@ impl SignMode {
     }
 }
 
-/// SELECT by AID (`CLA A4 04 00 Lc AID`, no Le as every host sends it).
-pub fn select(cla: u8, aid: &[u8]) -> Command {
-    Command::new(cla, ins::SELECT, 0x04, 0x00).with_data(aid.to_vec())
+/// SELECT by AID (`CLA A4 04 00 Lc AID [Le]`).
+pub fn select(cla: u8, aid: &[u8], le: Option<u8>) -> Command {
+    let cmd = Command::new(cla, ins::SELECT, 0x04, 0x00).with_data(aid.to_vec());
+    match le {
+        Some(n) => cmd.with_le(Le::Ne(if n == 0 { 256 } else { u32::from(n) })),
+        None => cmd,
+    }
 }
 
-/// MANAGE CHANNEL open, card assigns the number (`00 70 00 00 01`).
-pub fn open_channel() -> Command {
-    Command::new(0x00, ins::MANAGE_CHANNEL, 0x00, 0x00).with_le(Le::Ne(1))
+/// MANAGE CHANNEL open, card assigns the number (`00 70 00 00 01`, or `00 70 00 00 00`).
+pub fn open_channel(le: u8) -> Command {
+    let ne = if le == 0 { 256 } else { u32::from(le) };
+    Command::new(0x00, ins::MANAGE_CHANNEL, 0x00, 0x00).with_le(Le::Ne(ne))
 }
 
 /// MANAGE CHANNEL close of `channel`, sent from the basic channel (`00 70 80 0n 00`).
@@ -146,7 +151,7 @@ pub fn close_channel(channel: u8) -> Command {
     Command::new(0x00, ins::MANAGE_CHANNEL, 0x80, channel).with_le(Le::P3Zero)
 }
 
-/// GET RESPONSE for `available` bytes (`00` = 256).
+/// GET RESPONSE for `available` bytes (`00` = up to 256).
 pub fn get_response(cla: u8, available: u8) -> Command {
     let ne = if available == 0 {
         256

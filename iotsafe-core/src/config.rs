@@ -27,6 +27,15 @@ pub enum GetResponseClass {
     SameAsCommand,
 }
 
+/// The Le of GET RESPONSE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetResponseLe {
+    /// The count the card announced in `61xx` (Thales, atsign, wolfSSL). The default.
+    Announced,
+    /// `00`, "everything available" (NTT's host).
+    Zero,
+}
+
 /// Session numbers (P2) of the multi-step commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionNumbers {
@@ -55,6 +64,12 @@ pub struct CardConfig {
     pub le_in_case4: bool,
     /// Class of GET RESPONSE.
     pub get_response_class: GetResponseClass,
+    /// Le of GET RESPONSE.
+    pub get_response_le: GetResponseLe,
+    /// Le sent with SELECT (`None`: case 3, as wolfSSL, Orange and Thales send it; Quantag sends `00`).
+    pub select_le: Option<u8>,
+    /// Le of MANAGE CHANNEL open: `01` by default (Orange, Thales), `00` for atsign's form.
+    pub open_channel_le: u8,
     /// Session numbers.
     pub sessions: SessionNumbers,
     /// Close sign/verify/put-public-key sessions after use (`P1=01`), as wolfSSL, Orange and Quantag do.
@@ -78,6 +93,9 @@ impl Default for CardConfig {
             class: ClassStyle::Proprietary,
             le_in_case4: false,
             get_response_class: GetResponseClass::Interindustry,
+            get_response_le: GetResponseLe::Announced,
+            select_le: None,
+            open_channel_le: 1,
             sessions: SessionNumbers {
                 sign: 1,
                 verify: 1,

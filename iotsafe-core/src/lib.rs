@@ -26,6 +26,7 @@ pub mod hexutil;
 mod link;
 pub mod objects;
 pub mod stats;
+pub mod testing;
 pub mod tlv;
 
 pub use card::{Card, EphemeralKey, KeyPair};

@@ -3,7 +3,7 @@
 
 use crate::apdu::{channel_of_class, class_byte, ClassStyle, Command, Le, Response};
 use crate::commands;
-use crate::config::GetResponseClass;
+use crate::config::{GetResponseClass, GetResponseLe};
 use crate::error::{hex, CommandKind, Error};
 use crate::stats::CardStats;
 use crate::sw::{Meaning, StatusWord};
@@ -65,6 +65,7 @@ pub(crate) struct Link<'a> {
     pub trace: Option<&'a TraceSink>,
     pub extended: bool,
     pub get_response_class: GetResponseClass,
+    pub get_response_le: GetResponseLe,
     pub max_rounds: usize,
 }
 
@@ -166,7 +167,11 @@ impl Link<'_> {
         };
         let mut data = first;
         for _ in 0..self.max_rounds {
-            let request = commands::get_response(cla, available);
+            let le = match self.get_response_le {
+                GetResponseLe::Announced => available,
+                GetResponseLe::Zero => 0,
+            };
+            let request = commands::get_response(cla, le);
             let encoded = request.encode(false, CommandKind::GetResponse)?;
             let r = self.transmit_once(&encoded, kind, secrecy)?;
             data.extend_from_slice(&r.data);

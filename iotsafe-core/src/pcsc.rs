@@ -121,6 +121,9 @@ pub fn map_pcsc_error(err: pcsc::Error, reader: &str) -> TransportError {
         pcsc::Error::NotTransacted => TransportError::NotTransacted,
         pcsc::Error::NoSmartcard => TransportError::NoCard(reader.to_string()),
         pcsc::Error::InvalidHandle | pcsc::Error::ReaderUnavailable => TransportError::Disconnected,
+        pcsc::Error::SharingViolation => TransportError::Protocol(format!(
+            "the card in {reader:?} is in exclusive use by another application"
+        )),
         pcsc::Error::Timeout | pcsc::Error::WaitedTooLong => {
             TransportError::Protocol(format!("PC/SC timeout on {reader:?}: {err}"))
         }
@@ -136,6 +139,10 @@ pub struct PcscTransport {
     options: PcscOptions,
     /// Response buffer, sized for extended-length answers; reused for every APDU.
     buffer: Vec<u8>,
+    /// The service answered NoService: the context is dead even if pcsc-lite says it is valid.
+    stale_context: bool,
+    /// A command failed in a way that calls for a reconnect since the last (re)connect.
+    failed_since_connect: bool,
 }
 
 impl std::fmt::Debug for PcscTransport {
@@ -191,6 +198,8 @@ impl PcscTransport {
             reader,
             options,
             buffer: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+            stale_context: false,
+            failed_since_connect: false,
         })
     }
 
@@ -202,32 +211,72 @@ impl PcscTransport {
     /// The card's ATR, when connected.
     pub fn atr(&self) -> Option<Vec<u8>> {
         let card = self.card.as_ref()?;
-        card.get_attribute_owned(pcsc::Attribute::AtrString).ok()
+        // SCardStatus, not the AtrString attribute: not every reader driver (vpcd) has the latter.
+        card.status2_owned()
+            .ok()
+            .map(|status| status.atr().to_vec())
     }
 
     /// One reconnect attempt: a fresh context when pcscd restarted, then `SCardReconnect` with a
     /// reset on the existing handle, or a fresh connect when the handle is dead.
     fn reconnect_once(&mut self) -> Result<(), TransportError> {
-        if self.context.is_valid().is_err() {
+        // pcsc-lite checks context validity on the client side only, so after a pcscd restart
+        // `is_valid` still says yes while every call answers NoService: treat that as dead too.
+        if self.stale_context || self.context.is_valid().is_err() {
             self.card = None; // handles die with their context
             self.context = establish()?;
+            self.stale_context = false;
         }
         if let Some(card) = self.card.as_mut() {
+            // The session calls reconnect before its first operation too: a healthy connection
+            // with no failure since the last (re)connect is left alone, not reset.
+            let healthy = card.status2_owned().is_ok();
+            if healthy && !self.failed_since_connect {
+                return Ok(());
+            }
+            // Healthy but a command failed (cut exchange, timeout): reset for a clean card state.
+            // Not healthy (reset or replaced card): the card is fresh already, just re-attach.
+            let disposition = if healthy {
+                Disposition::ResetCard
+            } else {
+                Disposition::LeaveCard
+            };
             match card.reconnect(
                 self.options.share_mode(),
                 self.options.pcsc_protocols(),
-                Disposition::ResetCard,
+                disposition,
             ) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.failed_since_connect = false;
+                    return Ok(());
+                }
                 Err(err) => {
                     tracing::debug!(reader = %self.reader, error = %err, "SCardReconnect failed; connecting afresh");
                     self.card = None;
                 }
             }
         }
-        let card = connect_card(&self.context, &self.reader, &self.options)?;
-        self.card = Some(card);
-        Ok(())
+        match connect_card(&self.context, &self.reader, &self.options) {
+            Ok(card) => {
+                self.card = Some(card);
+                self.failed_since_connect = false;
+                Ok(())
+            }
+            Err(err) => {
+                self.note(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Remembers that the service went away, so that the next reconnect establishes a new context.
+    fn note(&mut self, err: &TransportError) {
+        if matches!(err, TransportError::NoService) {
+            self.stale_context = true;
+        }
+        if err.needs_reconnect() {
+            self.failed_since_connect = true;
+        }
     }
 }
 
@@ -277,7 +326,11 @@ fn transmit_on(
 impl Transport for PcscTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let card = self.card.as_ref().ok_or(TransportError::Disconnected)?;
-        transmit_on(card, &mut self.buffer, command, &self.reader)
+        let result = transmit_on(card, &mut self.buffer, command, &self.reader);
+        if let Err(err) = &result {
+            self.note(err);
+        }
+        result
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -293,10 +346,19 @@ impl Transport for PcscTransport {
             command: CommandKind::Raw,
             source: TransportError::Disconnected,
         })?;
-        let transaction = card.transaction().map_err(|err| Error::Transport {
-            command: CommandKind::Raw,
-            source: map_pcsc_error(err, &reader),
-        })?;
+        let transaction = match card.transaction() {
+            Ok(transaction) => transaction,
+            Err(err) => {
+                let source = map_pcsc_error(err, &reader);
+                // (a field, not `self.note`: the card is still borrowed here)
+                self.stale_context |= matches!(source, TransportError::NoService);
+                self.failed_since_connect |= source.needs_reconnect();
+                return Err(Error::Transport {
+                    command: CommandKind::Raw,
+                    source,
+                });
+            }
+        };
         let mut inside = InTransaction {
             card: &transaction,
             buffer: &mut self.buffer,
@@ -307,9 +369,16 @@ impl Transport for PcscTransport {
             // The body's outcome stands; a card that went away shows on the next command.
             tracing::warn!(reader = %reader, error = %err, "ending the PC/SC transaction failed");
         }
+        if let Err(Error::Transport { source, .. }) = &result {
+            self.note(source);
+        }
         result
     }
 
+    /// Leaves a healthy connection alone (no failure since the last connect); otherwise
+    /// re-establishes the context if pcscd restarted, then `SCardReconnect` (reset when the card
+    /// is still there, so its state is clean) or a fresh connect. Bounded by
+    /// [`PcscOptions::reconnect_deadline`].
     fn reconnect(&mut self) -> Result<(), TransportError> {
         let deadline = Instant::now() + self.options.reconnect_deadline;
         let mut last = TransportError::Disconnected;

@@ -109,8 +109,9 @@ impl IotSafeTlsBuilder {
         self
     }
 
-    /// Reads the key and certificate from the card, sets up the key-exchange group (leaking it
-    /// once, see [`CardKxGroup::leak`]) and, if asked, the entropy seed.
+    /// Reads the key and certificate from the card, checks the ECDHE slots
+    /// ([`crate::kx::check_slots`]), sets up the key-exchange group (leaking it once, see
+    /// [`CardKxGroup::leak`]) and, if asked, the entropy seed.
     pub fn build(self) -> Result<IotSafeTls> {
         let signing_key = CardSigningKey::new(Arc::clone(&self.card), self.key.clone())?;
         let mut resolver = CardCertResolver::builder(Arc::clone(&self.card))
@@ -126,9 +127,13 @@ impl IotSafeTlsBuilder {
 
         let (mut provider, kx) = match self.ecdhe {
             EcdheOn::Card => {
-                let kx = self.kx_group.unwrap_or_else(|| {
-                    CardKxGroup::leak(Arc::clone(&self.card), self.kx_options.clone())
-                });
+                let kx = match self.kx_group {
+                    Some(kx) => kx,
+                    None => {
+                        crate::kx::check_slots(&self.card, &self.kx_options)?;
+                        CardKxGroup::leak(Arc::clone(&self.card), self.kx_options.clone())
+                    }
+                };
                 (CardProvider::card_ecdhe(kx), Some(kx))
             }
             EcdheOn::Host => (CardProvider::host_ecdhe(), None),

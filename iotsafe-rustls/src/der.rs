@@ -256,3 +256,58 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reference: minimal DER INTEGER of a non-zero unsigned big-endian value, written out by hand.
+    fn reference_int(v: &[u8]) -> Vec<u8> {
+        let first = v.iter().position(|&b| b != 0).expect("non-zero");
+        let mut digits = v[first..].to_vec();
+        if digits[0] & 0x80 != 0 {
+            digits.insert(0, 0);
+        }
+        let mut out = vec![0x02, digits.len() as u8];
+        out.extend(digits);
+        out
+    }
+
+    /// Values below the P-256 order with a random number of leading zero bytes and a random top
+    /// byte: exactly the shapes naive converters get wrong.
+    fn scalar() -> impl Strategy<Value = [u8; 32]> {
+        (0usize..4, any::<[u8; 32]>(), 1u8..=0xFF).prop_map(|(zeros, mut v, top)| {
+            v[0] = if zeros == 0 { top.min(0xFE) } else { 0 };
+            for b in v.iter_mut().take(zeros).skip(1) {
+                *b = 0;
+            }
+            if zeros > 0 && zeros < 32 {
+                v[zeros] = top;
+            }
+            v
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn raw_to_der_is_minimal_and_round_trips(r in scalar(), s in scalar()) {
+            let mut raw = r.to_vec();
+            raw.extend_from_slice(&s);
+            let der = raw_rs_to_der(&raw).unwrap();
+            let mut body = reference_int(&r);
+            body.extend(reference_int(&s));
+            let mut expected = vec![0x30, body.len() as u8];
+            expected.extend(body);
+            prop_assert_eq!(&der, &expected);
+            prop_assert_eq!(der_to_raw_rs(&der).unwrap().to_vec(), raw);
+            prop_assert_eq!(normalize_der(&der).unwrap(), der);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = normalize_der(&bytes);
+            let _ = raw_rs_to_der(&bytes);
+        }
+    }
+}

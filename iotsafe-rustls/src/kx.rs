@@ -26,8 +26,9 @@
 //! rustls wants `&'static dyn SupportedKxGroup`. [`CardKxGroup::leak`] boxes and leaks the group:
 //! call it once per card at start-up (a few hundred bytes, never freed), not per connection.
 
-use crate::error::card_failure;
-use iotsafe_core::{Card, EcPoint, EphemeralKey, ObjectRef};
+use crate::error::{card_failure, Error};
+use iotsafe_core::objects::functions;
+use iotsafe_core::{Card, EcPoint, EphemeralKey, ObjectKind, ObjectRef};
 use rustls::crypto::{ActiveKeyExchange, SharedSecret, SupportedKxGroup};
 use rustls::ffdhe_groups::FfdheGroup;
 use rustls::{NamedGroup, PeerMisbehaved};
@@ -74,6 +75,47 @@ pub fn validate_peer_point(peer: &[u8]) -> Result<EcPoint, rustls::Error> {
     p256::PublicKey::from_sec1_bytes(point.as_bytes())
         .map_err(|_| PeerMisbehaved::InvalidKeyShare)?;
     Ok(point)
+}
+
+/// Checks, against the card's object list, that the slots of `options` can do ECDHE: the
+/// ephemeral private key exists and (when the card lists its functions) allows key generation and
+/// key agreement, and the peer public key slot exists. The error says which slot is missing and
+/// suggests [`crate::EcdheOn::Host`]. Costs no APDU when the list is already cached.
+pub fn check_slots(card: &Card, options: &KxOptions) -> Result<(), Error> {
+    let objects = card
+        .objects()
+        .map_err(|e| Error::card("reading the object list", e))?;
+    let find = |kind: ObjectKind, r: &ObjectRef| {
+        objects
+            .iter()
+            .find(|o| o.kind == Some(kind) && r.matches(o))
+    };
+    let slot = &options.ephemeral_slot;
+    let Some(ephemeral) = find(ObjectKind::PrivateKey, slot) else {
+        return Err(Error::MissingObject {
+            what: "ephemeral key slot",
+            why: format!("the card lists no private key {slot}; use EcdheOn::Host for this card"),
+        });
+    };
+    let needed = functions::KEY_GENERATION | functions::KEY_AGREEMENT;
+    if let Some(f) = ephemeral.functions {
+        if f & needed != needed {
+            return Err(Error::MissingObject {
+                what: "ephemeral key slot",
+                why: format!(
+                    "private key {slot} allows functions {f:02X}, not key generation + key agreement ({needed:02X}); use EcdheOn::Host for this card"
+                ),
+            });
+        }
+    }
+    let peer = &options.peer_slot;
+    if find(ObjectKind::PublicKey, peer).is_none() {
+        return Err(Error::MissingObject {
+            what: "peer public key slot",
+            why: format!("the card lists no public key {peer} to put the server's share in"),
+        });
+    }
+    Ok(())
 }
 
 /// secp256r1 key exchange on an IoT SAFE card. See the module docs.

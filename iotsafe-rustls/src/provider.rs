@@ -144,3 +144,38 @@ impl CardProvider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_chosen_deterministically() {
+        if cfg!(feature = "aws-lc-rs") {
+            assert_eq!(BACKEND, "aws-lc-rs");
+        } else {
+            assert_eq!(BACKEND, "ring");
+        }
+    }
+
+    #[test]
+    fn tls13_suites_come_first_and_sha256_leads() {
+        let suites = cipher_suites();
+        assert_eq!(
+            suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        assert!(suites[..3].iter().all(|s| s.tls13().is_some()));
+        assert_eq!(suites.len(), if cfg!(feature = "tls12") { 6 } else { 3 });
+    }
+
+    #[test]
+    fn host_ecdhe_provider_uses_software_groups() {
+        let p = CardProvider::host_ecdhe().build();
+        let names: Vec<_> = p.kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(
+            names,
+            vec![rustls::NamedGroup::X25519, rustls::NamedGroup::secp256r1]
+        );
+    }
+}

@@ -581,3 +581,144 @@ fn device_as_tls_server_signs_and_does_ecdhe_on_the_card() {
     assert_eq!(ops(&used), (1, 1, 1), "{used:?}");
     assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS);
 }
+
+#[cfg(feature = "tls12")]
+#[test]
+fn tls12_ecdhe_ecdsa_with_the_card() {
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .tls12(true)
+        .build()
+        .unwrap();
+    let client_config = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    let provider = Arc::new(software_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_client_cert_verifier(fx.client_verifier(&provider))
+        .with_single_cert(fx.server_chain.clone(), fx.server_key())
+        .unwrap();
+    let before = fx.stats();
+    let mut client = ClientConnection::new(client_config, server_name()).unwrap();
+    let mut server = ServerConnection::new(Arc::new(server_config)).unwrap();
+    handshake_and_talk(&mut client, &mut server).expect("handshake");
+    assert_eq!(
+        client.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let used = fx.stats().since(&before);
+    // The speculative TLS 1.3 key share was made on the card too: two key generations.
+    assert_eq!(ops(&used), (2, 1, 1), "{used:?}");
+    assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS + 1);
+}
+
+#[test]
+fn concurrent_handshakes_with_pregeneration_succeed_or_fail_cleanly() {
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::pregenerating(true))
+        .resumption(false)
+        .build()
+        .unwrap();
+    let client_config = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    let server_config = fx.server_config(software_provider(), ClientAuth::Required);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let client_config = client_config.clone();
+            let server_config = server_config.clone();
+            std::thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                for _ in 0..5 {
+                    let mut client =
+                        ClientConnection::new(client_config.clone(), server_name()).unwrap();
+                    let mut server = ServerConnection::new(server_config.clone()).unwrap();
+                    outcomes.push(handshake_and_talk(&mut client, &mut server));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in threads {
+        for outcome in t.join().unwrap() {
+            match outcome {
+                Ok(()) => ok += 1,
+                // The only acceptable failure: this handshake's card key was replaced by another
+                // handshake's start() (one ephemeral slot), reported by the client, never a wrong
+                // secret (which would surface as a decrypt error at the server).
+                Err(Failure::Client(e)) => {
+                    assert!(e.to_string().contains("was replaced"), "{e}")
+                }
+                Err(other) => panic!("unclean failure: {other:?}"),
+            }
+        }
+    }
+    assert!(ok > 0, "some handshakes complete");
+    let kx = tls.kx_group().unwrap();
+    assert!(kx.wait_for_background(Duration::from_secs(10)));
+    assert!(
+        kx.has_pregenerated_key(),
+        "idle group has the next key ready"
+    );
+    // And a lone handshake afterwards uses it and succeeds.
+    let mut client = ClientConnection::new(client_config, server_name()).unwrap();
+    let mut server = ServerConnection::new(server_config).unwrap();
+    handshake_and_talk(&mut client, &mut server).expect("handshake after the storm");
+}
+
+#[test]
+fn t0_card_adds_one_get_response_per_data_bearing_answer() {
+    let options = iotsafe_vcard::CardOptions {
+        transport: iotsafe_vcard::TransportMode::T0,
+        ..Default::default()
+    };
+    let fx = Fixture::with_options(options);
+    let tls = card_tls(&fx);
+    let client_config = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    let server_config = fx.server_config(software_provider(), ClientAuth::Required);
+    let before = fx.stats();
+    let mut client = ClientConnection::new(client_config, server_name()).unwrap();
+    let mut server = ServerConnection::new(server_config).unwrap();
+    handshake_and_talk(&mut client, &mut server).expect("handshake");
+    let used = fx.stats().since(&before);
+    assert_eq!(ops(&used), (1, 1, 1), "{used:?}");
+    // Key pair, shared secret and signature come back through GET RESPONSE: 8 + 3.
+    assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS + 3, "{used:?}");
+}
+
+#[test]
+fn pregeneration_takes_key_generation_off_connect_on_a_slow_card() {
+    const KEYGEN: Duration = Duration::from_millis(300);
+    let mut options = iotsafe_vcard::CardOptions::default();
+    options.latency.keygen = KEYGEN;
+    let fx = Fixture::with_options(options);
+    let server_name = server_name();
+
+    let plain = IotSafeTls::builder(fx.card.clone()).build().unwrap();
+    let config = Arc::new(plain.client_config(fx.roots.clone()).unwrap());
+    let started = std::time::Instant::now();
+    let _client = ClientConnection::new(config, server_name.clone()).unwrap();
+    let without = started.elapsed();
+    assert!(
+        without >= KEYGEN,
+        "connect waited for the card: {without:?}"
+    );
+
+    let pregen = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::pregenerating(true))
+        .build()
+        .unwrap();
+    assert!(pregen
+        .kx_group()
+        .unwrap()
+        .wait_for_background(Duration::from_secs(10)));
+    let config = Arc::new(pregen.client_config(fx.roots.clone()).unwrap());
+    let started = std::time::Instant::now();
+    let _client = ClientConnection::new(config, server_name).unwrap();
+    let with = started.elapsed();
+    assert!(
+        with < KEYGEN,
+        "connect used the pre-generated key: {with:?}"
+    );
+    eprintln!("ClientConnection::new: {without:?} without, {with:?} with pre-generation");
+}

@@ -87,6 +87,11 @@ impl VirtualCard {
         self.options.faults = faults;
     }
 
+    /// Replaces the latency model (e.g. to time a benchmark with and without it).
+    pub fn set_latency(&mut self, latency: crate::profile::Latency) {
+        self.options.latency = latency;
+    }
+
     /// The fault plan in force.
     pub fn faults(&self) -> &FaultPlan {
         &self.options.faults
@@ -101,6 +106,12 @@ impl VirtualCard {
     /// command changed persistent objects (a failed write turns the answer into `6581`).
     fn execute(&mut self, apdu: &[u8]) -> Vec<u8> {
         let (mut response, op) = self.applet.process(apdu);
+        // Header and status word only: data may carry secrets (DH output, PRF input).
+        tracing::trace!(
+            header = ?apdu.get(..4),
+            sw = ?response.get(response.len().saturating_sub(2)..),
+            "virtual card APDU"
+        );
         let latency = &self.options.latency;
         let delay = latency.apdu + op.map(|o| latency.of(o)).unwrap_or_default();
         if !delay.is_zero() {

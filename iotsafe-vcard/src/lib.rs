@@ -2,8 +2,44 @@
 //!
 //! A faithful software emulation of the IoT SAFE applet, reachable in-process, behind pcscd through
 //! the vpcd driver, and as an AT modem on a pty or TCP.
+//!
+//! The applet parses raw APDU bytes with its own code (it shares nothing with `iotsafe-core` but the
+//! [`iotsafe_core::Transport`] seam), so both sides are pinned to the reference bytes of
+//! `iotsafe-apdu.md` independently.
+//!
+//! - [`VirtualCard`]: the card; implements [`CardHandler`] for the front ends.
+//! - [`CardOptions`]: T=0/T=1 ([`TransportMode`]), [`Quirks`] of real applets, a [`Latency`] model and a
+//!   [`FaultPlan`].
+//! - [`store`]: the object store and the default layout of `design.md`; [`state`]: the state file.
+//! - [`InProcessTransport`]: the card as an [`iotsafe_core::Transport`] in the same process.
+//! - [`provision()`]: a test PKI whose device key is generated inside the card.
+//!
+//! ```
+//! use iotsafe_core::Transport;
+//! use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
+//!
+//! let card = VirtualCard::with_default_layout(CardOptions::default());
+//! let mut transport = InProcessTransport::new(card);
+//! // wolfSSL's SELECT: CLA 01 opens channel 1 implicitly.
+//! let select = [0x01, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
+//! assert_eq!(transport.transmit(&select).unwrap(), [0x90, 0x00]);
+//! // READ PUBLIC KEY of the device key 01: `34 45 49 43 86 41 04‖X‖Y` then 9000.
+//! let answer = transport.transmit(&[0x81, 0xCD, 0x00, 0x00, 0x03, 0x85, 0x01, 0x01]).unwrap();
+//! assert_eq!(&answer[..7], &[0x34, 0x45, 0x49, 0x43, 0x86, 0x41, 0x04]);
+//! assert_eq!(&answer[71..], &[0x90, 0x00]);
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Never panic on card input: the compiler holds the applet to it (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 mod apdu;
 mod card;
@@ -11,6 +47,7 @@ mod commands;
 mod dispatch;
 pub mod error;
 pub mod faults;
+pub mod frontend;
 pub mod inprocess;
 pub mod profile;
 pub mod provision;
@@ -18,7 +55,7 @@ mod session;
 pub mod state;
 pub mod store;
 pub mod sw;
-pub mod tlv;
+mod tlv;
 
 use std::time::Duration;
 
@@ -26,7 +63,9 @@ pub use card::VirtualCard;
 pub use error::VcardError;
 pub use faults::FaultPlan;
 pub use inprocess::InProcessTransport;
-pub use profile::{CardOptions, ClaPolicy, Latency, Quirks, SignatureFormat, TransportMode};
+pub use profile::{
+    CardOptions, CardProfile, ClaPolicy, Latency, Quirks, SignatureFormat, TransportMode,
+};
 pub use provision::{foreign_client_pki, provision, ForeignPki, ProvisionReport};
 pub use store::ObjectStore;
 

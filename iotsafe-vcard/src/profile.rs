@@ -89,6 +89,20 @@ pub enum ClaPolicy {
     ProprietaryOnly,
 }
 
+impl FromStr for ClaPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "lenient" | "any" => Ok(ClaPolicy::Lenient),
+            "0x" | "interindustry" => Ok(ClaPolicy::InterindustryOnly),
+            "8x" | "proprietary" => Ok(ClaPolicy::ProprietaryOnly),
+            other => Err(format!(
+                "unknown class policy {other:?} (expected lenient, 0x or 8x)"
+            )),
+        }
+    }
+}
+
 /// Behaviours that differ between real applets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quirks {
@@ -116,6 +130,73 @@ impl Default for Quirks {
             aids: vec![STANDARD_AID.to_vec()],
             read_past_end_sw: 0x6A86,
             max_sessions: 4,
+        }
+    }
+}
+
+/// The Thales MVP applet AID (`iotsafe-apdu.md` §1.1).
+pub const THALES_MVP_AID: [u8; 15] = [
+    0xA0, 0x00, 0x00, 0x00, 0x30, 0x53, 0xF1, 0x24, 0x01, 0x77, 0x01, 0x01, 0x49, 0x53, 0x41,
+];
+
+/// The NTT docomo applet AID (`iotsafe-apdu.md` §1.1).
+pub const NTT_AID: [u8; 16] = [
+    0xA0, 0x00, 0x00, 0x01, 0x15, 0x70, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x49, 0x53, 0x41, 0x02,
+];
+
+/// Named behaviours of the real cards in the traces of `iotsafe-apdu.md` §7.1, so a test or the
+/// binary can say "behave like the NTT card" in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CardProfile {
+    /// The defaults: T=1, `33 00 40`, both class styles, channel opened by SELECT, standard AID.
+    #[default]
+    Standard,
+    /// NTT docomo: T=0 through AT+CGLA, `33 40` signatures, its own AID besides the standard one.
+    Ntt,
+    /// ZARIOT SIMs driven by atsign: T=0 through AT+CSIM, `33 00 40`, standard AID.
+    Zariot,
+    /// Thales MVP applet over a T=1 PC/SC reader, its 15-byte AID besides the standard one.
+    ThalesMvp,
+    /// A strict UICC: SELECT on a closed channel answers `6881` (MANAGE CHANNEL first).
+    StrictUicc,
+    /// A SIM without the IoT SAFE applet: every SELECT answers `6A82`.
+    NoApplet,
+}
+
+impl CardProfile {
+    /// The card options of this profile, with no latency and no faults.
+    pub fn options(self) -> CardOptions {
+        let mut options = CardOptions::default();
+        let quirks = &mut options.quirks;
+        match self {
+            CardProfile::Standard => {}
+            CardProfile::Ntt => {
+                options.transport = TransportMode::T0;
+                quirks.signature_format = SignatureFormat::OneByteLength;
+                quirks.aids.push(NTT_AID.to_vec());
+            }
+            CardProfile::Zariot => options.transport = TransportMode::T0,
+            CardProfile::ThalesMvp => quirks.aids.push(THALES_MVP_AID.to_vec()),
+            CardProfile::StrictUicc => quirks.implicit_channel_on_select = false,
+            CardProfile::NoApplet => quirks.aids.clear(),
+        }
+        options
+    }
+}
+
+impl FromStr for CardProfile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "standard" | "default" => Ok(CardProfile::Standard),
+            "ntt" => Ok(CardProfile::Ntt),
+            "zariot" => Ok(CardProfile::Zariot),
+            "thales-mvp" | "thales" => Ok(CardProfile::ThalesMvp),
+            "strict-uicc" | "strict" => Ok(CardProfile::StrictUicc),
+            "no-applet" => Ok(CardProfile::NoApplet),
+            other => Err(format!(
+                "unknown card profile {other:?} (expected standard, ntt, zariot, thales-mvp, strict-uicc or no-applet)"
+            )),
         }
     }
 }
@@ -227,11 +308,32 @@ mod tests {
         assert_eq!("33-40".parse(), Ok(SignatureFormat::OneByteLength));
         assert_eq!("33-00-40".parse(), Ok(SignatureFormat::TwoByteLength));
         assert_eq!("der".parse(), Ok(SignatureFormat::Der));
+        assert_eq!("8x".parse(), Ok(ClaPolicy::ProprietaryOnly));
+        assert_eq!("0X".parse(), Ok(ClaPolicy::InterindustryOnly));
+        assert_eq!("lenient".parse(), Ok(ClaPolicy::Lenient));
         assert_eq!(
             "sim".parse::<Latency>().unwrap().sign,
             Duration::from_millis(150)
         );
         assert_eq!("none".parse::<Latency>().unwrap(), Latency::none());
+    }
+
+    #[test]
+    fn profiles() {
+        let ntt: CardProfile = "ntt".parse().unwrap();
+        let o = ntt.options();
+        assert_eq!(o.transport, TransportMode::T0);
+        assert_eq!(o.quirks.signature_format, SignatureFormat::OneByteLength);
+        assert!(o.quirks.aids.contains(&NTT_AID.to_vec()));
+        assert!(CardProfile::NoApplet.options().quirks.aids.is_empty());
+        assert!(
+            !CardProfile::StrictUicc
+                .options()
+                .quirks
+                .implicit_channel_on_select
+        );
+        assert_eq!(CardProfile::Standard.options().transport, TransportMode::T1);
+        assert!("nokia".parse::<CardProfile>().is_err());
     }
 
     #[test]

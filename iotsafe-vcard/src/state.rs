@@ -26,7 +26,10 @@ struct StateFile {
 
 /// Loads the store from `path`; volatile keys come back empty.
 pub fn load(path: &Path) -> Result<ObjectStore, VcardError> {
-    let text = fs::read_to_string(path).map_err(|e| VcardError::io("reading", path, e))?;
+    // The text holds private scalars in hex: wipe it once parsed.
+    let text = zeroize::Zeroizing::new(
+        fs::read_to_string(path).map_err(|e| VcardError::io("reading", path, e))?,
+    );
     let state: StateFile = serde_json::from_str(&text).map_err(|e| VcardError::InvalidState {
         path: path.to_path_buf(),
         // serde_json's message names a line and column, not the values around it.

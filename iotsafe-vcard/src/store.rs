@@ -236,7 +236,8 @@ impl ObjectStore {
     /// - the ephemeral pair `04` is volatile (`14`) with key generation + key agreement (`06`);
     /// - the peer slot `05` allows signature verification and key agreement (`05`) and update access,
     ///   since the host puts the server's ECDHE share there (wolfSSL also puts certificate keys there
-    ///   to verify them);
+    ///   to verify them). It is volatile (`14`): what it holds lives for one handshake, and a persistent
+    ///   slot would cost a state-file write (with fsync) on every handshake;
     /// - public halves of key pairs are readable but not updatable, so PUT PUBLIC KEY cannot desync them.
     pub fn default_layout() -> ObjectStore {
         use attr::*;
@@ -265,7 +266,7 @@ impl ObjectStore {
             ..ephemeral.clone()
         };
         let peer = KeyAttributes {
-            key_type: KEY_TYPE_P256_PERSISTENT,
+            key_type: KEY_TYPE_P256_VOLATILE,
             usage: USAGE_GENERAL,
             functions: FUNCTION_SIGNATURE | FUNCTION_KEY_AGREEMENT,
             signature_algorithms: Some(SIGNATURE_ECDSA),
@@ -434,12 +435,13 @@ impl ObjectStore {
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    // The hex text of a secret is wiped as soon as it has been written or parsed.
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::to_hex(bytes))
+        s.serialize_str(&zeroize::Zeroizing::new(super::to_hex(bytes)))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
         super::from_hex(&text).ok_or_else(|| serde::de::Error::custom("invalid hex string"))
     }
 }
@@ -468,7 +470,11 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let digits = zeroize::Zeroizing::new(
+        text.bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>(),
+    );
     if !digits.len().is_multiple_of(2) {
         return None;
     }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use iotsafe_vcard::profile::{Quirks, SignatureFormat, TransportMode};
-use iotsafe_vcard::{CardOptions, VirtualCard};
+use iotsafe_vcard::{CardOptions, CardProfile, VirtualCard};
 use sha2::Digest;
 
 const SHA256_HELLO: &str = "2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824";
@@ -24,11 +24,13 @@ fn options(transport: TransportMode, signature_format: SignatureFormat) -> CardO
 /// §7.1 NTT docomo: T=0, `33 40` signatures, CLA 00 (the modem selected the applet through AT+CCHO).
 #[test]
 fn ntt_sign_trace() {
-    let mut card = VirtualCard::with_default_layout(options(
-        TransportMode::T0,
-        SignatureFormat::OneByteLength,
-    ));
-    expect(&mut card, "00A4040007A0000005590010", 0x9000);
+    let mut card = VirtualCard::with_default_layout(CardProfile::Ntt.options());
+    // AT+CCHO="A0000001157000000000000049534102" selects the NTT AID; the host then writes CLA 00.
+    expect(
+        &mut card,
+        "00A4040010A0000001157000000000000049534102",
+        0x9000,
+    );
     assert_eq!(
         send(&mut card, "002A00010D840101A1010391020001920104"),
         h("9000")
@@ -47,9 +49,10 @@ fn ntt_sign_trace() {
 /// §7.1 Thales MVP applet over PC/SC (T=1): SELECT with Le, keygen answer `84 85 34`.
 #[test]
 fn thales_keygen_trace() {
-    let mut opts = options(TransportMode::T1, SignatureFormat::TwoByteLength);
-    opts.quirks.aids = vec![h("A00000003053F12401770101495341")];
-    let mut card = VirtualCard::new(store_with_pair(&h("0002"), &h("0002")), opts);
+    let mut card = VirtualCard::new(
+        store_with_pair(&h("0002"), &h("0002")),
+        CardProfile::ThalesMvp.options(),
+    );
     assert_eq!(
         send(&mut card, "00A404000FA00000003053F1240177010149534100"),
         h("9000")
@@ -71,7 +74,7 @@ fn thales_keygen_trace() {
 fn zariot_trace() {
     let mut card = VirtualCard::new(
         store_with_pair(&h("303036"), &h("303037")),
-        options(TransportMode::T0, SignatureFormat::TwoByteLength),
+        CardProfile::Zariot.options(),
     );
     assert_eq!(send(&mut card, "0070000000"), h("019000"));
     assert_eq!(send(&mut card, "01A4040007A0000005590010"), h("9000"));
@@ -120,9 +123,10 @@ fn zariot_trace() {
 /// §7.1 a SIM without the IoT SAFE applet (no AID registered).
 #[test]
 fn non_iot_safe_sim_trace() {
-    let mut opts = options(TransportMode::T0, SignatureFormat::TwoByteLength);
-    opts.quirks.aids = Vec::new();
-    let mut card = VirtualCard::with_default_layout(opts);
+    let mut card = VirtualCard::with_default_layout(CardOptions {
+        transport: TransportMode::T0,
+        ..CardProfile::NoApplet.options()
+    });
     assert_eq!(send(&mut card, "0070000001"), h("019000"));
     assert_eq!(send(&mut card, "01A4040007A0000005590010"), h("6A82"));
     assert_eq!(send(&mut card, "01CB010000"), h("6D00"));

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::framing::{self, Deadlines};
-use super::parser::{self, Answer, AnswerParser, Progress};
+use super::parser::{self, Answer, AnswerParser, FinalResult, Progress};
 use super::port::{AtPort, TtyFile};
 use super::quirks::ModemQuirks;
 use crate::transport::{Capabilities, Transport, TransportChannel, TransportError};
@@ -15,7 +15,11 @@ use crate::transport::{Capabilities, Transport, TransportChannel, TransportError
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AtMode {
     /// Probe at open (`AT+CCHO=?`): use AT+CCHO/AT+CGLA/AT+CCHC when the modem has them, and fall
-    /// back to AT+CSIM for good when it refuses them (including an `ERROR` to `AT+CCHO` itself).
+    /// back to AT+CSIM for good when it refuses them (including an `ERROR` or `+CME ERROR` to
+    /// `AT+CCHO` itself). Two refusals do not cause the fallback: `+CME ERROR: 22` (no applet
+    /// with that AID: a [`TransportError::Modem`] error, so the session tries its next AID through
+    /// AT+CCHO) and a lost SIM (`+CME ERROR: 10`/`13`, reported as
+    /// [`TransportError::RemovedCard`]).
     #[default]
     Auto,
     /// Only AT+CSIM; the session manages channels with MANAGE CHANNEL and SELECT itself.
@@ -92,7 +96,15 @@ pub struct AtTransport<P: AtPort> {
     /// Session id of the channel opened with AT+CCHO, while it is open.
     channel: Option<u32>,
     needs_resync: bool,
+    /// An AT+CGLA has succeeded on this modem (so a later refusal is about that APDU, not CGLA).
+    cgla_worked: bool,
+    /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
+    /// the old one dead, e.g. a USB modem that re-enumerated.
+    reopen: Option<Reopen<P>>,
 }
+
+/// How to open a port again.
+type Reopen<P> = Box<dyn FnMut() -> io::Result<P> + Send>;
 
 impl<P: AtPort> std::fmt::Debug for AtTransport<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,20 +129,28 @@ impl AtTransport<Box<dyn serialport::SerialPort>> {
         baud: u32,
         options: AtOptions,
     ) -> Result<Self, TransportError> {
-        let port = serialport::new(path, baud)
-            .timeout(options.command_timeout)
-            .open()
-            .map_err(io::Error::from)?;
-        AtTransport::new(port, path, options)
+        let timeout = options.command_timeout;
+        let open = {
+            let path = path.to_string();
+            move || {
+                serialport::new(&path, baud)
+                    .timeout(timeout)
+                    .open()
+                    .map_err(io::Error::from)
+            }
+        };
+        let port = open()?;
+        Ok(AtTransport::new(port, path, options)?.with_reopen(open))
     }
 }
 
 impl AtTransport<TtyFile> {
     /// Opens a terminal device file directly (raw mode, `poll` deadlines), e.g. a pty slave.
     pub fn open_tty(path: impl AsRef<Path>, options: AtOptions) -> Result<Self, TransportError> {
-        let label = path.as_ref().display().to_string();
-        let port = TtyFile::open(path)?;
-        AtTransport::new(port, label, options)
+        let path = path.as_ref().to_path_buf();
+        let label = path.display().to_string();
+        let port = TtyFile::open(&path)?;
+        Ok(AtTransport::new(port, label, options)?.with_reopen(move || TtyFile::open(&path)))
     }
 }
 
@@ -145,14 +165,21 @@ impl AtTransport<TcpStream> {
         addr: impl ToSocketAddrs,
         options: AtOptions,
     ) -> Result<Self, TransportError> {
-        let stream = TcpStream::connect(addr)?;
-        // One AT line per write: without this, Nagle delays each small command.
-        stream.set_nodelay(true)?;
+        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+        let open = move || {
+            let stream = TcpStream::connect(&addrs[..])?;
+            // One AT line per write: without this, Nagle delays each small command.
+            stream.set_nodelay(true)?;
+            // A peer that stops reading must not block a write forever.
+            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+            Ok(stream)
+        };
+        let stream = open()?;
         let label = stream
             .peer_addr()
             .map(|a| format!("tcp://{a}"))
             .unwrap_or_else(|_| String::from("tcp"));
-        AtTransport::new(stream, label, options)
+        Ok(AtTransport::new(stream, label, options)?.with_reopen(open))
     }
 }
 
@@ -173,9 +200,18 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channel: None,
             needs_resync: false,
+            cgla_worked: false,
+            reopen: None,
         };
         transport.initialise()?;
         Ok(transport)
+    }
+
+    /// Lets [`Transport::reconnect`] open the port again with `reopen` when the old one is dead.
+    /// The `open_*`/`connect_*` constructors set this themselves.
+    pub fn with_reopen(mut self, reopen: impl FnMut() -> io::Result<P> + Send + 'static) -> Self {
+        self.reopen = Some(Box::new(reopen));
+        self
     }
 
     /// The quirks in effect.
@@ -188,7 +224,12 @@ impl<P: AtPort> AtTransport<P> {
         match self.options.mode {
             AtMode::Csim => false,
             AtMode::Cgla => true,
-            AtMode::Auto => self.cgla == Support::Yes,
+            // A modem known to refuse SELECT over AT+CSIM gets AT+CCHO even when its probe was silent.
+            AtMode::Auto => {
+                self.cgla == Support::Yes
+                    || (self.cgla == Support::Unknown
+                        && self.quirks.prefer_logical_channel_commands)
+            }
         }
     }
 
@@ -197,15 +238,16 @@ impl<P: AtPort> AtTransport<P> {
         self.channel
     }
 
-    /// Sends a plain AT command (e.g. `AT+CGMM`) and returns the lines of its answer (information
-    /// lines and any others), or a [`TransportError::Modem`] when the modem refuses it.
+    /// Sends a plain AT command (e.g. `AT+CGMM`) and returns the lines of its answer before the
+    /// final `OK` (at most 8, echoed commands redacted), or a [`TransportError::Modem`] when the
+    /// modem refuses it.
     pub fn command(
         &mut self,
         line: &str,
         timeout: Duration,
     ) -> Result<Vec<String>, TransportError> {
         self.resync_if_needed()?;
-        let answer = self.exchange(line, line, AnswerParser::new(&[]), timeout)?;
+        let answer = self.exchange(line, line, self.parser(&[]), timeout)?;
         if !answer.result.is_ok() {
             return Err(modem_error(line, &answer));
         }
@@ -247,7 +289,13 @@ impl<P: AtPort> AtTransport<P> {
         };
         let answer = self.exchange(&line, &shown, self.parser(&[prefix]), timeout)?;
         if !answer.result.is_ok() {
-            return Err(modem_error(&shown, &answer));
+            if self.channel.is_some() {
+                return Err(self.cgla_refused(&shown, &answer));
+            }
+            return Err(refusal(&shown, &answer));
+        }
+        if self.channel.is_some() {
+            self.cgla_worked = true;
         }
         let info = match answer.info.last() {
             Some(info) => {
@@ -267,7 +315,7 @@ impl<P: AtPort> AtTransport<P> {
         let payload = parser::parse_hex_payload(&info, prefix).map_err(|err| {
             TransportError::Protocol(format!(
                 "{shown}: cannot decode {:?}: {err}",
-                parser::abbreviate(&info, 80)
+                parser::redact_answer_line(&info)
             ))
         })?;
         if payload.length_mismatch {
@@ -284,6 +332,37 @@ impl<P: AtPort> AtTransport<P> {
             )));
         }
         Ok(payload.bytes)
+    }
+
+    /// A refused AT+CGLA. `+CME ERROR: 21` (invalid index): the modem lost the channel, so it is
+    /// reported as [`TransportError::ResetCard`] (the session re-opens it and retries once). In
+    /// [`AtMode::Auto`], a modem that refuses the very first AT+CGLA lacks it even though it has
+    /// AT+CCHO: close the channel, use AT+CSIM from now on, and report `ResetCard` too, so the
+    /// session re-selects over AT+CSIM and retries.
+    fn cgla_refused(&mut self, shown: &str, answer: &Answer) -> TransportError {
+        let err = refusal(shown, answer);
+        if !matches!(err, TransportError::Modem { .. }) {
+            return err; // a lost SIM
+        }
+        if is_invalid_index(&answer.result) {
+            tracing::warn!(command = %shown, "the modem no longer knows the channel");
+            self.channel = None;
+            return TransportError::ResetCard;
+        }
+        if self.options.mode == AtMode::Auto && !self.cgla_worked {
+            tracing::warn!(
+                command = %shown,
+                answer = %answer.summary(),
+                "the modem refused AT+CGLA; falling back to AT+CSIM for this modem"
+            );
+            if let Err(close) = self.close_channel() {
+                tracing::debug!(error = %close, "closing the channel failed");
+            }
+            self.channel = None;
+            self.cgla = Support::No;
+            return TransportError::ResetCard;
+        }
+        err
     }
 
     fn parser(&self, prefixes: &[&str]) -> AnswerParser {
@@ -444,12 +523,29 @@ impl<P: AtPort> AtTransport<P> {
     fn resync(&mut self) -> Result<(), TransportError> {
         self.drain(RESYNC_DRAIN_LIMIT)?;
         let timeout = self.options.command_timeout.min(Duration::from_secs(2));
-        let answer = self.exchange("AT", "AT (resync)", self.parser(&[]), timeout)?;
-        if !answer.result.is_ok() {
+        let deadline = Instant::now() + timeout;
+        // A modem still busy with the command that timed out answers it first: an answer that
+        // carries a card-command line is that late answer, not the one to our `AT`.
+        let card_lines = ["+CSIM:", "+CGLA:", "+CCHO:"];
+        self.write_line("AT", "AT (resync)")?;
+        let (mut answer, mut rest) =
+            self.read_answer("AT (resync)", self.parser(&card_lines), &[], timeout)?;
+        for _ in 0..4 {
+            if answer.info.is_empty() {
+                break;
+            }
+            tracing::debug!(modem = %self.label, late = %answer.summary(), "discarded a late answer");
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // The OK to our AT may have come in the same read as the late answer.
+            (answer, rest) =
+                self.read_answer("AT (resync)", self.parser(&card_lines), &rest, remaining)?;
+        }
+        if !answer.result.is_ok() || !answer.info.is_empty() {
+            self.needs_resync = true;
             return Err(modem_error("AT (resync)", &answer));
         }
-        // A stale final line could still trail the OK (late answer to the failed command).
-        self.drain(Duration::from_millis(100))?;
+        // A stray final line could still trail the OK.
+        self.drain(Duration::from_millis(50))?;
         self.needs_resync = false;
         Ok(())
     }
@@ -482,7 +578,8 @@ impl<P: AtPort> AtTransport<P> {
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         match self.port.read(buf) {
             Ok(0) => Err(TransportError::Disconnected),
-            Ok(n) => Ok(n),
+            // `min`: a port that claims more than the buffer holds must not make us panic.
+            Ok(n) => Ok(n.min(buf.len())),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -517,9 +614,17 @@ impl<P: AtPort> AtTransport<P> {
         &mut self,
         line: &str,
         shown: &str,
-        mut parser: AnswerParser,
+        parser: AnswerParser,
         timeout: Duration,
     ) -> Result<Answer, TransportError> {
+        self.write_line(line, shown)?;
+        // Bytes after the final line are dropped: they came before any answer to the next command.
+        self.read_answer(shown, parser, &[], timeout)
+            .map(|(answer, _)| answer)
+    }
+
+    /// Writes `line` and the line terminator.
+    fn write_line(&mut self, line: &str, shown: &str) -> Result<(), TransportError> {
         tracing::debug!(modem = %self.label, ">> {shown}");
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
@@ -533,6 +638,21 @@ impl<P: AtPort> AtTransport<P> {
                 _ if err.raw_os_error() == Some(nix::libc::EIO) => TransportError::Disconnected,
                 _ => TransportError::Io(err),
             });
+        }
+        Ok(())
+    }
+
+    /// Feeds `already_read`, then reads until `parser` has a complete answer or `timeout` passes
+    /// (nothing is written). Returns the answer and the bytes that followed its final line.
+    fn read_answer(
+        &mut self,
+        shown: &str,
+        mut parser: AnswerParser,
+        already_read: &[u8],
+        timeout: Duration,
+    ) -> Result<(Answer, Vec<u8>), TransportError> {
+        if let Ok(Progress::Done(answer)) = parser.feed(already_read) {
+            return Ok((answer, parser.leftover().to_vec()));
         }
         let deadline = Instant::now() + timeout;
         for _ in 0..MAX_READS_PER_EXCHANGE {
@@ -557,7 +677,7 @@ impl<P: AtPort> AtTransport<P> {
                     if answer.skipped_count > 0 {
                         tracing::trace!(skipped = ?answer.skipped, "skipped echo/URC lines");
                     }
-                    return Ok(answer);
+                    return Ok((answer, parser.leftover().to_vec()));
                 }
                 Ok(Progress::NeedMore) => {}
                 Err(err) => {
@@ -577,10 +697,53 @@ impl<P: AtPort> AtTransport<P> {
     }
 }
 
+/// `+CME ERROR: 21` (27.007 "invalid index"), numeric or verbose: no channel with that session id.
+fn is_invalid_index(result: &FinalResult) -> bool {
+    matches!(result, FinalResult::CmeError(code)
+        if code.trim() == "21" || code.trim().eq_ignore_ascii_case("invalid index"))
+}
+
+/// `+CME ERROR: 22` (27.007 "not found"), numeric or verbose: AT+CCHO found no applet with the AID.
+fn is_not_found(result: &FinalResult) -> bool {
+    matches!(result, FinalResult::CmeError(code)
+        if code.trim() == "22" || code.trim().eq_ignore_ascii_case("not found"))
+}
+
+/// The error for a refused card command: a lost SIM (`+CME ERROR: 10` SIM not inserted, `13` SIM
+/// failure, numeric or verbose) is [`TransportError::RemovedCard`], so that the session reconnects;
+/// anything else is [`TransportError::Modem`] naming the command.
+fn refusal(command: &str, answer: &Answer) -> TransportError {
+    if let FinalResult::CmeError(code) = &answer.result {
+        let code = code.trim().to_ascii_lowercase();
+        if matches!(
+            code.as_str(),
+            "10" | "13" | "sim not inserted" | "sim failure"
+        ) {
+            tracing::warn!(command, answer = %answer.summary(), "the modem lost the SIM");
+            return TransportError::RemovedCard;
+        }
+    }
+    modem_error(command, answer)
+}
+
 fn modem_error(command: &str, answer: &Answer) -> TransportError {
     TransportError::Modem {
         command: command.to_string(),
         answer: answer.summary(),
+    }
+}
+
+impl<P: AtPort> Drop for AtTransport<P> {
+    /// Closes a channel still open with AT+CCHO (best effort, short deadline): SIMs have only a
+    /// few logical channels, and a modem keeps them open across host programs.
+    fn drop(&mut self) {
+        if let Some(session) = self.channel.take() {
+            let line = framing::cchc_command(session);
+            let parser = self.parser(&[]);
+            if let Err(err) = self.exchange(&line, &line, parser, Duration::from_millis(300)) {
+                tracing::debug!(error = %err, "closing the channel on drop failed");
+            }
+        }
     }
 }
 
@@ -614,6 +777,14 @@ impl<P: AtPort> Transport for AtTransport<P> {
         let timeout = self.options.command_timeout;
         let answer = self.exchange(&line, &line, parser, timeout)?;
         if !answer.result.is_ok() {
+            if let err @ TransportError::RemovedCard = refusal(&line, &answer) {
+                return Err(err); // a lost SIM is no reason to give up on AT+CCHO
+            }
+            if is_not_found(&answer.result) {
+                // AT+CCHO works, there is just no applet with this AID (27.007 `+CME ERROR: 22`):
+                // no fallback, the session tries its next AID through AT+CCHO.
+                return Err(modem_error(&line, &answer));
+            }
             if self.options.mode == AtMode::Auto {
                 tracing::warn!(
                     command = %line,
@@ -656,10 +827,33 @@ impl<P: AtPort> Transport for AtTransport<P> {
     }
 
     fn reconnect(&mut self) -> Result<(), TransportError> {
-        // The SIM or the modem may have been reset: the channel is gone either way.
-        self.channel = None;
+        // The SIM or the modem may have been reset: the session opens a new channel either way.
+        let stale_channel = self.channel.take();
         self.needs_resync = false;
-        self.drain(RESYNC_DRAIN_LIMIT)?;
+        // resync first: it recognises a late answer to a timed-out command, which wait_ready's
+        // ATE0 could otherwise take for its own OK.
+        let first = self.resync().and_then(|()| self.wait_ready());
+        let err = match first {
+            Ok(()) => {
+                if let Some(session) = stale_channel {
+                    // Best effort: a modem that kept the channel would otherwise leak it.
+                    let line = framing::cchc_command(session);
+                    let timeout = self.options.command_timeout.min(Duration::from_secs(2));
+                    if let Err(err) = self.exchange(&line, &line, self.parser(&[]), timeout) {
+                        tracing::debug!(error = %err, "closing the stale channel failed");
+                    }
+                }
+                return Ok(());
+            }
+            Err(err) => err,
+        };
+        let Some(reopen) = self.reopen.as_mut() else {
+            return Err(err);
+        };
+        tracing::debug!(modem = %self.label, error = %err, "modem unresponsive; opening the port again");
+        self.port = reopen()?;
+        self.needs_resync = false;
+        self.drain(QUIET)?;
         self.wait_ready()
     }
 

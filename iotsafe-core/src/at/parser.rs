@@ -88,8 +88,10 @@ pub struct Answer {
 
 impl Answer {
     /// A one-line summary of what the modem said, for error messages.
+    /// Response data is replaced by `…`; only the length and the status word stay (the data may be
+    /// a derived secret, e.g. a COMPUTE PRF result).
     pub fn summary(&self) -> String {
-        let mut parts: Vec<String> = self.info.iter().map(|l| abbreviate(l, 80)).collect();
+        let mut parts: Vec<String> = self.info.iter().map(|l| redact_answer_line(l)).collect();
         parts.push(self.result.to_string());
         parts.join(" / ")
     }
@@ -200,13 +202,11 @@ impl AnswerParser {
 
     /// The incomplete line and the lines kept so far, for a diagnostic after a timeout.
     pub fn partial_summary(&self) -> String {
-        let mut parts: Vec<String> = self.info.iter().map(|l| abbreviate(l, 80)).collect();
-        parts.extend(self.skipped.iter().map(|l| abbreviate(l, 40)));
+        let mut parts: Vec<String> = self.info.iter().map(|l| redact_answer_line(l)).collect();
+        parts.extend(self.skipped.iter().cloned());
         if !self.partial.is_empty() {
-            parts.push(format!(
-                "(incomplete) {}",
-                abbreviate(&String::from_utf8_lossy(&self.partial), 80)
-            ));
+            // An incomplete line may be half of a secret: show its size only.
+            parts.push(format!("(incomplete line of {} bytes)", self.partial.len()));
         }
         if parts.is_empty() {
             String::from("nothing")
@@ -269,7 +269,12 @@ impl AnswerParser {
             return None; // blank line, or the LF of CR LF
         }
         let raw = std::mem::take(&mut self.partial);
-        let text = String::from_utf8_lossy(&raw);
+        // AT answers are ASCII. Anything else becomes `?` (one byte, so a kept line never
+        // outgrows the line bound, as U+FFFD replacement characters would).
+        let text: String = raw
+            .iter()
+            .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
+            .collect();
         let line = text.trim();
         if line.is_empty() {
             return None;
@@ -288,7 +293,7 @@ impl AnswerParser {
         } else {
             self.skipped_count += 1;
             if self.skipped.len() < KEPT_SKIPPED_LINES {
-                self.skipped.push(abbreviate(line, 120));
+                self.skipped.push(redact_skipped_line(line));
             }
         }
         None
@@ -392,6 +397,38 @@ pub(crate) fn strip_prefix_ignore_case<'a>(line: &'a str, prefix: &str) -> Optio
     } else {
         None
     }
+}
+
+/// An information line with its data replaced by `…`, keeping the length and the last four hex
+/// digits (the status word): `+CSIM: 136,"…9000"`.
+pub fn redact_answer_line(line: &str) -> String {
+    let Some((head, data)) = line.split_once(',') else {
+        return abbreviate(line, 80);
+    };
+    let digits: Vec<char> = data.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    if digits.len() <= 4 {
+        return abbreviate(line, 80);
+    }
+    let status: String = digits[digits.len() - 4..].iter().collect();
+    format!("{},\"…{status}\"", abbreviate(head, 40))
+}
+
+/// A skipped line for diagnostics. The echo of a command (`AT...`) keeps only the APDU header
+/// (ten hex digits after the quote); other lines (URCs) are kept, abbreviated.
+fn redact_skipped_line(line: &str) -> String {
+    if strip_prefix_ignore_case(line, "AT").is_some() {
+        if let Some((head, data)) = line.split_once('"') {
+            let data = data.trim_end_matches('"');
+            let header: String = data.chars().take(10).collect();
+            let tail = if data.chars().count() > 10 {
+                "…"
+            } else {
+                "\""
+            };
+            return format!("{}\"{header}{tail}", abbreviate(head, 40));
+        }
+    }
+    abbreviate(line, 120)
 }
 
 /// At most `max` characters of `text`, with `…` when cut.
@@ -498,6 +535,7 @@ mod tests {
         assert_eq!(answer.info.len(), 1);
         assert_eq!(answer.skipped_count, 6);
         assert_eq!(answer.skipped[0], "AT+CSIM=10,\"0070000001\"");
+        assert_eq!(answer.skipped[1], "+CREG: 1,5");
     }
 
     #[test]
@@ -566,6 +604,27 @@ mod tests {
         assert_eq!(parse_session_id(&a.info[0]), Some(17));
         assert_eq!(parse_session_id("+CCHO:\"2\""), Some(2));
         assert_eq!(parse_session_id("+CCHO: x"), None);
+    }
+
+    #[test]
+    fn redaction_keeps_length_and_status_word_only() {
+        assert_eq!(
+            redact_answer_line("+CSIM: 12,\"0102030405069000\""),
+            "+CSIM: 12,\"…9000\""
+        );
+        assert_eq!(redact_answer_line("+CSIM: 4,\"6142\""), "+CSIM: 4,\"6142\"");
+        assert_eq!(redact_answer_line("+CCHO: 1"), "+CCHO: 1");
+        assert_eq!(
+            redact_skipped_line("AT+CSIM=78,\"002B8001229E20AABBCCDD\""),
+            "AT+CSIM=78,\"002B800122…"
+        );
+        let mut parser = AnswerParser::new(&["+CSIM:"]);
+        let _ = parser.feed(b"+CSIM: 12,\"0102030405069000\"\r\n+CSIM: 4,\"AABB");
+        let partial = parser.partial_summary();
+        assert!(
+            !partial.contains("0102") && !partial.contains("AABB"),
+            "{partial}"
+        );
     }
 
     #[test]

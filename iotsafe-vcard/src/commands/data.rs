@@ -87,6 +87,8 @@ fn object_list(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> Command
     };
     let limit = cmd.max_response();
     let whole: Vec<u8> = structures.concat();
+    // A cursor left by a longer list (objects changed between parts) restarts nothing: it ends here.
+    let start = start.min(whole.len());
     // End of the part: as many whole structures as fit, or a raw cut if not even one does.
     let mut end = start;
     let mut boundary = 0;

@@ -51,8 +51,17 @@ pub(crate) fn read_public_key(applet: &Applet, cmd: &Command<'_>) -> CommandResu
         .get(store.public_key_index(r).ok_or(sw::NOT_FOUND)?)
         .ok_or(sw::NOT_FOUND)?;
     require_bits(key.access, attr::ACCESS_READ)?;
-    let point = key.point.as_ref().ok_or(sw::CONDITIONS_NOT_SATISFIED)?;
-    Ok(Outcome::data(public_key_data(point)))
+    let point = match &key.point {
+        Some(point) => point.clone(),
+        // A state file provisioned with only the private half: derive the public half of the pair.
+        None => store
+            .private_keys
+            .iter()
+            .find(|k| k.public_key_id.as_deref() == Some(key.id.as_slice()))
+            .and_then(|k| store.public_point_of_private(ObjectRef::Id(&k.id)))
+            .ok_or(sw::CONDITIONS_NOT_SATISFIED)?,
+    };
+    Ok(Outcome::data(public_key_data(&point)))
 }
 
 /// PUT PUBLIC KEY Init: P1=00 opens session P2 on a public key with update access, P1=01 closes it.

@@ -7,7 +7,7 @@ use iotsafe_vcard::{CardHandler, VirtualCard};
 /// Bytes from a hex literal; spaces and `‖` separators are ignored.
 pub fn h(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
-    assert!(digits.len() % 2 == 0, "odd hex literal {text}");
+    assert!(digits.len().is_multiple_of(2), "odd hex literal {text}");
     digits
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
