@@ -3,7 +3,7 @@
 
 use crate::error::CliError;
 use iotsafe_core::objects::{functions, key_type};
-use iotsafe_core::{Card, CardSignature, EcPoint, HashAlgorithm, ObjectKind, ObjectRef};
+use iotsafe_core::{Card, EcPoint, HashAlgorithm, ObjectKind, ObjectRef};
 use sha2::{Digest, Sha256};
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo; the 65-byte point follows.
@@ -75,18 +75,8 @@ pub fn sign_message_der(card: &Card, key: &ObjectRef, message: &[u8]) -> Result<
     let signature = card
         .sign_digest(key, HashAlgorithm::Sha256, &digest)
         .map_err(|e| CliError::card(format!("signing with {key}"), &e))?;
-    signature_to_der(&signature).map_err(|why| CliError::new(format!("signing with {key}"), why))
-}
-
-/// A card signature (raw `r‖s` or DER) as minimal DER.
-pub fn signature_to_der(signature: &CardSignature) -> Result<Vec<u8>, String> {
-    let parsed = match signature {
-        CardSignature::RawRs(raw) => p256::ecdsa::Signature::from_slice(raw)
-            .map_err(|_| format!("the card returned an invalid r‖s ({} bytes)", raw.len()))?,
-        CardSignature::Der(der) => p256::ecdsa::Signature::from_der(der)
-            .map_err(|_| "the card returned an invalid DER signature".to_string())?,
-    };
-    Ok(parsed.to_der().as_bytes().to_vec())
+    iotsafe_rustls::card_signature_to_der(&signature)
+        .map_err(|why| CliError::new(format!("signing with {key}"), why))
 }
 
 /// Reads the public key of `key` from the card.

@@ -132,7 +132,7 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         })?);
     }
     let handshakes = if args.handshakes > 0 {
-        Some(bench_handshakes(context, &card, args, opened.pki.as_ref())?)
+        Some(bench_handshakes(&card, args, opened.pki.as_ref())?)
     } else {
         None
     };
@@ -188,7 +188,6 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
 type PerOperation = Vec<(&'static str, u64, Duration)>;
 
 fn bench_handshakes(
-    _context: &Context,
     card: &Arc<Card>,
     args: &Args,
     pki: Option<&TestPki>,
