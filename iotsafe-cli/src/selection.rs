@@ -279,7 +279,7 @@ fn open_virtual(
     let what = format!("opening the virtual card {}", state.display());
     if ensure_virtual_card(state)? {
         eprintln!(
-            "iotsafe: provisioned a new virtual card in {} (test PKI in {})",
+            "note: provisioned a new virtual card in {} (test PKI in {})",
             state.display(),
             pki_dir_of(state).display()
         );

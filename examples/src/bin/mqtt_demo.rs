@@ -85,10 +85,32 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<bool, CliError> {
     let mut selection = args.card.clone();
-    if selection.reader.is_none() && selection.modem.is_none() && selection.vcard.is_none() {
+    let demo_owns_state =
+        selection.reader.is_none() && selection.modem.is_none() && selection.vcard.is_none();
+    if demo_owns_state {
         selection.vcard = Some(default_state());
     }
-    let opened = selection.open()?;
+    let opened = match selection.open() {
+        Ok(opened) if opened.pki.is_some() || !demo_owns_state => opened,
+        // The demo's own card state is unreadable or lost its PKI (an older format, a deleted
+        // folder): start over with a fresh card rather than fail the first command of the README.
+        result if demo_owns_state => {
+            let state = default_state();
+            let why = match &result {
+                Ok(_) => "its test PKI is missing".to_string(),
+                Err(e) => e.to_string(),
+            };
+            drop(result);
+            eprintln!(
+                "mqtt-demo: re-provisioning the demo card in {} ({why})",
+                state.display()
+            );
+            let _ = std::fs::remove_file(&state);
+            let _ = std::fs::remove_dir_all(iotsafe_cli::selection::pki_dir_of(&state));
+            selection.open()?
+        }
+        result => result?,
+    };
     if args.trace {
         opened
             .card
