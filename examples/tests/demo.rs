@@ -203,7 +203,16 @@ fn ctrl_c_stops_the_demo_gracefully() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(3000));
+    // Once the card is provisioned the demo is past its start-up; then let it handshake a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !state.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the demo never provisioned its card"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -84,6 +84,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<bool, CliError> {
+    // Ctrl-C is caught from the start: whenever it comes, the client stops at its next step and
+    // disconnects cleanly.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new("starting the async runtime", e))?;
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    runtime.block_on(install_interrupt_handler(cancel_tx))?;
     let mut selection = args.card.clone();
     let demo_owns_state =
         selection.reader.is_none() && selection.modem.is_none() && selection.vcard.is_none();
@@ -154,7 +163,6 @@ fn run(args: Args) -> Result<bool, CliError> {
     if args.broker.is_some() {
         broker.description = "client certificate on the card".into();
     }
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let opts = ClientOptions {
         topic: args
             .topic
@@ -170,21 +178,8 @@ fn run(args: Args) -> Result<bool, CliError> {
         cancel: Some(cancel_rx),
         ..ClientOptions::default()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new("starting the async runtime", e))?;
     let card = Arc::clone(&opened.card);
-    let report = runtime.block_on(async move {
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("mqtt-demo: interrupted, disconnecting…");
-                let _ = cancel_tx.send(true);
-            }
-        });
-        run_mqtt_client(card, broker, opts).await
-    });
+    let report = runtime.block_on(run_mqtt_client(card, broker, opts));
     let _ = opened.card.close();
     let report = report?;
     if args.json {
@@ -198,4 +193,27 @@ fn run(args: Args) -> Result<bool, CliError> {
         print!("{text}");
     }
     Ok(report.success())
+}
+
+/// Sets `cancel` on Ctrl-C. The handler is installed before this returns (on Unix), so an early
+/// Ctrl-C is not lost to the default action.
+async fn install_interrupt_handler(
+    cancel: tokio::sync::watch::Sender<bool>,
+) -> Result<(), CliError> {
+    #[cfg(unix)]
+    let interrupted = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())
+            .map_err(|e| CliError::new("installing the Ctrl-C handler", e))?;
+        async move { interrupt.recv().await.is_some() }
+    };
+    #[cfg(not(unix))]
+    let interrupted = async { tokio::signal::ctrl_c().await.is_ok() };
+    tokio::spawn(async move {
+        if interrupted.await {
+            eprintln!("mqtt-demo: interrupted, disconnecting…");
+            let _ = cancel.send(true);
+        }
+    });
+    Ok(())
 }
