@@ -337,3 +337,63 @@ fn modem_says_nothing() {
         );
     }
 }
+
+#[test]
+fn sim_pulled_mid_operation_then_back() {
+    // The card (not the modem) goes away in the middle of a multi-APDU READ FILE: the modem
+    // answers `+CME ERROR: 13`, the session reports the removal, and after the card is back the
+    // next operation reconnects and works.
+    for (mode, transport) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let (report, vcard) = provisioned(dir.path(), card_options(transport));
+        let shared = Arc::new(Mutex::new(vcard));
+        let modem = Modem::spawn(shared.clone(), ModemOptions::default());
+        let card = open(&modem, short(mode));
+        let cert = card
+            .read_file(&iotsafe_core::ObjectRef::id([2]))
+            .expect("read before the fault");
+        assert_eq!(cert, report.device_cert_der);
+        assert!(card.stats().of(Operation::ReadFile).apdus >= 2);
+        let before = card.stats();
+        {
+            let mut vc = shared.lock().unwrap();
+            let now = vc.apdu_count();
+            vc.set_faults(iotsafe_vcard::FaultPlan {
+                disconnect_after: Some(now + 1),
+                ..Default::default()
+            });
+        }
+        let started = Instant::now();
+        let err = card
+            .read_file(&iotsafe_core::ObjectRef::id([2]))
+            .expect_err("the SIM went away mid-operation");
+        let took = started.elapsed();
+        shared
+            .lock()
+            .unwrap()
+            .set_faults(iotsafe_vcard::FaultPlan::default());
+        eprintln!("{mode:?} {transport:?} SIM pulled: {err} after {took:?}");
+        assert!(took < SLOW + SLACK, "{took:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Transport {
+                    source: TransportError::RemovedCard,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let failed = card.stats().since(&before);
+        assert_eq!(failed.of(Operation::ReadFile).apdus, 2, "{failed:?}");
+        let cert = card
+            .read_file(&iotsafe_core::ObjectRef::id([2]))
+            .expect("read after the SIM is back");
+        assert_eq!(cert, report.device_cert_der);
+        sign_and_check(&card, &report.device_public_key, b"SIM back");
+        let after = card.stats().since(&before);
+        assert_eq!(after.reconnects, 1, "{after:?}");
+        assert_eq!(after.count(Operation::Select), 1, "{after:?}");
+        assert_eq!(after.of(Operation::Select).failures, 0, "{after:?}");
+    }
+}
