@@ -131,7 +131,6 @@ fn is_card_gone(err: &Error) -> bool {
 /// make the session reconnect, so the next operation fails too. Mapping an empty answer to
 /// `TransportError::NotTransacted` in `pcsc.rs::transmit_on` makes this test pass (checked).
 #[test]
-#[ignore = "iotsafe-core maps vpcd's 0-byte answer after a mid-APDU removal to Protocol, not NotTransacted"]
 fn card_disconnects_mid_operation_then_comes_back() {
     let _slot = vpcd_slot_lock();
     if !service(pcscd_running(), "pcscd") {
