@@ -40,6 +40,20 @@ impl CliError {
         }
     }
 
+    /// An error from a transport before any card session exists (opening a reader or a modem).
+    pub fn transport(what: impl Into<String>, error: TransportError) -> CliError {
+        let why = error.to_string();
+        let hint = card_hint(&CardError::Transport {
+            command: iotsafe_core::CommandKind::Select,
+            source: error,
+        });
+        CliError {
+            what: what.into(),
+            why,
+            hint,
+        }
+    }
+
     /// An I/O error on a named file.
     pub fn file(
         what: impl Into<String>,

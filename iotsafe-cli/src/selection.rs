@@ -200,13 +200,7 @@ fn open_modem(target: &str, _config: CardConfig) -> Result<OpenedCard, CliError>
 
 #[cfg(any(feature = "at", feature = "pcsc"))]
 fn transport_error(what: &str, error: iotsafe_core::TransportError) -> CliError {
-    CliError::card(
-        what,
-        &iotsafe_core::Error::Transport {
-            command: iotsafe_core::CommandKind::Select,
-            source: error,
-        },
-    )
+    CliError::transport(what, error)
 }
 
 /// Where the test PKI of a virtual card state lives: `<dir>/<stem>-pki/`.
