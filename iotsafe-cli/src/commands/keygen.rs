@@ -29,12 +29,22 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     let _ = card.refresh();
     let spki = p256_spki(&pair.point);
     let pem_text = pem("PUBLIC KEY", &spki);
+    let volatile = card
+        .find(iotsafe_core::ObjectKind::PrivateKey, &key)
+        .is_ok_and(|o| o.key_type == Some(iotsafe_core::objects::key_type::P256_VOLATILE));
+    let note = if volatile {
+        String::new()
+    } else {
+        format!(
+            "note: a certificate issued for the previous key no longer matches; make a new one with `iotsafe csr --key {}`\n",
+            args.key
+        )
+    };
     let text = format!(
-        "new key pair: private {}, public {}\npoint: {}\n{pem_text}note: a certificate issued for the previous key no longer matches; make a new one with `iotsafe csr --key {}`",
+        "new key pair: private {}, public {}\npoint: {}\n{pem_text}{note}",
         pair.private,
         pair.public,
         hex(pair.point.as_bytes()),
-        args.key,
     );
     Ok(Output::new(
         text,
