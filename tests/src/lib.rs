@@ -216,3 +216,5 @@ pub fn mosquitto(
 
 #[cfg(feature = "pcsc")]
 pub mod vpcd;
+
+pub mod handshake;
