@@ -125,3 +125,40 @@ fn pregeneration_moves_the_key_generation_but_keeps_the_budget() {
         assert_eq!((total.bytes_sent, total.bytes_received), T1_BYTES);
     }
 }
+
+/// The anchor for comparison (`anchors.md` §5): wolfSSL's IoT-SAFE card calls for the same
+/// handshake, replayed on the same card with the core client in its wolfSSL-compatible
+/// configuration. 29 APDUs with 3 server-side signatures verified on the card, 23 with 2.
+#[test]
+fn wolfssl_replay_matches_the_anchor_apdu_count() {
+    use iotsafe_core::Card;
+    use iotsafe_tests::handshake::replay_wolfssl_handshake;
+    use iotsafe_vcard::{InProcessTransport, VirtualCard};
+    let card = Card::open(
+        InProcessTransport::new(VirtualCard::with_default_layout(CardOptions::default())),
+        CardConfig::wolfssl_compatible(),
+    )
+    .expect("open the card as wolfSSL does");
+    let three = replay_wolfssl_handshake(&card, 3);
+    let two = replay_wolfssl_handshake(&card, 2);
+    eprintln!(
+        "wolfSSL replay: 3 verifies {} APDUs {}/{} bytes; 2 verifies {} APDUs {}/{} bytes",
+        three.apdus,
+        three.bytes_sent,
+        three.bytes_received,
+        two.apdus,
+        two.bytes_sent,
+        two.bytes_received
+    );
+    assert_eq!(three.apdus, ANCHOR_APDUS);
+    assert_eq!(two.apdus, ANCHOR_APDUS - 6);
+    assert_eq!((three.bytes_sent, three.bytes_received), ANCHOR_BYTES);
+    assert_eq!(three.count(Operation::Verify), 3);
+    assert_eq!(three.count(Operation::Hkdf), 3);
+    assert!(three.apdus > 3 * T1_APDUS);
+}
+
+/// APDUs of the anchor's handshake (`anchors.md` §5).
+const ANCHOR_APDUS: u64 = 29;
+/// Bytes to / from the card of the replayed anchor handshake (3 verifies).
+const ANCHOR_BYTES: (u64, u64) = (1055, 330);
