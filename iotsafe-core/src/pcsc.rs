@@ -121,6 +121,9 @@ pub fn map_pcsc_error(err: pcsc::Error, reader: &str) -> TransportError {
         pcsc::Error::NotTransacted => TransportError::NotTransacted,
         pcsc::Error::NoSmartcard => TransportError::NoCard(reader.to_string()),
         pcsc::Error::InvalidHandle | pcsc::Error::ReaderUnavailable => TransportError::Disconnected,
+        pcsc::Error::SharingViolation => TransportError::Protocol(format!(
+            "the card in {reader:?} is in exclusive use by another application"
+        )),
         pcsc::Error::Timeout | pcsc::Error::WaitedTooLong => {
             TransportError::Protocol(format!("PC/SC timeout on {reader:?}: {err}"))
         }
@@ -138,6 +141,8 @@ pub struct PcscTransport {
     buffer: Vec<u8>,
     /// The service answered NoService: the context is dead even if pcsc-lite says it is valid.
     stale_context: bool,
+    /// A command failed in a way that calls for a reconnect since the last (re)connect.
+    failed_since_connect: bool,
 }
 
 impl std::fmt::Debug for PcscTransport {
@@ -194,6 +199,7 @@ impl PcscTransport {
             options,
             buffer: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
             stale_context: false,
+            failed_since_connect: false,
         })
     }
 
@@ -205,7 +211,10 @@ impl PcscTransport {
     /// The card's ATR, when connected.
     pub fn atr(&self) -> Option<Vec<u8>> {
         let card = self.card.as_ref()?;
-        card.get_attribute_owned(pcsc::Attribute::AtrString).ok()
+        // SCardStatus, not the AtrString attribute: not every reader driver (vpcd) has the latter.
+        card.status2_owned()
+            .ok()
+            .map(|status| status.atr().to_vec())
     }
 
     /// One reconnect attempt: a fresh context when pcscd restarted, then `SCardReconnect` with a
@@ -219,12 +228,28 @@ impl PcscTransport {
             self.stale_context = false;
         }
         if let Some(card) = self.card.as_mut() {
+            // The session calls reconnect before its first operation too: a healthy connection
+            // with no failure since the last (re)connect is left alone, not reset.
+            let healthy = card.status2_owned().is_ok();
+            if healthy && !self.failed_since_connect {
+                return Ok(());
+            }
+            // Healthy but a command failed (cut exchange, timeout): reset for a clean card state.
+            // Not healthy (reset or replaced card): the card is fresh already, just re-attach.
+            let disposition = if healthy {
+                Disposition::ResetCard
+            } else {
+                Disposition::LeaveCard
+            };
             match card.reconnect(
                 self.options.share_mode(),
                 self.options.pcsc_protocols(),
-                Disposition::ResetCard,
+                disposition,
             ) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.failed_since_connect = false;
+                    return Ok(());
+                }
                 Err(err) => {
                     tracing::debug!(reader = %self.reader, error = %err, "SCardReconnect failed; connecting afresh");
                     self.card = None;
@@ -234,6 +259,7 @@ impl PcscTransport {
         match connect_card(&self.context, &self.reader, &self.options) {
             Ok(card) => {
                 self.card = Some(card);
+                self.failed_since_connect = false;
                 Ok(())
             }
             Err(err) => {
@@ -247,6 +273,9 @@ impl PcscTransport {
     fn note(&mut self, err: &TransportError) {
         if matches!(err, TransportError::NoService) {
             self.stale_context = true;
+        }
+        if err.needs_reconnect() {
+            self.failed_since_connect = true;
         }
     }
 }
@@ -285,6 +314,11 @@ fn transmit_on(
     let response = card
         .transmit(command, buffer)
         .map_err(|e| map_pcsc_error(e, reader))?;
+    // vpcd (and some readers) answer "success, 0 bytes" when the card vanished mid-command:
+    // that is a card gone in flight, so the session must reconnect, not a protocol error.
+    if response.is_empty() {
+        return Err(TransportError::NotTransacted);
+    }
     if response.len() < 2 {
         return Err(TransportError::Protocol(format!(
             "the reader returned {} bytes, less than a status word",
@@ -323,6 +357,7 @@ impl Transport for PcscTransport {
                 let source = map_pcsc_error(err, &reader);
                 // (a field, not `self.note`: the card is still borrowed here)
                 self.stale_context |= matches!(source, TransportError::NoService);
+                self.failed_since_connect |= source.needs_reconnect();
                 return Err(Error::Transport {
                     command: CommandKind::Raw,
                     source,
@@ -345,6 +380,10 @@ impl Transport for PcscTransport {
         result
     }
 
+    /// Leaves a healthy connection alone (no failure since the last connect); otherwise
+    /// re-establishes the context if pcscd restarted, then `SCardReconnect` (reset when the card
+    /// is still there, so its state is clean) or a fresh connect. Bounded by
+    /// [`PcscOptions::reconnect_deadline`].
     fn reconnect(&mut self) -> Result<(), TransportError> {
         let deadline = Instant::now() + self.options.reconnect_deadline;
         let mut last = TransportError::Disconnected;

@@ -104,7 +104,8 @@ proptest! {
                 Err(TransportError::Timeout(_))
                 | Err(TransportError::Modem { .. })
                 | Err(TransportError::Protocol(_))
-                | Err(TransportError::RemovedCard) => {}
+                | Err(TransportError::RemovedCard)
+                | Err(TransportError::ResetCard) => {}
                 Err(other) => prop_assert!(false, "unexpected error {other:?}"),
             }
         }

@@ -686,23 +686,146 @@ fn lost_sim_is_removed_card_even_for_ccho() {
 }
 
 #[test]
-fn auto_ccho_not_found_falls_back_for_that_aid_only() {
+fn auto_ccho_not_found_is_a_modem_error_without_fallback() {
     let (mut t, modem, _slave) = setup(AtMode::Auto, true, |l| match l {
         "AT+CCHO=\"A00000003053F12401770101495341\"" => vec![line("+CME ERROR: 22")],
         "AT+CCHO=\"A0000005590010\"" => vec![line("+CCHO: 2"), ok()],
-        l if l.starts_with("AT+CSIM=") => vec![line("+CSIM: 4,\"6A82\""), ok()],
         _ => vec![line("ERROR")],
     });
     let thales_aid = [
         0xA0, 0x00, 0x00, 0x00, 0x30, 0x53, 0xF1, 0x24, 0x01, 0x77, 0x01, 0x01, 0x49, 0x53, 0x41,
     ];
-    assert_eq!(t.open_channel(&thales_aid).unwrap(), None);
-    assert!(!t.capabilities().manages_channels);
-    // The session selects over AT+CSIM and sees the card's status word.
-    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x6A, 0x82]);
-    // The next AID goes through AT+CCHO again.
-    assert!(t.open_channel(&AID).unwrap().is_some());
+    match t.open_channel(&thales_aid) {
+        Err(TransportError::Modem { command, answer }) => {
+            assert_eq!(command, "AT+CCHO=\"A00000003053F12401770101495341\"");
+            assert_eq!(answer, "+CME ERROR: 22");
+        }
+        other => panic!("expected a Modem error, got {other:?}"),
+    }
+    // Still AT+CCHO: the next AID opens a modem-managed channel.
     assert!(t.capabilities().manages_channels);
+    assert!(t.open_channel(&AID).unwrap().is_some());
     assert_eq!(t.session_id(), Some(2));
-    assert_eq!(modem.apdu_lines().len(), 3);
+    assert_eq!(modem.apdu_lines().len(), 2);
+}
+
+#[test]
+fn late_answer_of_a_timed_out_command_is_not_taken_for_the_next_one() {
+    // A modem that works sequentially: the stalled command's answer comes out (late) before
+    // the answer to anything sent after it.
+    let mut calls = 0;
+    let (mut t, modem, _slave) = setup(AtMode::Csim, false, move |l| {
+        if l.starts_with("AT+CSIM=") {
+            calls += 1;
+            if calls == 1 {
+                return vec![
+                    Reply::Pause(Duration::from_millis(700)),
+                    line("+CSIM: 6,\"AA9000\""),
+                    ok(),
+                ];
+            }
+            vec![line("+CSIM: 6,\"BB9000\""), ok()]
+        } else {
+            vec![line("ERROR")]
+        }
+    });
+    assert!(matches!(
+        t.transmit(&SELECT_IOTSAFE),
+        Err(TransportError::Timeout(_))
+    ));
+    // The modem thread is still sleeping; the next command's resync sees the late answer first.
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
+    let received = modem.received();
+    assert_eq!(received[received.len() - 2], "AT");
+}
+
+#[test]
+fn reconnect_after_a_timeout_discards_the_late_answer() {
+    let mut calls = 0;
+    let (mut t, _modem, _slave) = setup(AtMode::Csim, false, move |l| {
+        if l.starts_with("AT+CSIM=") {
+            calls += 1;
+            if calls == 1 {
+                return vec![
+                    Reply::Pause(Duration::from_millis(700)),
+                    line("+CSIM: 6,\"AA9000\""),
+                    ok(),
+                ];
+            }
+            vec![line("+CSIM: 6,\"BB9000\""), ok()]
+        } else {
+            vec![line("ERROR")]
+        }
+    });
+    assert!(matches!(
+        t.transmit(&SELECT_IOTSAFE),
+        Err(TransportError::Timeout(_))
+    ));
+    // What the card session does after a transport error: reconnect, then go on.
+    t.reconnect().unwrap();
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
+}
+
+#[test]
+fn auto_falls_back_when_the_first_cgla_is_refused() {
+    let (mut t, modem, _slave) = setup(AtMode::Auto, true, |l| match l {
+        "AT+CCHO=\"A0000005590010\"" => vec![line("+CCHO: 3"), ok()],
+        "AT+CCHC=3" => vec![ok()],
+        l if l.starts_with("AT+CGLA=") => vec![line("ERROR")],
+        l if l.starts_with("AT+CSIM=") => vec![line("+CSIM: 4,\"9000\""), ok()],
+        _ => vec![line("ERROR")],
+    });
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    // ResetCard: the session reconnects, re-selects (now over AT+CSIM) and retries once.
+    assert!(matches!(
+        t.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x00]),
+        Err(TransportError::ResetCard)
+    ));
+    assert!(!t.capabilities().manages_channels);
+    assert_eq!(t.open_channel(&AID).unwrap(), None);
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+    let lines = modem.apdu_lines();
+    assert_eq!(lines[1], "AT+CGLA=3,10,\"00C0000000\"");
+    assert_eq!(lines[2], "AT+CCHC=3");
+}
+
+#[test]
+fn lost_channel_is_reported_as_reset() {
+    let mut cgla_calls = 0;
+    let (mut t, _modem, _slave) = setup(AtMode::Cgla, true, move |l| match l {
+        l if l.starts_with("AT+CCHO=") => vec![line("+CCHO: 1"), ok()],
+        l if l.starts_with("AT+CGLA=") => {
+            cgla_calls += 1;
+            if cgla_calls == 1 {
+                vec![line("+CGLA: 4,\"9000\""), ok()]
+            } else {
+                vec![line("+CME ERROR: 21")]
+            }
+        }
+        _ => vec![line("ERROR")],
+    });
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+    assert!(matches!(
+        t.transmit(&SELECT_IOTSAFE),
+        Err(TransportError::ResetCard)
+    ));
+    assert_eq!(t.session_id(), None);
+    assert!(t.capabilities().manages_channels);
+}
+
+#[test]
+fn dropping_the_transport_closes_its_channel() {
+    let (mut t, modem, _slave) = setup(AtMode::Cgla, true, |l| match l {
+        l if l.starts_with("AT+CCHO=") => vec![line("+CCHO: 4"), ok()],
+        "AT+CCHC=4" => vec![ok()],
+        _ => vec![line("ERROR")],
+    });
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    drop(t);
+    assert_eq!(
+        modem.apdu_lines().last().map(String::as_str),
+        Some("AT+CCHC=4")
+    );
 }

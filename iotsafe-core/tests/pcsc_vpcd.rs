@@ -46,6 +46,8 @@ fn pcscd_readers() -> Option<Vec<String>> {
 struct VpcdCard {
     stream: TcpStream,
     apdus: Arc<AtomicUsize>,
+    /// Power off / on / reset requests seen (a reset of the card shows here).
+    controls: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -64,7 +66,9 @@ impl VpcdCard {
         };
         stream.set_nodelay(true).unwrap();
         let apdus = Arc::new(AtomicUsize::new(0));
-        let (mut reader, counter) = (stream.try_clone().unwrap(), apdus.clone());
+        let controls = Arc::new(AtomicUsize::new(0));
+        let (mut reader, counter, power) =
+            (stream.try_clone().unwrap(), apdus.clone(), controls.clone());
         let thread = std::thread::spawn(move || {
             // Bounded: ends when the socket closes, at the latest after a minute.
             let started = Instant::now();
@@ -78,7 +82,10 @@ impl VpcdCard {
                     return;
                 }
                 let reply: Option<Vec<u8>> = match payload.as_slice() {
-                    [0] | [1] | [2] => None,
+                    [0] | [1] | [2] => {
+                        power.fetch_add(1, Ordering::SeqCst);
+                        None
+                    }
                     [4] => Some(ATR.to_vec()),
                     apdu => {
                         counter.fetch_add(1, Ordering::SeqCst);
@@ -105,12 +112,17 @@ impl VpcdCard {
         VpcdCard {
             stream,
             apdus,
+            controls,
             thread: Some(thread),
         }
     }
 
     fn apdus(&self) -> usize {
         self.apdus.load(Ordering::SeqCst)
+    }
+
+    fn controls(&self) -> usize {
+        self.controls.load(Ordering::SeqCst)
     }
 
     /// Pulls the card: the socket closes, vpcd reports the card gone.
@@ -222,6 +234,7 @@ fn transmit_transaction_removal_and_reconnect() {
     let card = VpcdCard::plug_in();
     let mut transport = connect_when_present();
     assert!(transport.describe().contains(SLOT_READER));
+    assert_eq!(transport.atr(), Some(ATR.to_vec()));
 
     // One connection, many APDUs.
     let answer = transport.transmit(&GET_RANDOM).unwrap();
@@ -250,6 +263,39 @@ fn transmit_transaction_removal_and_reconnect() {
         .unwrap();
     assert_eq!(inside.len(), 3);
     assert!(card.apdus() >= 5);
+
+    // Exclusive use elsewhere is a clear error, not a hang.
+    {
+        let exclusive = PcscOptions {
+            share: iotsafe_core::pcsc::PcscShare::Exclusive,
+            ..PcscOptions::default()
+        };
+        drop(transport);
+        let mut holder =
+            PcscTransport::connect(&ReaderChoice::Exact(SLOT_READER.into()), exclusive).unwrap();
+        holder.transmit(&GET_RANDOM).unwrap();
+        match PcscTransport::connect(
+            &ReaderChoice::Exact(SLOT_READER.into()),
+            PcscOptions::default(),
+        ) {
+            Err(TransportError::Protocol(message)) => {
+                assert!(message.contains("exclusive use"), "{message}")
+            }
+            other => panic!("expected a sharing error, got {other:?}"),
+        }
+    }
+    let mut transport = connect_when_present();
+
+    // The session calls reconnect() before its first operation: on a healthy connection it
+    // must not reset the card.
+    let controls = card.controls();
+    transport.reconnect().unwrap();
+    assert_eq!(
+        card.controls(),
+        controls,
+        "a healthy reconnect reset the card"
+    );
+    transport.transmit(&GET_RANDOM).unwrap();
 
     // Pull the card: typed errors, no hang.
     card.pull_out();

@@ -17,9 +17,9 @@ pub enum AtMode {
     /// Probe at open (`AT+CCHO=?`): use AT+CCHO/AT+CGLA/AT+CCHC when the modem has them, and fall
     /// back to AT+CSIM for good when it refuses them (including an `ERROR` or `+CME ERROR` to
     /// `AT+CCHO` itself). Two refusals do not cause the fallback: `+CME ERROR: 22` (no applet
-    /// with that AID; `open_channel` returns `Ok(None)` for that AID only, so the session's own
-    /// SELECT over AT+CSIM reports the card's status word) and a lost SIM (`+CME ERROR: 10`/`13`,
-    /// reported as [`TransportError::RemovedCard`]).
+    /// with that AID: a [`TransportError::Modem`] error, so the session tries its next AID through
+    /// AT+CCHO) and a lost SIM (`+CME ERROR: 10`/`13`, reported as
+    /// [`TransportError::RemovedCard`]).
     #[default]
     Auto,
     /// Only AT+CSIM; the session manages channels with MANAGE CHANNEL and SELECT itself.
@@ -96,9 +96,8 @@ pub struct AtTransport<P: AtPort> {
     /// Session id of the channel opened with AT+CCHO, while it is open.
     channel: Option<u32>,
     needs_resync: bool,
-    /// In [`AtMode::Auto`], AT+CCHO answered "not found" for the last AID: the session manages
-    /// this channel itself over AT+CSIM (until the next `open_channel`).
-    csim_for_this_channel: bool,
+    /// An AT+CGLA has succeeded on this modem (so a later refusal is about that APDU, not CGLA).
+    cgla_worked: bool,
     /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
     /// the old one dead, e.g. a USB modem that re-enumerated.
     reopen: Option<Reopen<P>>,
@@ -171,6 +170,8 @@ impl AtTransport<TcpStream> {
             let stream = TcpStream::connect(&addrs[..])?;
             // One AT line per write: without this, Nagle delays each small command.
             stream.set_nodelay(true)?;
+            // A peer that stops reading must not block a write forever.
+            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
             Ok(stream)
         };
         let stream = open()?;
@@ -199,7 +200,7 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channel: None,
             needs_resync: false,
-            csim_for_this_channel: false,
+            cgla_worked: false,
             reopen: None,
         };
         transport.initialise()?;
@@ -225,10 +226,9 @@ impl<P: AtPort> AtTransport<P> {
             AtMode::Cgla => true,
             // A modem known to refuse SELECT over AT+CSIM gets AT+CCHO even when its probe was silent.
             AtMode::Auto => {
-                !self.csim_for_this_channel
-                    && (self.cgla == Support::Yes
-                        || (self.cgla == Support::Unknown
-                            && self.quirks.prefer_logical_channel_commands))
+                self.cgla == Support::Yes
+                    || (self.cgla == Support::Unknown
+                        && self.quirks.prefer_logical_channel_commands)
             }
         }
     }
@@ -289,7 +289,13 @@ impl<P: AtPort> AtTransport<P> {
         };
         let answer = self.exchange(&line, &shown, self.parser(&[prefix]), timeout)?;
         if !answer.result.is_ok() {
+            if self.channel.is_some() {
+                return Err(self.cgla_refused(&shown, &answer));
+            }
             return Err(refusal(&shown, &answer));
+        }
+        if self.channel.is_some() {
+            self.cgla_worked = true;
         }
         let info = match answer.info.last() {
             Some(info) => {
@@ -326,6 +332,37 @@ impl<P: AtPort> AtTransport<P> {
             )));
         }
         Ok(payload.bytes)
+    }
+
+    /// A refused AT+CGLA. `+CME ERROR: 21` (invalid index): the modem lost the channel, so it is
+    /// reported as [`TransportError::ResetCard`] (the session re-opens it and retries once). In
+    /// [`AtMode::Auto`], a modem that refuses the very first AT+CGLA lacks it even though it has
+    /// AT+CCHO: close the channel, use AT+CSIM from now on, and report `ResetCard` too, so the
+    /// session re-selects over AT+CSIM and retries.
+    fn cgla_refused(&mut self, shown: &str, answer: &Answer) -> TransportError {
+        let err = refusal(shown, answer);
+        if !matches!(err, TransportError::Modem { .. }) {
+            return err; // a lost SIM
+        }
+        if is_invalid_index(&answer.result) {
+            tracing::warn!(command = %shown, "the modem no longer knows the channel");
+            self.channel = None;
+            return TransportError::ResetCard;
+        }
+        if self.options.mode == AtMode::Auto && !self.cgla_worked {
+            tracing::warn!(
+                command = %shown,
+                answer = %answer.summary(),
+                "the modem refused AT+CGLA; falling back to AT+CSIM for this modem"
+            );
+            if let Err(close) = self.close_channel() {
+                tracing::debug!(error = %close, "closing the channel failed");
+            }
+            self.channel = None;
+            self.cgla = Support::No;
+            return TransportError::ResetCard;
+        }
+        err
     }
 
     fn parser(&self, prefixes: &[&str]) -> AnswerParser {
@@ -486,12 +523,29 @@ impl<P: AtPort> AtTransport<P> {
     fn resync(&mut self) -> Result<(), TransportError> {
         self.drain(RESYNC_DRAIN_LIMIT)?;
         let timeout = self.options.command_timeout.min(Duration::from_secs(2));
-        let answer = self.exchange("AT", "AT (resync)", self.parser(&[]), timeout)?;
-        if !answer.result.is_ok() {
+        let deadline = Instant::now() + timeout;
+        // A modem still busy with the command that timed out answers it first: an answer that
+        // carries a card-command line is that late answer, not the one to our `AT`.
+        let card_lines = ["+CSIM:", "+CGLA:", "+CCHO:"];
+        self.write_line("AT", "AT (resync)")?;
+        let (mut answer, mut rest) =
+            self.read_answer("AT (resync)", self.parser(&card_lines), &[], timeout)?;
+        for _ in 0..4 {
+            if answer.info.is_empty() {
+                break;
+            }
+            tracing::debug!(modem = %self.label, late = %answer.summary(), "discarded a late answer");
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // The OK to our AT may have come in the same read as the late answer.
+            (answer, rest) =
+                self.read_answer("AT (resync)", self.parser(&card_lines), &rest, remaining)?;
+        }
+        if !answer.result.is_ok() || !answer.info.is_empty() {
+            self.needs_resync = true;
             return Err(modem_error("AT (resync)", &answer));
         }
-        // A stale final line could still trail the OK (late answer to the failed command).
-        self.drain(Duration::from_millis(100))?;
+        // A stray final line could still trail the OK.
+        self.drain(Duration::from_millis(50))?;
         self.needs_resync = false;
         Ok(())
     }
@@ -524,7 +578,8 @@ impl<P: AtPort> AtTransport<P> {
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         match self.port.read(buf) {
             Ok(0) => Err(TransportError::Disconnected),
-            Ok(n) => Ok(n),
+            // `min`: a port that claims more than the buffer holds must not make us panic.
+            Ok(n) => Ok(n.min(buf.len())),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -559,9 +614,17 @@ impl<P: AtPort> AtTransport<P> {
         &mut self,
         line: &str,
         shown: &str,
-        mut parser: AnswerParser,
+        parser: AnswerParser,
         timeout: Duration,
     ) -> Result<Answer, TransportError> {
+        self.write_line(line, shown)?;
+        // Bytes after the final line are dropped: they came before any answer to the next command.
+        self.read_answer(shown, parser, &[], timeout)
+            .map(|(answer, _)| answer)
+    }
+
+    /// Writes `line` and the line terminator.
+    fn write_line(&mut self, line: &str, shown: &str) -> Result<(), TransportError> {
         tracing::debug!(modem = %self.label, ">> {shown}");
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
@@ -575,6 +638,21 @@ impl<P: AtPort> AtTransport<P> {
                 _ if err.raw_os_error() == Some(nix::libc::EIO) => TransportError::Disconnected,
                 _ => TransportError::Io(err),
             });
+        }
+        Ok(())
+    }
+
+    /// Feeds `already_read`, then reads until `parser` has a complete answer or `timeout` passes
+    /// (nothing is written). Returns the answer and the bytes that followed its final line.
+    fn read_answer(
+        &mut self,
+        shown: &str,
+        mut parser: AnswerParser,
+        already_read: &[u8],
+        timeout: Duration,
+    ) -> Result<(Answer, Vec<u8>), TransportError> {
+        if let Ok(Progress::Done(answer)) = parser.feed(already_read) {
+            return Ok((answer, parser.leftover().to_vec()));
         }
         let deadline = Instant::now() + timeout;
         for _ in 0..MAX_READS_PER_EXCHANGE {
@@ -599,7 +677,7 @@ impl<P: AtPort> AtTransport<P> {
                     if answer.skipped_count > 0 {
                         tracing::trace!(skipped = ?answer.skipped, "skipped echo/URC lines");
                     }
-                    return Ok(answer);
+                    return Ok((answer, parser.leftover().to_vec()));
                 }
                 Ok(Progress::NeedMore) => {}
                 Err(err) => {
@@ -617,6 +695,12 @@ impl<P: AtPort> AtTransport<P> {
         );
         Err(TransportError::Timeout(timeout))
     }
+}
+
+/// `+CME ERROR: 21` (27.007 "invalid index"), numeric or verbose: no channel with that session id.
+fn is_invalid_index(result: &FinalResult) -> bool {
+    matches!(result, FinalResult::CmeError(code)
+        if code.trim() == "21" || code.trim().eq_ignore_ascii_case("invalid index"))
 }
 
 /// `+CME ERROR: 22` (27.007 "not found"), numeric or verbose: AT+CCHO found no applet with the AID.
@@ -649,6 +733,20 @@ fn modem_error(command: &str, answer: &Answer) -> TransportError {
     }
 }
 
+impl<P: AtPort> Drop for AtTransport<P> {
+    /// Closes a channel still open with AT+CCHO (best effort, short deadline): SIMs have only a
+    /// few logical channels, and a modem keeps them open across host programs.
+    fn drop(&mut self) {
+        if let Some(session) = self.channel.take() {
+            let line = framing::cchc_command(session);
+            let parser = self.parser(&[]);
+            if let Err(err) = self.exchange(&line, &line, parser, Duration::from_millis(300)) {
+                tracing::debug!(error = %err, "closing the channel on drop failed");
+            }
+        }
+    }
+}
+
 impl<P: AtPort> Transport for AtTransport<P> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let timeout = self.options.deadlines.for_apdu(command);
@@ -664,7 +762,6 @@ impl<P: AtPort> Transport for AtTransport<P> {
     }
 
     fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
-        self.csim_for_this_channel = false;
         if !self.uses_logical_channel_commands() {
             return Ok(None);
         }
@@ -683,13 +780,10 @@ impl<P: AtPort> Transport for AtTransport<P> {
             if let err @ TransportError::RemovedCard = refusal(&line, &answer) {
                 return Err(err); // a lost SIM is no reason to give up on AT+CCHO
             }
-            if self.options.mode == AtMode::Auto && is_not_found(&answer.result) {
-                // AT+CCHO works but no applet has this AID (27.007 `+CME ERROR: 22`). Let the
-                // session SELECT over AT+CSIM for this AID, so it sees the card's own status word
-                // (6A82) and can try its next AID, which goes through AT+CCHO again.
-                tracing::debug!(command = %line, answer = %answer.summary(), "no applet with this AID");
-                self.csim_for_this_channel = true;
-                return Ok(None);
+            if is_not_found(&answer.result) {
+                // AT+CCHO works, there is just no applet with this AID (27.007 `+CME ERROR: 22`):
+                // no fallback, the session tries its next AID through AT+CCHO.
+                return Err(modem_error(&line, &answer));
             }
             if self.options.mode == AtMode::Auto {
                 tracing::warn!(
@@ -736,9 +830,9 @@ impl<P: AtPort> Transport for AtTransport<P> {
         // The SIM or the modem may have been reset: the session opens a new channel either way.
         let stale_channel = self.channel.take();
         self.needs_resync = false;
-        let first = self
-            .drain(RESYNC_DRAIN_LIMIT)
-            .and_then(|()| self.wait_ready());
+        // resync first: it recognises a late answer to a timed-out command, which wait_ready's
+        // ATE0 could otherwise take for its own OK.
+        let first = self.resync().and_then(|()| self.wait_ready());
         let err = match first {
             Ok(()) => {
                 if let Some(session) = stale_channel {

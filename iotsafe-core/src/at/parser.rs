@@ -269,7 +269,12 @@ impl AnswerParser {
             return None; // blank line, or the LF of CR LF
         }
         let raw = std::mem::take(&mut self.partial);
-        let text = String::from_utf8_lossy(&raw);
+        // AT answers are ASCII. Anything else becomes `?` (one byte, so a kept line never
+        // outgrows the line bound, as U+FFFD replacement characters would).
+        let text: String = raw
+            .iter()
+            .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
+            .collect();
         let line = text.trim();
         if line.is_empty() {
             return None;
