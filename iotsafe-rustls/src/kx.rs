@@ -18,9 +18,11 @@
 //! `std::thread` at construction and after each key exchange ends (when no other exchange of
 //! this group is in flight), so the next `start()` returns without touching the card. A
 //! pre-generated key is used only if its generation is still the slot's current one; otherwise a
-//! fresh key is generated. The background generation shares the card with whatever the handshake
-//! does next (the signature waits for it if they collide), but it takes the slowest card operation
-//! off the next `ClientConnection::new`.
+//! fresh key is generated. Used through [`crate::IotSafeTls`], the background generation starts
+//! only after the handshake's CertificateVerify was signed
+//! ([`CardKxGroup::defer_pregeneration_to_signature`]): started right after the DH it would hold
+//! the card while the signature waits (measured: no gain at all, `docs/performance.md`). So the
+//! slowest card operation comes off the next handshake's critical path.
 //!
 //! # `'static`
 //! rustls wants `&'static dyn SupportedKxGroup`. [`CardKxGroup::leak`] boxes and leaks the group:
