@@ -254,4 +254,6 @@ pub fn provisioned(
 
 #[cfg(feature = "pcsc")]
 pub mod vpcd;
+
+pub mod handshake;
 pub mod workout;
