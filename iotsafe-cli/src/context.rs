@@ -29,10 +29,12 @@ impl Context {
         if let Some(o) = self.opened.get() {
             return Ok(o);
         }
-        let opened = self.selection.open()?;
-        if self.trace {
-            opened.card.set_trace(Some(Arc::new(print_trace)));
-        }
+        let trace: Option<iotsafe_core::TraceSink> = if self.trace {
+            Some(Arc::new(print_trace))
+        } else {
+            None
+        };
+        let opened = self.selection.open_traced(trace)?;
         Ok(self.opened.get_or_init(|| opened))
     }
 

@@ -3,7 +3,7 @@
 //! `iotsafe` subcommand and by the MQTT demo.
 
 use crate::error::CliError;
-use iotsafe_core::{Card, CardConfig};
+use iotsafe_core::{Card, CardConfig, TraceSink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -100,6 +100,11 @@ impl CardSelection {
 
     /// Opens the selected card: exactly one of `--reader`, `--modem`, `--vcard`.
     pub fn open(&self) -> Result<OpenedCard, CliError> {
+        self.open_traced(None)
+    }
+
+    /// [`Selection::open`] with a trace sink that sees every APDU from the first SELECT on.
+    pub fn open_traced(&self, trace: Option<TraceSink>) -> Result<OpenedCard, CliError> {
         let config = self.card_config()?;
         let chosen = [
             self.reader.is_some(),
@@ -124,13 +129,13 @@ impl CardSelection {
             .hint("add --vcard STATE, or drop --latency"));
         }
         if let Some(name) = &self.reader {
-            return open_reader(name, config);
+            return open_reader(name, config, trace);
         }
         if let Some(target) = &self.modem {
-            return open_modem(target, config);
+            return open_modem(target, config, trace);
         }
         if let Some(state) = &self.vcard {
-            return open_virtual(state, self.latency.unwrap_or_default(), config);
+            return open_virtual(state, self.latency.unwrap_or_default(), config, trace);
         }
         Err(CliError::new("choosing the card", "no card selected").hint(
             "--vcard STATE for the virtual card, --reader NAME for a PC/SC reader, or --modem PATH",
@@ -139,7 +144,11 @@ impl CardSelection {
 }
 
 #[cfg(feature = "pcsc")]
-fn open_reader(name: &str, config: CardConfig) -> Result<OpenedCard, CliError> {
+fn open_reader(
+    name: &str,
+    config: CardConfig,
+    trace: Option<TraceSink>,
+) -> Result<OpenedCard, CliError> {
     use iotsafe_core::pcsc::{PcscOptions, PcscTransport, ReaderChoice};
     let what = format!("opening PC/SC reader {name:?}");
     let readers = PcscTransport::list_readers().map_err(|e| transport_error(&what, e))?;
@@ -152,7 +161,8 @@ fn open_reader(name: &str, config: CardConfig) -> Result<OpenedCard, CliError> {
     let transport = PcscTransport::connect(&choice, PcscOptions::default())
         .map_err(|e| transport_error(&what, e))?;
     let description = format!("PC/SC reader {:?}", transport.reader());
-    let card = Card::open(transport, config).map_err(|e| CliError::card(&what, &e))?;
+    let card = Card::open_traced(transport, config, trace.clone())
+        .map_err(|e| CliError::card(&what, &e))?;
     Ok(OpenedCard {
         card: Arc::new(card),
         description,
@@ -161,7 +171,11 @@ fn open_reader(name: &str, config: CardConfig) -> Result<OpenedCard, CliError> {
 }
 
 #[cfg(not(feature = "pcsc"))]
-fn open_reader(name: &str, _config: CardConfig) -> Result<OpenedCard, CliError> {
+fn open_reader(
+    name: &str,
+    _config: CardConfig,
+    _trace: Option<TraceSink>,
+) -> Result<OpenedCard, CliError> {
     Err(CliError::new(
         format!("opening reader {name:?}"),
         "this build has no PC/SC support",
@@ -170,16 +184,20 @@ fn open_reader(name: &str, _config: CardConfig) -> Result<OpenedCard, CliError> 
 }
 
 #[cfg(feature = "at")]
-fn open_modem(target: &str, config: CardConfig) -> Result<OpenedCard, CliError> {
+fn open_modem(
+    target: &str,
+    config: CardConfig,
+    trace: Option<TraceSink>,
+) -> Result<OpenedCard, CliError> {
     use iotsafe_core::at::AtTransport;
     let what = format!("opening modem {target}");
     let card = if let Some(addr) = target.strip_prefix("tcp://") {
         let transport = AtTransport::connect_tcp(addr).map_err(|e| transport_error(&what, e))?;
-        Card::open(transport, config)
+        Card::open_traced(transport, config, trace.clone())
     } else {
         let transport =
             AtTransport::open_serial(target, 115_200).map_err(|e| transport_error(&what, e))?;
-        Card::open(transport, config)
+        Card::open_traced(transport, config, trace.clone())
     }
     .map_err(|e| CliError::card(&what, &e))?;
     Ok(OpenedCard {
@@ -190,7 +208,11 @@ fn open_modem(target: &str, config: CardConfig) -> Result<OpenedCard, CliError> 
 }
 
 #[cfg(not(feature = "at"))]
-fn open_modem(target: &str, _config: CardConfig) -> Result<OpenedCard, CliError> {
+fn open_modem(
+    target: &str,
+    _config: CardConfig,
+    _trace: Option<TraceSink>,
+) -> Result<OpenedCard, CliError> {
     Err(CliError::new(
         format!("opening modem {target:?}"),
         "this build has no AT modem support",
@@ -269,6 +291,7 @@ fn open_virtual(
     state: &Path,
     latency: LatencyProfile,
     config: CardConfig,
+    trace: Option<TraceSink>,
 ) -> Result<OpenedCard, CliError> {
     let what = format!("opening the virtual card {}", state.display());
     if ensure_virtual_card(state)? {
@@ -283,7 +306,8 @@ fn open_virtual(
             CliError::new(&what, e).hint("delete the state file to provision a fresh card")
         })?;
     let transport = iotsafe_vcard::InProcessTransport::new(vcard);
-    let card = Card::open(transport, config).map_err(|e| CliError::card(&what, &e))?;
+    let card = Card::open_traced(transport, config, trace.clone())
+        .map_err(|e| CliError::card(&what, &e))?;
     Ok(OpenedCard {
         card: Arc::new(card),
         description: format!("virtual card {}", state.display()),

@@ -240,6 +240,8 @@ fn trace_prints_apdus_with_secrets_redacted() {
     let r = f.run(&["--trace", "random", "8"]);
     assert!(r.ok());
     assert!(r.stderr.contains("→ GET RANDOM"), "{}", r.stderr);
+    // The trace starts with the opening: SELECT of the standard AID is in it.
+    assert!(r.stderr.contains("A4040007A0000005590010"), "{}", r.stderr);
     assert!(
         r.stderr.contains("redacted"),
         "random bytes must not be traced: {}",

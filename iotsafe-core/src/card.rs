@@ -82,6 +82,16 @@ impl Card {
         transport: impl Transport + Send + 'static,
         config: CardConfig,
     ) -> Result<Card, Error> {
+        Card::open_traced(transport, config, None)
+    }
+
+    /// [`Card::open`] with a trace sink that already sees the MANAGE CHANNEL and SELECT of the
+    /// opening (secrets redacted, as every trace).
+    pub fn open_traced(
+        transport: impl Transport + Send + 'static,
+        config: CardConfig,
+        trace: Option<TraceSink>,
+    ) -> Result<Card, Error> {
         let mut session = Session {
             transport: Box::new(transport),
             config,
@@ -90,7 +100,7 @@ impl Card {
             applet_info: None,
             ephemeral_generation: 0,
             stats: CardStats::default(),
-            trace: None,
+            trace,
         };
         session.connect()?;
         Ok(Card {

@@ -299,3 +299,25 @@ fn the_card_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Card>();
 }
+
+#[test]
+fn a_trace_given_at_open_sees_the_selection() {
+    let (t, log) = ScriptedTransport::new(vec![Step::apdu("0070000001", "019000"), select()]);
+    let events: Arc<Mutex<Vec<TraceEvent>>> = Arc::default();
+    let sink = events.clone();
+    let trace: iotsafe_core::TraceSink =
+        Arc::new(move |e: &TraceEvent| sink.lock().unwrap().push(e.clone()));
+    let card = Card::open_traced(t, CardConfig::default(), Some(trace)).unwrap();
+    let texts: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.text.clone())
+        .collect();
+    assert_eq!(
+        texts,
+        ["0070000001", "019000", "01A4040007A0000005590010", "9000"]
+    );
+    assert_eq!(card.selection().unwrap().1, 1);
+    log.assert_done();
+}
