@@ -1,5 +1,94 @@
 //! # iotsafe-rustls
 //!
-//! rustls 0.23 integration for IoT SAFE cards.
+//! rustls 0.23 integration for GSMA IoT SAFE cards: the TLS 1.3 CertificateVerify is signed by the
+//! card and the ECDHE key pair is made, and the shared secret computed, on the card. The private
+//! keys never leave it. Everything else (AEAD, HKDF, certificate verification) comes from ring, or
+//! aws-lc-rs with the `aws-lc-rs` feature (see [`provider`]).
+//!
+//! | piece | rustls trait | module |
+//! |---|---|---|
+//! | device key on the card | [`rustls::sign::SigningKey`] | [`signer`] ([`CardSigningKey`]) |
+//! | ECDHE on the card | [`rustls::crypto::SupportedKxGroup`] | [`kx`] ([`CardKxGroup`]) |
+//! | certificate from the card | `ResolvesClientCert`, `ResolvesServerCert` | [`resolver`] ([`CardCertResolver`]) |
+//! | provider | [`rustls::crypto::CryptoProvider`] | [`provider`] ([`card_crypto_provider`]) |
+//! | configs | `ClientConfig`, `ServerConfig` | [`config`] ([`IotSafeTls`]) |
+//! | card entropy | [`rustls::crypto::SecureRandom`] | [`rng`] |
+//! | CSR signed by the card | rcgen | `csr` (feature `rcgen`) |
+//!
+//! A full TLS 1.3 handshake with client authentication costs the card 1 key generation, 1 DH and
+//! 1 signature: 8 APDUs with the default card configuration (GENERATE KEY PAIR; PUT PUBLIC KEY
+//! Init, Update, close; COMPUTE DH; COMPUTE SIGNATURE Init, Update, close).
+//!
+//! ## A client
+//! ```no_run
+//! # fn demo(card: iotsafe_core::Card, roots: rustls::RootCertStore, tcp: std::net::TcpStream)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use iotsafe_rustls::IotSafeTls;
+//!
+//! let tls = IotSafeTls::builder(Arc::new(card)).build()?; // reads key + certificate once
+//! let config = Arc::new(tls.client_config(roots)?);
+//! let name = "broker.example".try_into()?;
+//! let conn = rustls::ClientConnection::new(config, name)?; // card: GENERATE KEY PAIR
+//! let mut stream = rustls::StreamOwned::new(conn, tcp); // card: DH, then signature
+//! std::io::Write::write_all(&mut stream, b"hello")?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## A server (the device serves TLS with its card key)
+//! ```no_run
+//! # fn demo(card: iotsafe_core::Card, tcp: std::net::TcpStream)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use iotsafe_rustls::IotSafeTls;
+//!
+//! let tls = IotSafeTls::builder(Arc::new(card)).build()?;
+//! let no_client_auth = Arc::new(rustls::server::NoClientAuth);
+//! let config = Arc::new(tls.server_config(no_client_auth)?);
+//! let conn = rustls::ServerConnection::new(config)?;
+//! let mut stream = rustls::StreamOwned::new(conn, tcp); // card: keygen + DH + signature
+//! std::io::Write::write_all(&mut stream, b"hello")?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Blocking under tokio
+//! Card I/O happens inside rustls's synchronous callbacks: `SupportedKxGroup::start()` runs inside
+//! `ClientConnection::new`, i.e. synchronously inside `tokio_rustls::TlsConnector::connect` before
+//! its future is first polled; the DH and the signature run inside `process_new_packets`, i.e.
+//! inside the poll of the TLS stream. Each card operation takes tens to hundreds of milliseconds on
+//! a real SIM, during which the calling thread is blocked. rustls 0.23 has no asynchronous signing.
+//! What to do:
+//! * run a **multi-thread** runtime, so one blocked worker does not stall the others (never a
+//!   `current_thread` runtime for a device that also serves other tasks);
+//! * call `connect` (and drive the handshake) inside `tokio::task::spawn_blocking` when other
+//!   tasks are latency-sensitive;
+//! * turn on [`KxOptions::pregenerate`] so the key generation happens in the background after the
+//!   previous handshake, not inside `connect`;
+//! * or keep all card I/O on one dedicated OS thread (the [`iotsafe_core::Card`] session already
+//!   serializes operations; a transport that forwards to such a thread works unchanged).
+//!
+//! Never call `block_on` or `Handle::current()` from card code: it runs on a runtime worker.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod config;
+#[cfg(feature = "rcgen")]
+pub mod csr;
+pub mod der;
+pub mod error;
+pub mod kx;
+pub mod provider;
+pub mod resolver;
+pub mod rng;
+pub mod signer;
+
+pub use config::{IotSafeTls, IotSafeTlsBuilder};
+#[cfg(feature = "rcgen")]
+pub use csr::{card_csr, csr_for};
+pub use der::{card_signature_to_der, SignatureFormatError};
+pub use error::{Error, Result};
+pub use kx::{check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions};
+pub use provider::{card_crypto_provider, software_provider, CardProvider, EcdheOn, BACKEND};
+pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
+pub use rng::{CardEntropyRng, Reseed};
+pub use signer::{CardSigner, CardSigningKey};

@@ -47,6 +47,7 @@ mod commands;
 mod dispatch;
 pub mod error;
 pub mod faults;
+pub mod frontend;
 pub mod inprocess;
 pub mod profile;
 pub mod provision;

@@ -1,2 +1,218 @@
-//! Helpers shared by the integration tests: finding the services the test script started.
+//! Helpers shared by the integration tests: the services the test script started (pcscd), the
+//! peers the tests start themselves (the virtual card behind vpcd, openssl s_server, mosquitto),
+//! and the rule for when a missing service is a skip or a failure.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// True when the test script asked for every service to be present (`IOTSAFE_REQUIRE_SERVICES=1`):
+/// a missing service is then a failure, not a skip.
+pub fn services_required() -> bool {
+    std::env::var("IOTSAFE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Returns `true` when `available`; otherwise skips (prints why and returns `false`), or panics
+/// when services are required.
+pub fn service(available: bool, what: &str) -> bool {
+    if !available {
+        assert!(
+            !services_required(),
+            "IOTSAFE_REQUIRE_SERVICES=1 but {what} is not available"
+        );
+        eprintln!(
+            "skipped: {what} is not available (set IOTSAFE_REQUIRE_SERVICES=1 to fail instead)"
+        );
+    }
+    available
+}
+
+/// Whether pcscd is running (its socket exists).
+pub fn pcscd_running() -> bool {
+    Path::new("/run/pcscd/pcscd.comm").exists()
+}
+
+/// Whether a program is on the PATH.
+pub fn have_program(name: &str) -> bool {
+    Command::new(name)
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, deadline: Duration) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The vpcd slot the integration tests plug their card into. Slot 1 (`Virtual PCD 00 01`, port
+/// 35964): the vcard's own tests use slot 0, so the two never fight over one reader.
+pub const VPCD_SLOT1: &str = "127.0.0.1:35964";
+/// The PC/SC name of slot 1.
+pub const READER_SLOT1: &str = "Virtual PCD 00 01";
+
+/// Serializes the tests of one binary that use the same vpcd slot.
+pub fn vpcd_slot_lock() -> MutexGuard<'static, ()> {
+    static SLOT: Mutex<()> = Mutex::new(());
+    SLOT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct ChildGuard {
+    child: Child,
+    /// A name for messages.
+    pub name: String,
+    log: Option<PathBuf>,
+}
+
+impl ChildGuard {
+    /// Wraps a spawned child.
+    pub fn new(child: Child, name: &str, log: Option<PathBuf>) -> Self {
+        ChildGuard {
+            child,
+            name: name.to_owned(),
+            log,
+        }
+    }
+    /// The process ID.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+    /// What the child wrote to its log file so far.
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `openssl s_server` as a TLS 1.3 peer that requires a client certificate from `ca_pem`
+/// (`-Verify 1 -verify_return_error`), on a free loopback port.
+pub fn openssl_server(
+    dir: &Path,
+    server_pem: &Path,
+    server_key: &Path,
+    ca_pem: &Path,
+) -> (ChildGuard, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .expect("loopback address");
+    let log = dir.join(format!("s_server-{port}.log"));
+    let out = std::fs::File::create(&log).expect("s_server log");
+    let err = out.try_clone().expect("s_server log");
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &addr.to_string(),
+            "-tls1_3",
+            "-naccept",
+            "16",
+            "-cert",
+        ])
+        .arg(server_pem)
+        .arg("-key")
+        .arg(server_key)
+        .arg("-CAfile")
+        .arg(ca_pem)
+        .args(["-Verify", "1", "-verify_return_error"])
+        .stdin(Stdio::piped())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start openssl s_server");
+    let guard = ChildGuard::new(child, "openssl s_server", Some(log));
+    assert!(
+        wait_for_port(addr, Duration::from_secs(10)),
+        "openssl s_server did not listen on {addr}: {}",
+        guard.log()
+    );
+    (guard, addr)
+}
+
+/// mosquitto on a free loopback port with mutual TLS 1.3: `require_certificate true`, the client
+/// certificate's CN as user name, trusting `ca_pem`.
+pub fn mosquitto(
+    dir: &Path,
+    server_pem: &Path,
+    server_key: &Path,
+    ca_pem: &Path,
+) -> (ChildGuard, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .expect("loopback address");
+    let conf = dir.join(format!("mosquitto-{port}.conf"));
+    let log = dir.join(format!("mosquitto-{port}.log"));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut text = format!(
+        "per_listener_settings false\nallow_anonymous false\nlistener {port} 127.0.0.1\n\
+         cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+         use_identity_as_username true\ntls_version tlsv1.3\nlog_dest stderr\nlog_type all\n",
+        ca_pem.display(),
+        server_pem.display(),
+        server_key.display()
+    );
+    if root {
+        // As root mosquitto would drop to user mosquitto before reading the key.
+        text.push_str("user root\n");
+    }
+    std::fs::write(&conf, text).expect("mosquitto config");
+    let out = std::fs::File::create(&log).expect("mosquitto log");
+    let err = out.try_clone().expect("mosquitto log");
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start mosquitto");
+    let guard = ChildGuard::new(child, "mosquitto", Some(log));
+    assert!(
+        wait_for_port(addr, Duration::from_secs(10)),
+        "mosquitto did not listen on {addr}: {}",
+        guard.log()
+    );
+    (guard, addr)
+}
+
+#[cfg(feature = "pcsc")]
+pub mod vpcd;
