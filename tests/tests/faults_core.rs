@@ -267,7 +267,7 @@ fn run_op(op: Op, card: &Card, device: &EcPoint, file: &[u8]) -> Outcome {
 fn bounded(op: Op, r: &Rig) -> Outcome {
     let (tx, rx) = mpsc::channel();
     let card = Arc::clone(&r.card);
-    let device = r.device_point.clone();
+    let device = r.device_point;
     let file = r.file.clone();
     let handle = std::thread::spawn(move || {
         let out = run_op(op, &card, &device, &file);
@@ -596,7 +596,7 @@ fn a_fault_under_concurrent_load_fails_one_operation_only() {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let card = Arc::clone(&r.card);
-            let device = r.device_point.clone();
+            let device = r.device_point;
             let failed = Arc::clone(&failed);
             std::thread::spawn(move || {
                 for _ in 0..6 {

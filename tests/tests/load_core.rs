@@ -113,7 +113,6 @@ fn thirty_two_threads_share_one_card() {
     let threads: Vec<_> = (0..32u64)
         .map(|t| {
             let card = Arc::clone(&card);
-            let vk = vk;
             let stale = Arc::clone(&stale);
             std::thread::spawn(move || {
                 for i in 0..4u64 {
