@@ -7,7 +7,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "at")]
+pub mod at;
 pub mod error;
+#[cfg(feature = "pcsc")]
+pub mod pcsc;
 pub mod sw;
 pub mod transport;
 

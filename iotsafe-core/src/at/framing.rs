@@ -1,0 +1,168 @@
+//! Building AT command lines for APDUs, and the redacted forms used in logs and errors.
+//!
+//! 27.007 counts the `<length>` of `AT+CSIM` and `AT+CGLA` in **hex characters** (twice the byte
+//! count): `AT+CSIM=24,"01A4040007A0000005590010"` carries a 12-byte APDU.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// How many APDU bytes (the header) appear in logs and error messages; the rest may be a secret
+/// (a hash to sign, key material) and is replaced by `…`.
+pub const SHOWN_APDU_BYTES: usize = 5;
+
+/// Instructions that make the card compute for seconds: GENERATE KEY PAIR (`B9`), COMPUTE SIGNATURE
+/// Update (`2B`), VERIFY SIGNATURE Update (`2D`), COMPUTE DH (`46`).
+pub const SLOW_INSTRUCTIONS: [u8; 4] = [0xB9, 0x2B, 0x2D, 0x46];
+
+/// Upper-case hex of `bytes`.
+pub fn hex_upper(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02X}");
+    }
+    s
+}
+
+/// Hex of the APDU header followed by `…` when more bytes follow.
+pub fn redacted_hex(apdu: &[u8]) -> String {
+    if apdu.len() <= SHOWN_APDU_BYTES {
+        hex_upper(apdu)
+    } else {
+        format!("{}…", hex_upper(&apdu[..SHOWN_APDU_BYTES]))
+    }
+}
+
+/// The `<length>` argument: the number of hex characters, optionally right-aligned in a field of
+/// three (`AT+CSIM= 24,...`), as wolfSSL writes it and some emulators expect.
+fn length_field(apdu: &[u8], width3: bool) -> String {
+    let n = apdu.len() * 2;
+    if width3 {
+        format!("{n:>3}")
+    } else {
+        n.to_string()
+    }
+}
+
+/// `AT+CSIM=<2*len>,"<HEX>"` (without the line terminator).
+pub fn csim_command(apdu: &[u8], width3: bool) -> String {
+    format!(
+        "AT+CSIM={},\"{}\"",
+        length_field(apdu, width3),
+        hex_upper(apdu)
+    )
+}
+
+/// The loggable form of [`csim_command`]: header only.
+pub fn csim_display(apdu: &[u8], width3: bool) -> String {
+    format!(
+        "AT+CSIM={},\"{}\"",
+        length_field(apdu, width3),
+        redacted_hex(apdu)
+    )
+}
+
+/// `AT+CGLA=<sid>,<2*len>,"<HEX>"` (without the line terminator).
+pub fn cgla_command(session: u32, apdu: &[u8]) -> String {
+    format!(
+        "AT+CGLA={session},{},\"{}\"",
+        apdu.len() * 2,
+        hex_upper(apdu)
+    )
+}
+
+/// The loggable form of [`cgla_command`]: header only.
+pub fn cgla_display(session: u32, apdu: &[u8]) -> String {
+    format!(
+        "AT+CGLA={session},{},\"{}\"",
+        apdu.len() * 2,
+        redacted_hex(apdu)
+    )
+}
+
+/// `AT+CCHO="<AID>"`. AIDs are public, so this form is also the loggable one.
+pub fn ccho_command(aid: &[u8]) -> String {
+    format!("AT+CCHO=\"{}\"", hex_upper(aid))
+}
+
+/// `AT+CCHC=<sid>`.
+pub fn cchc_command(session: u32) -> String {
+    format!("AT+CCHC={session}")
+}
+
+/// Per-command deadlines: short for ordinary commands, long for the ones that compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Deadline for ordinary APDUs and plain AT commands.
+    pub normal: Duration,
+    /// Deadline for APDUs whose INS is in [`SLOW_INSTRUCTIONS`].
+    pub slow: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            normal: Duration::from_secs(5),
+            slow: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Deadlines {
+    /// The deadline for `apdu`, chosen by its INS byte.
+    pub fn for_apdu(&self, apdu: &[u8]) -> Duration {
+        match apdu.get(1) {
+            Some(ins) if SLOW_INSTRUCTIONS.contains(ins) => self.slow,
+            _ => self.normal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SELECT: [u8; 12] = [
+        0x01, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10,
+    ];
+
+    #[test]
+    fn csim_counts_hex_characters() {
+        assert_eq!(
+            csim_command(&SELECT, false),
+            "AT+CSIM=24,\"01A4040007A0000005590010\""
+        );
+        assert_eq!(
+            csim_command(&[0, 0x70, 0, 0, 1], true),
+            "AT+CSIM= 10,\"0070000001\""
+        );
+    }
+
+    #[test]
+    fn display_redacts_past_the_header() {
+        assert_eq!(csim_display(&SELECT, false), "AT+CSIM=24,\"01A4040007…\"");
+        assert_eq!(cgla_display(1, &SELECT), "AT+CGLA=1,24,\"01A4040007…\"");
+        assert_eq!(redacted_hex(&[0, 0xC0, 0, 0, 0]), "00C0000000");
+    }
+
+    #[test]
+    fn cgla_ccho_cchc() {
+        assert_eq!(
+            cgla_command(2, &[0x00, 0xC0, 0x00, 0x00, 0x00]),
+            "AT+CGLA=2,10,\"00C0000000\""
+        );
+        assert_eq!(
+            ccho_command(&[0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10]),
+            "AT+CCHO=\"A0000005590010\""
+        );
+        assert_eq!(cchc_command(2), "AT+CCHC=2");
+    }
+
+    #[test]
+    fn slow_instructions_get_the_long_deadline() {
+        let d = Deadlines::default();
+        assert_eq!(d.for_apdu(&[0x00, 0x2B, 0x80, 0x01]), d.slow);
+        assert_eq!(d.for_apdu(&[0x81, 0xB9, 0x00, 0x00]), d.slow);
+        assert_eq!(d.for_apdu(&[0x00, 0xC0, 0x00, 0x00, 0x00]), d.normal);
+        assert_eq!(d.for_apdu(&[]), d.normal);
+    }
+}

@@ -1,0 +1,499 @@
+//! [`PcscTransport`]: a card in a PC/SC reader, through pcsc-lite (`pcscd`).
+//!
+//! One connection is kept for the life of the transport: no establish/connect/disconnect per APDU
+//! (the Orange backend does that and pays for it on every command). Multi-APDU operations run
+//! inside a PC/SC transaction ([`Transport::exclusive`]) so no other application interleaves.
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use pcsc::{Card, Context, Disposition, Protocols, Scope, ShareMode};
+
+use crate::error::{CommandKind, Error};
+use crate::transport::{Capabilities, Transport, TransportError};
+
+/// Which reader to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderChoice {
+    /// The reader with exactly this name.
+    Exact(String),
+    /// The first reader whose name contains this text (case-insensitive).
+    Contains(String),
+    /// The first reader listed.
+    First,
+}
+
+impl ReaderChoice {
+    fn wanted(&self) -> String {
+        match self {
+            ReaderChoice::Exact(name) => name.clone(),
+            ReaderChoice::Contains(part) => format!("*{part}*"),
+            ReaderChoice::First => String::from("(any reader)"),
+        }
+    }
+
+    /// Picks the matching reader out of `readers`.
+    pub fn pick<'a>(&self, readers: &'a [String]) -> Option<&'a String> {
+        match self {
+            ReaderChoice::Exact(name) => readers.iter().find(|r| *r == name),
+            ReaderChoice::Contains(part) => {
+                let part = part.to_lowercase();
+                readers.iter().find(|r| r.to_lowercase().contains(&part))
+            }
+            ReaderChoice::First => readers.first(),
+        }
+    }
+}
+
+/// Whether other applications may use the card at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PcscShare {
+    /// Others may connect too; [`Transport::exclusive`] uses transactions to keep operations whole.
+    #[default]
+    Shared,
+    /// No other application may connect while this transport is connected.
+    Exclusive,
+}
+
+/// Which transmission protocols to accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PcscProtocols {
+    /// T=0 only.
+    T0,
+    /// T=1 only.
+    T1,
+    /// Whichever the card and reader agree on.
+    #[default]
+    Any,
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcscOptions {
+    /// Share mode.
+    pub share: PcscShare,
+    /// Accepted protocols.
+    pub protocols: PcscProtocols,
+    /// Total time [`Transport::reconnect`] may take before it gives up.
+    pub reconnect_deadline: Duration,
+}
+
+impl Default for PcscOptions {
+    fn default() -> Self {
+        PcscOptions {
+            share: PcscShare::Shared,
+            protocols: PcscProtocols::Any,
+            reconnect_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PcscOptions {
+    fn share_mode(&self) -> ShareMode {
+        match self.share {
+            PcscShare::Shared => ShareMode::Shared,
+            PcscShare::Exclusive => ShareMode::Exclusive,
+        }
+    }
+
+    fn pcsc_protocols(&self) -> Protocols {
+        match self.protocols {
+            PcscProtocols::T0 => Protocols::T0,
+            PcscProtocols::T1 => Protocols::T1,
+            PcscProtocols::Any => Protocols::ANY,
+        }
+    }
+}
+
+/// Pause between reconnect attempts: pcscd notices a new card only every ~400 ms.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// Most reconnect attempts, on top of the deadline.
+const RECONNECT_ATTEMPTS: usize = 50;
+
+/// Maps a pcsc-lite error to the transport's vocabulary. `reader` names the reader for `NoCard`.
+pub fn map_pcsc_error(err: pcsc::Error, reader: &str) -> TransportError {
+    match err {
+        pcsc::Error::NoService | pcsc::Error::ServiceStopped | pcsc::Error::Shutdown => {
+            TransportError::NoService
+        }
+        pcsc::Error::RemovedCard => TransportError::RemovedCard,
+        pcsc::Error::ResetCard => TransportError::ResetCard,
+        pcsc::Error::NotTransacted => TransportError::NotTransacted,
+        pcsc::Error::NoSmartcard => TransportError::NoCard(reader.to_string()),
+        pcsc::Error::InvalidHandle | pcsc::Error::ReaderUnavailable => TransportError::Disconnected,
+        pcsc::Error::SharingViolation => TransportError::Protocol(format!(
+            "the card in {reader:?} is in exclusive use by another application"
+        )),
+        pcsc::Error::Timeout | pcsc::Error::WaitedTooLong => {
+            TransportError::Protocol(format!("PC/SC timeout on {reader:?}: {err}"))
+        }
+        other => TransportError::Protocol(format!("PC/SC error on {reader:?}: {other}")),
+    }
+}
+
+/// A card in a PC/SC reader.
+pub struct PcscTransport {
+    context: Context,
+    card: Option<Card>,
+    reader: String,
+    options: PcscOptions,
+    /// Response buffer, sized for extended-length answers; reused for every APDU.
+    buffer: Vec<u8>,
+    /// The service answered NoService: the context is dead even if pcsc-lite says it is valid.
+    stale_context: bool,
+    /// A command failed in a way that calls for a reconnect since the last (re)connect.
+    failed_since_connect: bool,
+}
+
+impl std::fmt::Debug for PcscTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcscTransport")
+            .field("reader", &self.reader)
+            .field("connected", &self.card.is_some())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn establish() -> Result<Context, TransportError> {
+    Context::establish(Scope::User).map_err(|e| map_pcsc_error(e, ""))
+}
+
+fn readers_of(context: &Context) -> Result<Vec<String>, TransportError> {
+    match context.list_readers_owned() {
+        Ok(names) => Ok(names
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect()),
+        Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
+        Err(err) => Err(map_pcsc_error(err, "")),
+    }
+}
+
+impl PcscTransport {
+    /// The readers pcscd knows, in its order. Fails with [`TransportError::NoService`] when
+    /// pcscd is not running.
+    pub fn list_readers() -> Result<Vec<String>, TransportError> {
+        let context = establish()?;
+        readers_of(&context)
+    }
+
+    /// Connects to the card in the chosen reader. Fails with [`TransportError::NoReader`] (listing
+    /// the readers present) when none matches, [`TransportError::NoCard`] when the reader is empty.
+    pub fn connect(choice: &ReaderChoice, options: PcscOptions) -> Result<Self, TransportError> {
+        let context = establish()?;
+        let readers = readers_of(&context)?;
+        let reader = choice
+            .pick(&readers)
+            .cloned()
+            .ok_or_else(|| TransportError::NoReader {
+                wanted: choice.wanted(),
+                available: readers.clone(),
+            })?;
+        let card = connect_card(&context, &reader, &options)?;
+        tracing::debug!(reader = %reader, "PC/SC card connected");
+        Ok(PcscTransport {
+            context,
+            card: Some(card),
+            reader,
+            options,
+            buffer: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+            stale_context: false,
+            failed_since_connect: false,
+        })
+    }
+
+    /// The reader's name.
+    pub fn reader(&self) -> &str {
+        &self.reader
+    }
+
+    /// The card's ATR, when connected.
+    pub fn atr(&self) -> Option<Vec<u8>> {
+        let card = self.card.as_ref()?;
+        // SCardStatus, not the AtrString attribute: not every reader driver (vpcd) has the latter.
+        card.status2_owned()
+            .ok()
+            .map(|status| status.atr().to_vec())
+    }
+
+    /// One reconnect attempt: a fresh context when pcscd restarted, then `SCardReconnect` with a
+    /// reset on the existing handle, or a fresh connect when the handle is dead.
+    fn reconnect_once(&mut self) -> Result<(), TransportError> {
+        // pcsc-lite checks context validity on the client side only, so after a pcscd restart
+        // `is_valid` still says yes while every call answers NoService: treat that as dead too.
+        if self.stale_context || self.context.is_valid().is_err() {
+            self.card = None; // handles die with their context
+            self.context = establish()?;
+            self.stale_context = false;
+        }
+        if let Some(card) = self.card.as_mut() {
+            // The session calls reconnect before its first operation too: a healthy connection
+            // with no failure since the last (re)connect is left alone, not reset.
+            let healthy = card.status2_owned().is_ok();
+            if healthy && !self.failed_since_connect {
+                return Ok(());
+            }
+            // Healthy but a command failed (cut exchange, timeout): reset for a clean card state.
+            // Not healthy (reset or replaced card): the card is fresh already, just re-attach.
+            let disposition = if healthy {
+                Disposition::ResetCard
+            } else {
+                Disposition::LeaveCard
+            };
+            match card.reconnect(
+                self.options.share_mode(),
+                self.options.pcsc_protocols(),
+                disposition,
+            ) {
+                Ok(()) => {
+                    self.failed_since_connect = false;
+                    return Ok(());
+                }
+                Err(err) => {
+                    tracing::debug!(reader = %self.reader, error = %err, "SCardReconnect failed; connecting afresh");
+                    self.card = None;
+                }
+            }
+        }
+        match connect_card(&self.context, &self.reader, &self.options) {
+            Ok(card) => {
+                self.card = Some(card);
+                self.failed_since_connect = false;
+                Ok(())
+            }
+            Err(err) => {
+                self.note(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Remembers that the service went away, so that the next reconnect establishes a new context.
+    fn note(&mut self, err: &TransportError) {
+        if matches!(err, TransportError::NoService) {
+            self.stale_context = true;
+        }
+        if err.needs_reconnect() {
+            self.failed_since_connect = true;
+        }
+    }
+}
+
+fn reader_cstring(reader: &str) -> Result<CString, TransportError> {
+    CString::new(reader).map_err(|_| TransportError::NoReader {
+        wanted: reader.to_string(),
+        available: Vec::new(),
+    })
+}
+
+fn connect_card(
+    context: &Context,
+    reader: &str,
+    options: &PcscOptions,
+) -> Result<Card, TransportError> {
+    let name = reader_cstring(reader)?;
+    context
+        .connect(&name, options.share_mode(), options.pcsc_protocols())
+        .map_err(|err| match err {
+            pcsc::Error::UnknownReader => TransportError::NoReader {
+                wanted: reader.to_string(),
+                available: readers_of(context).unwrap_or_default(),
+            },
+            other => map_pcsc_error(other, reader),
+        })
+}
+
+/// Sends one APDU on `card` (or on a transaction, which derefs to a card).
+fn transmit_on(
+    card: &Card,
+    buffer: &mut [u8],
+    command: &[u8],
+    reader: &str,
+) -> Result<Vec<u8>, TransportError> {
+    let response = card
+        .transmit(command, buffer)
+        .map_err(|e| map_pcsc_error(e, reader))?;
+    if response.len() < 2 {
+        return Err(TransportError::Protocol(format!(
+            "the reader returned {} bytes, less than a status word",
+            response.len()
+        )));
+    }
+    Ok(response.to_vec())
+}
+
+impl Transport for PcscTransport {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let card = self.card.as_ref().ok_or(TransportError::Disconnected)?;
+        let result = transmit_on(card, &mut self.buffer, command, &self.reader);
+        if let Err(err) = &result {
+            self.note(err);
+        }
+        result
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn exclusive(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let reader = self.reader.clone();
+        let card = self.card.as_mut().ok_or(Error::Transport {
+            command: CommandKind::Raw,
+            source: TransportError::Disconnected,
+        })?;
+        let transaction = match card.transaction() {
+            Ok(transaction) => transaction,
+            Err(err) => {
+                let source = map_pcsc_error(err, &reader);
+                // (a field, not `self.note`: the card is still borrowed here)
+                self.stale_context |= matches!(source, TransportError::NoService);
+                self.failed_since_connect |= source.needs_reconnect();
+                return Err(Error::Transport {
+                    command: CommandKind::Raw,
+                    source,
+                });
+            }
+        };
+        let mut inside = InTransaction {
+            card: &transaction,
+            buffer: &mut self.buffer,
+            reader: &reader,
+        };
+        let result = body(&mut inside);
+        if let Err((_, err)) = transaction.end(Disposition::LeaveCard) {
+            // The body's outcome stands; a card that went away shows on the next command.
+            tracing::warn!(reader = %reader, error = %err, "ending the PC/SC transaction failed");
+        }
+        if let Err(Error::Transport { source, .. }) = &result {
+            self.note(source);
+        }
+        result
+    }
+
+    /// Leaves a healthy connection alone (no failure since the last connect); otherwise
+    /// re-establishes the context if pcscd restarted, then `SCardReconnect` (reset when the card
+    /// is still there, so its state is clean) or a fresh connect. Bounded by
+    /// [`PcscOptions::reconnect_deadline`].
+    fn reconnect(&mut self) -> Result<(), TransportError> {
+        let deadline = Instant::now() + self.options.reconnect_deadline;
+        let mut last = TransportError::Disconnected;
+        for attempt in 0..RECONNECT_ATTEMPTS {
+            match self.reconnect_once() {
+                Ok(()) => {
+                    tracing::debug!(reader = %self.reader, attempt, "PC/SC card reconnected");
+                    return Ok(());
+                }
+                Err(err) => last = err,
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            std::thread::sleep(RECONNECT_PAUSE.min(remaining));
+        }
+        Err(last)
+    }
+
+    fn as_dyn(&mut self) -> &mut dyn Transport {
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!("PC/SC reader {:?}", self.reader)
+    }
+}
+
+/// The transport seen by the body of [`PcscTransport::exclusive`]: APDUs go through the open
+/// transaction.
+struct InTransaction<'a> {
+    card: &'a Card,
+    buffer: &'a mut Vec<u8>,
+    reader: &'a str,
+}
+
+impl Transport for InTransaction<'_> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        transmit_on(self.card, self.buffer, command, self.reader)
+    }
+
+    fn reconnect(&mut self) -> Result<(), TransportError> {
+        // The connection is borrowed by the transaction; the caller reconnects after it ends.
+        Err(TransportError::NotTransacted)
+    }
+
+    fn exclusive(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        // Already inside a transaction.
+        body(self)
+    }
+
+    fn as_dyn(&mut self) -> &mut dyn Transport {
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!("PC/SC reader {:?} (in a transaction)", self.reader)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_choice_matching() {
+        let readers = vec![
+            "Virtual PCD 00 00".to_string(),
+            "Virtual PCD 00 01".to_string(),
+        ];
+        assert_eq!(ReaderChoice::First.pick(&readers), Some(&readers[0]));
+        assert_eq!(
+            ReaderChoice::Contains("pcd 00 01".into()).pick(&readers),
+            Some(&readers[1])
+        );
+        assert_eq!(
+            ReaderChoice::Exact("Virtual PCD 00 00".into()).pick(&readers),
+            Some(&readers[0])
+        );
+        assert_eq!(
+            ReaderChoice::Exact("Virtual PCD".into()).pick(&readers),
+            None
+        );
+        assert_eq!(ReaderChoice::First.pick(&[]), None);
+    }
+
+    #[test]
+    fn error_mapping() {
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::NoService, "r"),
+            TransportError::NoService
+        ));
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::RemovedCard, "r"),
+            TransportError::RemovedCard
+        ));
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::ResetCard, "r"),
+            TransportError::ResetCard
+        ));
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::NotTransacted, "r"),
+            TransportError::NotTransacted
+        ));
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::NoSmartcard, "r"),
+            TransportError::NoCard(ref r) if r == "r"
+        ));
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::InvalidParameter, "r"),
+            TransportError::Protocol(_)
+        ));
+    }
+}
