@@ -12,8 +12,8 @@
 # RUSTC_BOOTSTRAP=1, which lets the stable compiler accept them. Install cargo-fuzz from crates.io
 # with `cargo install cargo-fuzz --locked` (this script does it when it is missing).
 #
-# Each target runs single-threaded (-jobs=1 -workers=1) under `nice`, so that other work on a small
-# machine keeps its CPU. Corpora stay in <crate>/fuzz/corpus/<target> (git-ignored) and grow from run to
+# Each target runs as one single-threaded libFuzzer process (its default; `-jobs=1` would move the
+# output into fuzz-0.log) under `nice`, so that other work on a small machine keeps its CPU. Corpora stay in <crate>/fuzz/corpus/<target> (git-ignored) and grow from run to
 # run; a crash leaves its input in <crate>/fuzz/artifacts/<target>/ and makes this script fail. The
 # last libFuzzer status line of each run (`#N DONE cov: … ft: … exec/s …`) is printed in a summary
 # and kept in target/fuzz-logs/.
@@ -52,7 +52,7 @@ for t in "${targets[@]}"; do
     echo "== fuzzing $t for ${SECONDS_EACH}s (log: $log)"
     mkdir -p "$dir/corpus/$name"
     if (cd "$dir" && nice -n 15 cargo fuzz run "$name" -- \
-            -max_total_time="$SECONDS_EACH" -jobs=1 -workers=1 -print_final_stats=1 \
+            -max_total_time="$SECONDS_EACH" -print_final_stats=1 \
             >"$log" 2>&1); then
         status=ok
     else

@@ -4,8 +4,18 @@
 //!
 //! Input layout: byte 0 picks the profile (and T=0/T=1), then APDUs as `len ‖ bytes`. A SELECT of
 //! the applet on channel 1 is sent first so that the deeper command paths are reachable.
+use std::sync::OnceLock;
+
+use iotsafe_vcard::store::ObjectStore;
 use iotsafe_vcard::{CardHandler, CardProfile, VirtualCard};
 use libfuzzer_sys::fuzz_target;
+
+/// The default layout with its device key, made once: generating a P-256 key per input would
+/// spend most of the fuzzing time in key generation.
+fn layout() -> &'static ObjectStore {
+    static LAYOUT: OnceLock<ObjectStore> = OnceLock::new();
+    LAYOUT.get_or_init(ObjectStore::default_layout)
+}
 
 const PROFILES: [CardProfile; 6] = [
     CardProfile::Standard,
@@ -38,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, mut rest)) = data.split_first() else {
         return;
     };
-    let mut card = VirtualCard::with_default_layout(
+    let mut card = VirtualCard::new(
+        layout().clone(),
         PROFILES[usize::from(selector) % PROFILES.len()].options(),
     );
     if selector & 0x80 == 0 {
