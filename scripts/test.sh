@@ -72,3 +72,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== benchmark smoke (each zero-latency bench once)"
+cargo test -p iotsafe-tests --all-features --benches

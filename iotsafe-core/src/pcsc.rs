@@ -314,6 +314,11 @@ fn transmit_on(
     let response = card
         .transmit(command, buffer)
         .map_err(|e| map_pcsc_error(e, reader))?;
+    // vpcd (and some readers) answer "success, 0 bytes" when the card vanished mid-command:
+    // that is a card gone in flight, so the session must reconnect, not a protocol error.
+    if response.is_empty() {
+        return Err(TransportError::NotTransacted);
+    }
     if response.len() < 2 {
         return Err(TransportError::Protocol(format!(
             "the reader returned {} bytes, less than a status word",

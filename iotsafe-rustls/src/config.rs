@@ -113,18 +113,6 @@ impl IotSafeTlsBuilder {
     /// ([`crate::kx::check_slots`]), sets up the key-exchange group (leaking it once, see
     /// [`CardKxGroup::leak`]) and, if asked, the entropy seed.
     pub fn build(self) -> Result<IotSafeTls> {
-        let signing_key = CardSigningKey::new(Arc::clone(&self.card), self.key.clone())?;
-        let mut resolver = CardCertResolver::builder(Arc::clone(&self.card))
-            .signing_key(signing_key)
-            .chain(self.chain);
-        if let Some(f) = self.certificate_file {
-            resolver = resolver.certificate_file(f);
-        }
-        if let Some(f) = self.ca_file {
-            resolver = resolver.ca_file(f);
-        }
-        let resolver = Arc::new(resolver.build()?);
-
         let (mut provider, kx) = match self.ecdhe {
             EcdheOn::Card => {
                 let kx = match self.kx_group {
@@ -138,6 +126,23 @@ impl IotSafeTlsBuilder {
             }
             EcdheOn::Host => (CardProvider::host_ecdhe(), None),
         };
+        let mut signing_key = CardSigningKey::new(Arc::clone(&self.card), self.key.clone())?;
+        if let Some(kx) = kx.filter(|kx| kx.options().pregenerate) {
+            // The next ephemeral key is made after the signature, not between DH and signature.
+            kx.defer_pregeneration_to_signature();
+            signing_key = signing_key.with_after_sign(Arc::new(move || kx.after_signature()));
+        }
+        let mut resolver = CardCertResolver::builder(Arc::clone(&self.card))
+            .signing_key(signing_key)
+            .chain(self.chain);
+        if let Some(f) = self.certificate_file {
+            resolver = resolver.certificate_file(f);
+        }
+        if let Some(f) = self.ca_file {
+            resolver = resolver.ca_file(f);
+        }
+        let resolver = Arc::new(resolver.build()?);
+
         if let Some(reseed) = self.entropy {
             let software = crate::provider::software_provider().secure_random;
             let rng = CardEntropyRng::leak(Arc::clone(&self.card), software, reseed)?;

@@ -18,9 +18,11 @@
 //! `std::thread` at construction and after each key exchange ends (when no other exchange of
 //! this group is in flight), so the next `start()` returns without touching the card. A
 //! pre-generated key is used only if its generation is still the slot's current one; otherwise a
-//! fresh key is generated. The background generation shares the card with whatever the handshake
-//! does next (the signature waits for it if they collide), but it takes the slowest card operation
-//! off the next `ClientConnection::new`.
+//! fresh key is generated. Used through [`crate::IotSafeTls`], the background generation starts
+//! only after the handshake's CertificateVerify was signed
+//! ([`CardKxGroup::defer_pregeneration_to_signature`]): started right after the DH it would hold
+//! the card while the signature waits (measured: no gain at all, `docs/performance.md`). So the
+//! slowest card operation comes off the next handshake's critical path.
 //!
 //! # `'static`
 //! rustls wants `&'static dyn SupportedKxGroup`. [`CardKxGroup::leak`] boxes and leaks the group:
@@ -126,6 +128,8 @@ pub struct CardKxGroup {
 struct Shared {
     card: Arc<Card>,
     options: KxOptions,
+    /// Pre-generation waits for the handshake's signature (see [`CardKxGroup::after_signature`]).
+    defer_to_signature: std::sync::atomic::AtomicBool,
     state: Mutex<SlotState>,
     changed: Condvar,
 }
@@ -138,6 +142,8 @@ struct SlotState {
     generating: bool,
     /// Key exchanges started and not yet completed or dropped.
     in_flight: usize,
+    /// A pre-generation is due once the current handshake's signature is done.
+    deferred: bool,
 }
 
 impl CardKxGroup {
@@ -148,6 +154,7 @@ impl CardKxGroup {
             shared: Arc::new(Shared {
                 card,
                 options,
+                defer_to_signature: std::sync::atomic::AtomicBool::new(false),
                 state: Mutex::new(SlotState::default()),
                 changed: Condvar::new(),
             }),
@@ -156,6 +163,32 @@ impl CardKxGroup {
             Shared::pregenerate_in_background(&group.shared);
         }
         group
+    }
+
+    /// Makes background pre-generation wait for the handshake's CertificateVerify signature
+    /// instead of starting right after the DH.
+    ///
+    /// Why: rustls runs the DH at ServerHello and asks for the client signature about a
+    /// millisecond later. A key generation started in between holds the card (≈250 ms on a SIM)
+    /// while the signature waits behind it, so the handshake gains nothing. Deferred, the next key
+    /// is made while the device is idle. [`crate::IotSafeTls`] wires this to its card signer;
+    /// a handshake that signs nothing (no CertificateRequest, resumption) leaves the next one to
+    /// generate its own key, as without pre-generation.
+    pub fn defer_pregeneration_to_signature(&self) {
+        self.shared
+            .defer_to_signature
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The handshake's signature is done and the card is free: start a deferred pre-generation.
+    pub fn after_signature(&self) {
+        let due = {
+            let mut state = self.shared.lock();
+            std::mem::take(&mut state.deferred)
+        };
+        if due {
+            Shared::pregenerate_in_background(&self.shared);
+        }
     }
 
     /// [`CardKxGroup::new`], boxed and leaked for rustls's `&'static dyn SupportedKxGroup`. Call
@@ -240,6 +273,8 @@ impl Shared {
     /// Hands out a key for a new exchange: the pre-generated one if still current, else a fresh one.
     fn begin(&self) -> Result<EphemeralKey, rustls::Error> {
         let mut state = self.lock();
+        // A new handshake replaces any pre-generation still waiting for the previous signature.
+        state.deferred = false;
         while state.generating {
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
@@ -267,7 +302,14 @@ impl Shared {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
         if self.options.pregenerate {
-            Shared::pregenerate_in_background(self);
+            if self
+                .defer_to_signature
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                self.lock().deferred = true;
+            } else {
+                Shared::pregenerate_in_background(self);
+            }
         }
     }
 

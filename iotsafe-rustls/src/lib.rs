@@ -91,4 +91,4 @@ pub use kx::{check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxO
 pub use provider::{card_crypto_provider, software_provider, CardProvider, EcdheOn, BACKEND};
 pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
 pub use rng::{CardEntropyRng, Reseed};
-pub use signer::{CardSigner, CardSigningKey};
+pub use signer::{AfterSign, CardSigner, CardSigningKey};

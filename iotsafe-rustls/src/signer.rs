@@ -27,7 +27,12 @@ pub struct CardSigningKey {
     key: ObjectRef,
     point: EcPoint,
     spki: SubjectPublicKeyInfoDer<'static>,
+    after_sign: Option<AfterSign>,
 }
+
+/// Called after each signature, when the card is free again (wired to the key exchange group's
+/// deferred pre-generation).
+pub type AfterSign = Arc<dyn Fn() + Send + Sync>;
 
 impl CardSigningKey {
     /// Uses private key `key` on the card; its public key is read once (READ PUBLIC KEY, one
@@ -50,7 +55,14 @@ impl CardSigningKey {
             key,
             point,
             spki,
+            after_sign: None,
         })
+    }
+
+    /// Runs `hook` after every signature (successful or not): the card is free again then.
+    pub fn with_after_sign(mut self, hook: AfterSign) -> Self {
+        self.after_sign = Some(hook);
+        self
     }
 
     /// The key reference on the card.
@@ -78,7 +90,11 @@ impl CardSigningKey {
         let digest = Sha256::digest(message);
         let signature = self
             .card
-            .sign_digest(&self.key, HashAlgorithm::Sha256, &digest)
+            .sign_digest(&self.key, HashAlgorithm::Sha256, &digest);
+        if let Some(hook) = &self.after_sign {
+            hook();
+        }
+        let signature = signature
             .map_err(|e| card_failure(format_args!("COMPUTE SIGNATURE with {}", self.key), &e))?;
         card_signature_to_der(&signature).map_err(|e| {
             rustls::Error::General(format!(

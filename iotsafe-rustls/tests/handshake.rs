@@ -722,3 +722,44 @@ fn pregeneration_takes_key_generation_off_connect_on_a_slow_card() {
     );
     eprintln!("ClientConnection::new: {without:?} without, {with:?} with pre-generation");
 }
+
+#[test]
+fn pregeneration_waits_for_the_signature_so_it_never_delays_it() {
+    // The card's command order decides the critical path: a background GENERATE KEY PAIR between
+    // COMPUTE DH and COMPUTE SIGNATURE would hold the card while the signature waits.
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::pregenerating(true))
+        .resumption(false)
+        .build()
+        .unwrap();
+    let kx = tls.kx_group().unwrap();
+    assert!(kx.wait_for_background(Duration::from_secs(10)));
+    let order = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = order.clone();
+    fx.card
+        .set_trace(Some(Arc::new(move |e: &iotsafe_core::TraceEvent| {
+            if e.direction == iotsafe_core::Direction::Command {
+                // The trace text is hex: the INS is the second byte.
+                if let Some(ins) = e
+                    .text
+                    .get(2..4)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    sink.lock().unwrap().push(ins);
+                }
+            }
+        })));
+    let client_config = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    let server_config = fx.server_config(software_provider(), ClientAuth::Required);
+    for _ in 0..3 {
+        let mut client = ClientConnection::new(client_config.clone(), server_name()).unwrap();
+        let mut server = ServerConnection::new(server_config.clone()).unwrap();
+        handshake_and_talk(&mut client, &mut server).expect("handshake");
+        assert!(kx.wait_for_background(Duration::from_secs(10)));
+    }
+    // Per handshake: PUT PUBLIC KEY ×3, COMPUTE DH, COMPUTE SIGNATURE ×3, then the next key.
+    let one = [0x24, 0xD8, 0x24, 0x46, 0x2A, 0x2B, 0x2A, 0xB9];
+    let expected: Vec<u8> = one.iter().copied().cycle().take(one.len() * 3).collect();
+    assert_eq!(*order.lock().unwrap(), expected);
+}

@@ -110,6 +110,30 @@ impl ChildGuard {
     pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
+    /// Writes `data` to the child's standard input (when it was started with a pipe there).
+    pub fn write_stdin(&mut self, data: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the child has no stdin pipe"))?;
+        stdin.write_all(data)?;
+        stdin.flush()
+    }
+    /// Waits until the child's log contains `needle` (then `true`) or `deadline` passes.
+    pub fn wait_for_log(&self, needle: &str, deadline: Duration) -> bool {
+        let end = Instant::now() + deadline;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for ChildGuard {
@@ -214,5 +238,22 @@ pub fn mosquitto(
     (guard, addr)
 }
 
+/// Provisions a card state into `dir` (`dir/card.json`, PEM files in `dir/pki`) and opens it as a
+/// virtual card with `options`.
+pub fn provisioned(
+    dir: &Path,
+    options: iotsafe_vcard::CardOptions,
+) -> (iotsafe_vcard::ProvisionReport, iotsafe_vcard::VirtualCard) {
+    let state = dir.join("card.json");
+    let report = iotsafe_vcard::provision(&state, &dir.join("pki"), options.clone())
+        .expect("provision a card state");
+    let card =
+        iotsafe_vcard::VirtualCard::open_state(&state, options).expect("open the card state");
+    (report, card)
+}
+
 #[cfg(feature = "pcsc")]
 pub mod vpcd;
+
+pub mod handshake;
+pub mod workout;

@@ -1,9 +1,10 @@
 //! Plugging a virtual card into pcscd's vpcd slot 1, and waiting until pcscd sees it.
 
-use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdHandle, VpcdOptions};
+use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdHandle, VpcdOptions, VpcdStats};
 use iotsafe_vcard::frontend::SharedCard;
 use pcsc::{Context, ReaderState, Scope, State};
 use std::ffi::CString;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// pcscd notices a vpcd card after 0.3–0.45 s (it polls); allow for a loaded machine.
@@ -12,9 +13,20 @@ pub const DEADLINE: Duration = Duration::from_secs(15);
 /// A card plugged into slot 1; unplugged (and pcscd seen empty again) when dropped.
 pub struct Plugged {
     handle: Option<VpcdHandle>,
+    stats: Arc<VpcdStats>,
 }
 
 impl Plugged {
+    /// How many times the card was inserted (connected to vpcd) so far: 1 after plugging, one
+    /// more after every re-insertion that follows an injected disconnect.
+    pub fn insertions(&self) -> u64 {
+        self.stats.connections()
+    }
+    /// How many command APDUs reached the card through vpcd.
+    pub fn apdus(&self) -> u64 {
+        self.stats.apdus()
+    }
+
     /// Stops the card's connection, as if it was pulled, and waits for pcscd to see it gone.
     pub fn unplug(&mut self) {
         if let Some(h) = self.handle.take() {
@@ -40,12 +52,13 @@ pub fn plug(card: SharedCard) -> Plugged {
         ..VpcdOptions::default()
     };
     let addr = crate::VPCD_SLOT1.parse().expect("slot 1 address");
-    let handle = VpcdClient::new(card, addr, options)
-        .spawn()
-        .expect("start the vpcd client");
+    let client = VpcdClient::new(card, addr, options);
+    let stats = client.stats();
+    let handle = client.spawn().expect("start the vpcd client");
     wait_for_reader(true);
     Plugged {
         handle: Some(handle),
+        stats,
     }
 }
 

@@ -1,0 +1,328 @@
+//! Issue #7: what a TLS 1.3 mutual-auth handshake costs with the card, in-memory (rustls client ⇄
+//! rustls server, no sockets), against the in-process virtual card.
+//!
+//! * `host_overhead/*`: the card client at zero card latency vs. a software P-256 client key
+//!   (ring), same server, same secp256r1 ECDHE.
+//! * `critical_path/*`: the card client under the typical-SIM latency model, without
+//!   pre-generation, with the group's background pre-generation, and with the next key generated
+//!   by the caller after the handshake (idle time between handshakes, not timed).
+//! * `anchor/*`: wolfSSL's IoT-SAFE card calls for the same handshake, replayed on the same card
+//!   model.
+//!
+//! `cargo bench -p iotsafe-tests --bench handshake` also prints a report (medians of its own
+//! runs, APDUs, bytes, card-busy time, the floor, throughput of N threads on one card); set
+//! `IOTSAFE_PERF_REPORT=0` to skip it. Under `cargo test --benches` only the zero-latency
+//! benches run, once each.
+#![forbid(unsafe_code)]
+
+use criterion::Criterion;
+use iotsafe_core::{Card, CardConfig, CardStats};
+use iotsafe_tests::handshake::{
+    critical_path_floor, handshake, modelled_busy, replay_wolfssl_handshake, TlsFixture,
+};
+use iotsafe_vcard::{CardOptions, InProcessTransport, Latency, VirtualCard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `cargo bench` passes `--bench`; `cargo test --benches` does not (criterion's quick test mode).
+fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn fixture(latency: Latency, pregenerate: bool) -> TlsFixture {
+    let options = CardOptions {
+        latency,
+        ..CardOptions::default()
+    };
+    TlsFixture::new(options, CardConfig::default(), pregenerate)
+}
+
+/// How the next ephemeral key is made.
+#[derive(Clone, Copy, Debug)]
+enum Keygen {
+    /// Inside `ClientConnection::new` (no pre-generation).
+    InHandshake,
+    /// `KxOptions::pregenerate`: a background thread, started when the key exchange ends.
+    Background,
+    /// By the caller, after the handshake completed (`CardKxGroup::pregenerate_now`).
+    AfterHandshake,
+}
+
+impl Keygen {
+    fn name(self) -> &'static str {
+        match self {
+            Keygen::InHandshake => "no_pregeneration",
+            Keygen::Background => "background_pregeneration",
+            Keygen::AfterHandshake => "pregenerated_after_handshake",
+        }
+    }
+}
+
+/// One timed handshake; the idle work before it (waiting for the background generation, or
+/// generating the next key) is not timed.
+fn timed_card_handshake(fx: &TlsFixture, keygen: Keygen) -> (Duration, CardStats) {
+    match keygen {
+        Keygen::InHandshake => {}
+        Keygen::Background => fx.wait_for_background(),
+        Keygen::AfterHandshake => fx.pregenerate_now(),
+    }
+    let started = Instant::now();
+    let used = fx.card_handshake().expect("card handshake");
+    (started.elapsed(), used)
+}
+
+fn host_overhead(c: &mut Criterion) {
+    let fx = fixture(Latency::none(), false);
+    let mut group = c.benchmark_group("host_overhead");
+    group.bench_function("card_vcard_zero_latency", |b| {
+        b.iter(|| fx.card_handshake().expect("card handshake"))
+    });
+    group.bench_function("software_p256", |b| {
+        b.iter(|| fx.software_handshake().expect("software handshake"))
+    });
+    group.finish();
+}
+
+fn critical_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("critical_path");
+    group.sample_size(10);
+    for keygen in [
+        Keygen::InHandshake,
+        Keygen::Background,
+        Keygen::AfterHandshake,
+    ] {
+        let fx = fixture(Latency::typical_sim(), matches!(keygen, Keygen::Background));
+        group.bench_function(keygen.name(), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| timed_card_handshake(&fx, keygen).0)
+                    .sum()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn wolfssl_card(latency: Latency) -> Card {
+    let options = CardOptions {
+        latency,
+        ..CardOptions::default()
+    };
+    let vcard = VirtualCard::with_default_layout(options);
+    Card::open(
+        InProcessTransport::new(vcard),
+        CardConfig::wolfssl_compatible(),
+    )
+    .expect("open the card as wolfSSL does")
+}
+
+fn anchor(c: &mut Criterion) {
+    let card = wolfssl_card(Latency::typical_sim());
+    let mut group = c.benchmark_group("anchor");
+    group.sample_size(10);
+    group.bench_function("wolfssl_replay_3_verifies", |b| {
+        b.iter(|| replay_wolfssl_handshake(&card, 3))
+    });
+    group.finish();
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Handshakes per second of `threads` threads sharing one card for `run`.
+fn throughput(fx: &TlsFixture, threads: usize, run: Duration, queued: bool) -> (f64, u64, u64) {
+    let client = if queued {
+        fx.queued_card_client()
+    } else {
+        fx.card_client.clone()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (client, server) = (client.clone(), fx.server.clone());
+            let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match handshake(&client, &server) {
+                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(run);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    // Handshakes in flight at the stop finish: count them over the whole elapsed time.
+    let elapsed = started.elapsed();
+    let n = done.load(Ordering::Relaxed);
+    (
+        n as f64 / elapsed.as_secs_f64(),
+        n,
+        failed.load(Ordering::Relaxed),
+    )
+}
+
+/// Our own medians and the counts behind them, printed as markdown rows for
+/// `docs/performance.md`.
+fn report() {
+    let sim = Latency::typical_sim();
+    println!("\n## iotsafe-rs performance report (median of own runs)\n");
+
+    // 1. Host overhead.
+    let fx = fixture(Latency::none(), false);
+    let (mut card, mut soft, mut host_only) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        fx.card_handshake().expect("warm-up");
+        fx.software_handshake().expect("warm-up");
+    }
+    for _ in 0..60 {
+        let t = Instant::now();
+        let used = fx.card_handshake().expect("card handshake");
+        let wall = t.elapsed();
+        card.push(wall);
+        // Without the emulated card's own work (its software P-256 and APDU handling).
+        host_only.push(wall.saturating_sub(used.time_in_card));
+        let t = Instant::now();
+        fx.software_handshake().expect("software handshake");
+        soft.push(t.elapsed());
+    }
+    let (card, soft, host_only) = (median(card), median(soft), median(host_only));
+    println!(
+        "host overhead: card (vcard, zero latency) {} | software P-256 {} | ratio {:.2} | card handshake minus time in card {} (ratio {:.2})",
+        ms(card),
+        ms(soft),
+        card.as_secs_f64() / soft.as_secs_f64(),
+        ms(host_only),
+        host_only.as_secs_f64() / soft.as_secs_f64()
+    );
+
+    // 2. Critical path.
+    let mut ours = None;
+    for keygen in [
+        Keygen::InHandshake,
+        Keygen::Background,
+        Keygen::AfterHandshake,
+    ] {
+        let fx = fixture(sim, matches!(keygen, Keygen::Background));
+        timed_card_handshake(&fx, keygen);
+        let runs: Vec<(Duration, CardStats)> =
+            (0..9).map(|_| timed_card_handshake(&fx, keygen)).collect();
+        let wall = median(runs.iter().map(|r| r.0).collect());
+        let busy = median(runs.iter().map(|r| r.1.time_in_card).collect());
+        let last = &runs.last().expect("runs").1;
+        // A GENERATE KEY PAIR inside the timed window: made by the handshake itself, or (with
+        // background pre-generation) the next key's generation competing with the signature.
+        let with_keygen = runs
+            .iter()
+            .filter(|r| r.1.count(iotsafe_core::Operation::GenerateKeyPair) > 0)
+            .count();
+        let (min, max) = (
+            runs.iter().map(|r| r.0).min().unwrap_or_default(),
+            runs.iter().map(|r| r.0).max().unwrap_or_default(),
+        );
+        // The handshake's own APDUs: 8 with the key generated in it, 7 with a key made ahead.
+        let own_apdus = if matches!(keygen, Keygen::InHandshake) {
+            8
+        } else {
+            7
+        };
+        let floor = critical_path_floor(&sim, own_apdus, matches!(keygen, Keygen::InHandshake));
+        println!(
+            "critical path {:<30} wall median {} (min {}, max {}) | card busy {} | APDUs {} | bytes {}/{} | runs with a keygen inside {}/{} | floor {} | wall/floor {:.2}",
+            keygen.name(),
+            ms(wall),
+            ms(min),
+            ms(max),
+            ms(busy),
+            last.apdus,
+            last.bytes_sent,
+            last.bytes_received,
+            with_keygen,
+            runs.len(),
+            ms(floor),
+            wall.as_secs_f64() / floor.as_secs_f64()
+        );
+        if let Keygen::InHandshake = keygen {
+            ours = Some((wall, busy, last.clone()));
+        }
+    }
+
+    // 3. The anchor's card work, replayed.
+    let card = wolfssl_card(sim);
+    for verifies in [3, 2] {
+        replay_wolfssl_handshake(&card, verifies);
+        let runs: Vec<(Duration, CardStats)> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let used = replay_wolfssl_handshake(&card, verifies);
+                (t.elapsed(), used)
+            })
+            .collect();
+        let wall = median(runs.iter().map(|r| r.0).collect());
+        let busy = median(runs.iter().map(|r| r.1.time_in_card).collect());
+        let last = &runs.last().expect("runs").1;
+        println!(
+            "anchor replay ({verifies} verifies): wall {} | card busy {} (model {}) | APDUs {} | bytes {}/{}",
+            ms(wall),
+            ms(busy),
+            ms(modelled_busy(&sim, last)),
+            last.apdus,
+            last.bytes_sent,
+            last.bytes_received
+        );
+        if let (3, Some((our_wall, our_busy, our))) = (verifies, &ours) {
+            println!(
+                "anchor vs ours: APDUs {:.1}x | bytes sent {:.1}x | card busy {:.2}x | wall {:.2}x",
+                last.apdus as f64 / our.apdus as f64,
+                last.bytes_sent as f64 / our.bytes_sent as f64,
+                busy.as_secs_f64() / our_busy.as_secs_f64(),
+                wall.as_secs_f64() / our_wall.as_secs_f64()
+            );
+        }
+    }
+
+    // 4. Throughput of N threads on one card.
+    let fx = fixture(sim, false);
+    let per = fx.card_handshake().expect("handshake");
+    let busy = per.time_in_card;
+    println!(
+        "throughput bound 1/card-busy: {:.2} handshakes/s (card busy {} per handshake)",
+        1.0 / busy.as_secs_f64(),
+        ms(busy)
+    );
+    for (threads, queued) in [(1, true), (4, true), (8, true), (4, false)] {
+        let (rate, n, failed) = throughput(&fx, threads, Duration::from_secs(6), queued);
+        println!(
+            "throughput N={threads} {}: {rate:.2} handshakes/s ({n} done, {failed} failed) = {:.0}% of the bound",
+            if queued { "(key exchanges queued for the one ephemeral slot)" } else { "(no queue)" },
+            100.0 * rate * busy.as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    host_overhead(&mut c);
+    if bench_mode() {
+        critical_path(&mut c);
+        anchor(&mut c);
+    }
+    c.final_summary();
+    if bench_mode() && std::env::var("IOTSAFE_PERF_REPORT").map_or(true, |v| v != "0") {
+        report();
+    }
+}
