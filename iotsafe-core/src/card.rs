@@ -582,6 +582,26 @@ impl Session {
                         continue;
                     }
                 }
+                // `6881` on the logical channel this session opened: the card lost the channel,
+                // i.e. it was reset without the transport noticing (a modem re-initialised the
+                // SIM). Nothing ran on a closed channel: open and select again, and retry once.
+                // Without this the session would answer `6881` to every later operation.
+                Err(Error::Status { sw, .. })
+                    if sw.meaning() == Meaning::ChannelNotSupported
+                        && self
+                            .selected
+                            .as_ref()
+                            .is_some_and(|s| s.channel != 0 && !s.opened_by_transport) =>
+                {
+                    tracing::warn!(
+                        "the card no longer knows the session's channel; selecting again"
+                    );
+                    self.selected = None;
+                    if attempt == 1 {
+                        self.connect()?;
+                        continue;
+                    }
+                }
                 _ => {}
             }
             return result;

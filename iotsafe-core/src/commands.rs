@@ -467,7 +467,8 @@ pub fn prf(
     length: u8,
     le: Le,
 ) -> Result<Command, Error> {
-    let mut data = Vec::new();
+    // Sized up front: a growing Vec frees its old block, secret included, without wiping it.
+    let mut data = Vec::with_capacity(secret.len() + label_and_seed.len() + 16);
     let fits = tlv::write(&mut data, 0xD1, secret, LengthForm::Ber)
         && tlv::write(&mut data, 0xD2, label_and_seed, LengthForm::Ber);
     if !fits || data.len() + 3 > 255 || length == 0 {

@@ -174,7 +174,7 @@ impl Link<'_> {
             let request = commands::get_response(cla, le);
             let encoded = request.encode(false, CommandKind::GetResponse)?;
             let r = self.transmit_once(&encoded, kind, secrecy)?;
-            data.extend_from_slice(&r.data);
+            append_wiping(&mut data, &r.data);
             if data.len() > 1 << 20 {
                 return Err(Error::Runaway {
                     command: kind,
@@ -194,6 +194,19 @@ impl Link<'_> {
             rounds: self.max_rounds,
         })
     }
+}
+
+/// Appends to a buffer that may hold secrets without leaving a copy behind: `extend` on a full
+/// `Vec` moves it to a larger block and frees the old one unwiped, so the contents are moved by hand
+/// into a new `Zeroizing` buffer and the old one is wiped on drop.
+fn append_wiping(buf: &mut Zeroizing<Vec<u8>>, more: &[u8]) {
+    if buf.capacity() - buf.len() < more.len() {
+        let wanted = (buf.len() + more.len()).max(buf.capacity() * 2);
+        let mut grown = Zeroizing::new(Vec::with_capacity(wanted));
+        grown.extend_from_slice(buf);
+        *buf = grown;
+    }
+    buf.extend_from_slice(more);
 }
 
 /// `91xx` (proactive command pending) is success for an IoT SAFE host.

@@ -2,7 +2,8 @@
 //!
 //! Atomic means a crash at any point leaves either the old or the new file, never a torn one: the new
 //! contents go to a temporary file in the same directory, are flushed to disk, renamed over the old
-//! file, and the directory entry is flushed too. A temporary file left by a crash is ignored on load.
+//! file, and the directory entry is flushed too. A temporary file left by a crash is ignored on load,
+//! and removed by the next successful write.
 //! Volatile keys (type `14`) are never written.
 
 use std::fs::{self, File, OpenOptions};
@@ -99,5 +100,34 @@ pub fn save(path: &Path, store: &ObjectStore) -> Result<(), VcardError> {
     }
     File::open(&dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| VcardError::io("syncing directory", &dir, e))
+        .map_err(|e| VcardError::io("syncing directory", &dir, e))?;
+    remove_stale_temps(&dir, &name);
+    Ok(())
+}
+
+/// Removes temporary files that writers killed between creating and renaming them left behind:
+/// they hold private keys. Only files of processes that no longer run are touched (their PID is in
+/// the name), and only where `/proc` tells which processes run.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid != std::process::id().to_string() && !proc.join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
