@@ -42,6 +42,21 @@ impl Drop for Plugged {
     }
 }
 
+/// Opens a `Card` session (default configuration) on the card in `Virtual PCD 00 01` through
+/// PC/SC, as any host application would.
+pub fn open_card() -> std::sync::Arc<iotsafe_core::Card> {
+    use iotsafe_core::pcsc::{PcscOptions, PcscTransport, ReaderChoice};
+    let transport = PcscTransport::connect(
+        &ReaderChoice::Exact(crate::READER_SLOT1.into()),
+        PcscOptions::default(),
+    )
+    .expect("connect to the card in Virtual PCD 00 01");
+    std::sync::Arc::new(
+        iotsafe_core::Card::open(transport, iotsafe_core::CardConfig::default())
+            .expect("select the applet"),
+    )
+}
+
 /// Plugs `card` into vpcd slot 1 and waits until pcscd reports a card in `Virtual PCD 00 01`.
 pub fn plug(card: SharedCard) -> Plugged {
     wait_for_reader(false);

@@ -10,27 +10,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use iotsafe_core::pcsc::{PcscOptions, PcscTransport, ReaderChoice};
-use iotsafe_core::{Card, CardConfig, Operation};
+use iotsafe_core::Operation;
 use iotsafe_examples::{run_mqtt_client, Backoff, BrokerTarget, ClientOptions};
 use iotsafe_tests::{
     have_program, mosquitto, pcscd_running, provisioned, service, vpcd, vpcd_slot_lock,
-    READER_SLOT1,
 };
 use iotsafe_vcard::frontend::SharedCard;
 use iotsafe_vcard::CardOptions;
 
 fn services() -> bool {
     service(pcscd_running(), "pcscd") && service(have_program("mosquitto"), "mosquitto")
-}
-
-fn pcsc_card() -> Arc<Card> {
-    let transport = PcscTransport::connect(
-        &ReaderChoice::Exact(READER_SLOT1.into()),
-        PcscOptions::default(),
-    )
-    .expect("connect to the card in Virtual PCD 00 01");
-    Arc::new(Card::open(transport, CardConfig::default()).expect("select the applet"))
 }
 
 fn options(count: u32) -> ClientOptions {
@@ -69,7 +58,7 @@ fn mqtt_over_mtls_with_the_card_behind_pcscd_and_mosquitto() {
     );
     let shared: SharedCard = Arc::new(Mutex::new(vcard));
     let _plugged = vpcd::plug(shared);
-    let card = pcsc_card();
+    let card = vpcd::open_card();
     let before = card.stats();
     let target = BrokerTarget {
         host: "127.0.0.1".into(),
@@ -112,7 +101,7 @@ fn a_card_from_another_ca_is_refused_by_mosquitto() {
     );
     let shared: SharedCard = Arc::new(Mutex::new(foreign_card));
     let _plugged = vpcd::plug(shared);
-    let card = pcsc_card();
+    let card = vpcd::open_card();
     let target = BrokerTarget {
         host: "127.0.0.1".into(),
         port: addr.port(),

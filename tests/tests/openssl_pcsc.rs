@@ -14,12 +14,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iotsafe_core::pcsc::{PcscOptions, PcscTransport, ReaderChoice};
-use iotsafe_core::{Card, CardConfig, CardStats, Operation};
+use iotsafe_core::{Card, CardStats, Operation};
 use iotsafe_rustls::IotSafeTls;
 use iotsafe_tests::{
     have_program, openssl_server, pcscd_running, provisioned, service, vpcd, vpcd_slot_lock,
-    READER_SLOT1,
 };
 use iotsafe_vcard::frontend::SharedCard;
 use iotsafe_vcard::CardOptions;
@@ -31,15 +29,6 @@ const DEADLINE: Duration = Duration::from_secs(15);
 
 fn services() -> bool {
     service(pcscd_running(), "pcscd") && service(have_program("openssl"), "openssl")
-}
-
-fn pcsc_card() -> Arc<Card> {
-    let transport = PcscTransport::connect(
-        &ReaderChoice::Exact(READER_SLOT1.into()),
-        PcscOptions::default(),
-    )
-    .expect("connect to the card in Virtual PCD 00 01");
-    Arc::new(Card::open(transport, CardConfig::default()).expect("select the applet"))
 }
 
 fn client_config(card: Arc<Card>, ca_pem: &Path) -> Arc<rustls::ClientConfig> {
@@ -87,7 +76,7 @@ fn openssl_s_server_accepts_the_card_behind_pcscd() {
     let (report, vcard) = provisioned(dir.path(), CardOptions::default());
     let pki = &report.pki_dir;
     let _plugged = vpcd::plug(Arc::new(Mutex::new(vcard)) as SharedCard);
-    let card = pcsc_card();
+    let card = vpcd::open_card();
     let config = client_config(card.clone(), &pki.join("ca.pem"));
     let (mut server, addr) = openssl_server(
         dir.path(),
@@ -154,7 +143,7 @@ fn a_card_from_another_ca_is_refused_cleanly() {
     assert_ne!(trusted_report.ca_cert_der, other_report.ca_cert_der);
     let pki = &trusted_report.pki_dir;
     let _plugged = vpcd::plug(Arc::new(Mutex::new(vcard)) as SharedCard);
-    let card = pcsc_card();
+    let card = vpcd::open_card();
     // The client trusts the server's CA; the server only trusts the first CA.
     let config = client_config(card.clone(), &pki.join("ca.pem"));
     let (server, addr) = openssl_server(
