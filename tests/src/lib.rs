@@ -143,6 +143,27 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Starts `command` with stdout and stderr in `log`, and waits until it accepts connections on
+/// `addr` (the log is in the panic message if it never does).
+fn spawn_listening(mut command: Command, name: &str, log: PathBuf, addr: SocketAddr) -> ChildGuard {
+    let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{name} log: {e}"));
+    let err = out
+        .try_clone()
+        .unwrap_or_else(|e| panic!("{name} log: {e}"));
+    let child = command
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let guard = ChildGuard::new(child, name, Some(log));
+    assert!(
+        wait_for_port(addr, Duration::from_secs(10)),
+        "{name} did not listen on {addr}: {}",
+        guard.log()
+    );
+    guard
+}
+
 /// `openssl s_server` as a TLS 1.3 peer that requires a client certificate from `ca_pem`
 /// (`-Verify 1 -verify_return_error`), on a free loopback port.
 pub fn openssl_server(
@@ -156,9 +177,8 @@ pub fn openssl_server(
         .parse()
         .expect("loopback address");
     let log = dir.join(format!("s_server-{port}.log"));
-    let out = std::fs::File::create(&log).expect("s_server log");
-    let err = out.try_clone().expect("s_server log");
-    let child = Command::new("openssl")
+    let mut command = Command::new("openssl");
+    command
         .args([
             "s_server",
             "-accept",
@@ -174,17 +194,9 @@ pub fn openssl_server(
         .arg("-CAfile")
         .arg(ca_pem)
         .args(["-Verify", "1", "-verify_return_error"])
-        .stdin(Stdio::piped())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start openssl s_server");
-    let guard = ChildGuard::new(child, "openssl s_server", Some(log));
-    assert!(
-        wait_for_port(addr, Duration::from_secs(10)),
-        "openssl s_server did not listen on {addr}: {}",
-        guard.log()
-    );
+        // s_server quits when its stdin closes: keep a pipe open.
+        .stdin(Stdio::piped());
+    let guard = spawn_listening(command, "openssl s_server", log, addr);
     (guard, addr)
 }
 
@@ -220,21 +232,9 @@ pub fn mosquitto(
         text.push_str("user root\n");
     }
     std::fs::write(&conf, text).expect("mosquitto config");
-    let out = std::fs::File::create(&log).expect("mosquitto log");
-    let err = out.try_clone().expect("mosquitto log");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start mosquitto");
-    let guard = ChildGuard::new(child, "mosquitto", Some(log));
-    assert!(
-        wait_for_port(addr, Duration::from_secs(10)),
-        "mosquitto did not listen on {addr}: {}",
-        guard.log()
-    );
+    let mut command = Command::new("mosquitto");
+    command.arg("-c").arg(&conf);
+    let guard = spawn_listening(command, "mosquitto", log, addr);
     (guard, addr)
 }
 
