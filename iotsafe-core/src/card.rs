@@ -573,12 +573,20 @@ impl Session {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let was_selected = self.selected.is_some();
+            let apdus_before = self.stats.apdus;
             let result = self.run_once(op, &mut body);
             match &result {
                 Err(Error::Transport { source, .. }) if source.needs_reconnect() => {
                     self.selected = None;
-                    // A reset loses channel and sessions but the command never ran: retry once.
-                    if attempt == 1 && matches!(source, TransportError::ResetCard) {
+                    // Nothing of this operation reached the card when the connection was found
+                    // dead before its first APDU (pcscd restarted or the reader went away while
+                    // the session was idle), or when the card was reset (it forgot the channel
+                    // and sessions, but the command never ran): reconnect and retry once.
+                    // An operation cut after an APDU went out is not retried: the card may have
+                    // acted on it.
+                    let untouched = was_selected && self.stats.apdus == apdus_before;
+                    if attempt == 1 && (untouched || matches!(source, TransportError::ResetCard)) {
                         continue;
                     }
                 }

@@ -113,9 +113,16 @@ const RECONNECT_ATTEMPTS: usize = 50;
 /// Maps a pcsc-lite error to the transport's vocabulary. `reader` names the reader for `NoCard`.
 pub fn map_pcsc_error(err: pcsc::Error, reader: &str) -> TransportError {
     match err {
-        pcsc::Error::NoService | pcsc::Error::ServiceStopped | pcsc::Error::Shutdown => {
-            TransportError::NoService
-        }
+        // When pcscd closes its socket in the middle of a call, pcsc-lite answers `CommError`
+        // or `SecurityViolation` (the latter is also what a client refused by pcscd's polkit
+        // check sees: the daemon hangs up before reading). Seen when pcscd is killed with a
+        // request in flight (tests/tests/pcscd_restart.rs). The service is gone as much as
+        // with NoService, and the cure is the same: a new context.
+        pcsc::Error::NoService
+        | pcsc::Error::ServiceStopped
+        | pcsc::Error::Shutdown
+        | pcsc::Error::CommError
+        | pcsc::Error::SecurityViolation => TransportError::NoService,
         pcsc::Error::RemovedCard => TransportError::RemovedCard,
         pcsc::Error::ResetCard => TransportError::ResetCard,
         pcsc::Error::NotTransacted => TransportError::NotTransacted,
@@ -478,6 +485,14 @@ mod tests {
     fn error_mapping() {
         assert!(matches!(
             map_pcsc_error(pcsc::Error::NoService, "r"),
+            TransportError::NoService
+        ));
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::CommError, "r"),
+            TransportError::NoService
+        ));
+        assert!(matches!(
+            map_pcsc_error(pcsc::Error::SecurityViolation, "r"),
             TransportError::NoService
         ));
         assert!(matches!(

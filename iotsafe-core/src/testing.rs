@@ -34,6 +34,12 @@ pub enum Step {
     CloseChannel,
     /// Expect `reconnect()`.
     Reconnect,
+    /// Refuse the next exclusive section before any APDU, with this error: the connection was
+    /// found dead when the operation began (PC/SC `SCardBeginTransaction` after pcscd restarted).
+    Refuse {
+        /// The error to return.
+        error: fn() -> TransportError,
+    },
 }
 
 impl Step {
@@ -149,6 +155,27 @@ impl Transport for ScriptedTransport {
     }
     fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+    fn exclusive(
+        &mut self,
+        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), crate::Error>,
+    ) -> Result<(), crate::Error> {
+        let refused = self.script.0.lock().ok().and_then(|mut s| {
+            if let Some(Step::Refuse { error }) = s.steps.front() {
+                let error = *error;
+                s.steps.pop_front();
+                Some(error())
+            } else {
+                None
+            }
+        });
+        match refused {
+            Some(source) => Err(crate::Error::Transport {
+                command: crate::CommandKind::Raw,
+                source,
+            }),
+            None => body(self.as_dyn()),
+        }
     }
     fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
         if !self.capabilities.manages_channels {

@@ -34,8 +34,12 @@ impl Default for Capabilities {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The PC/SC service (pcscd) is not running or not reachable.
-    #[error("the PC/SC service is not available (is pcscd running?)")]
+    /// The PC/SC service (pcscd) is not running, not reachable, or closed the connection (it
+    /// died, or its access policy refused this client).
+    #[error(
+        "the PC/SC service is not available or dropped the connection \
+         (is pcscd running, and may this user use it?)"
+    )]
     NoService,
     /// No reader matched the requested name.
     #[error("no reader matches {wanted:?}; readers present: {available:?}")]

@@ -129,6 +129,69 @@ fn removed_card_is_typed_and_the_next_operation_reconnects_and_reselects() {
 }
 
 #[test]
+fn a_connection_found_dead_before_the_first_apdu_is_reconnected_and_the_operation_retried() {
+    // pcscd restarted while the session was idle: the operation's transaction cannot begin.
+    // Nothing reached the card, so the session reconnects, re-selects and runs it: the caller
+    // sees no error.
+    let (t, log) = ScriptedTransport::new(vec![
+        select(),
+        Step::Refuse {
+            error: || TransportError::NoService,
+        },
+        Step::Reconnect,
+        select(),
+        Step::apdu("8184000008", "0102030405060708 9000"),
+    ]);
+    let card = Card::open(t, wolf()).unwrap();
+    assert_eq!(
+        card.get_random(8).unwrap().as_slice(),
+        [1, 2, 3, 4, 5, 6, 7, 8]
+    );
+    let stats = card.stats();
+    assert_eq!(stats.reconnects, 1, "{stats:?}");
+    assert_eq!(stats.of(Operation::Random).failures, 1, "{stats:?}");
+    log.assert_done();
+}
+
+#[test]
+fn a_connection_lost_after_an_apdu_went_out_is_not_retried() {
+    // The card may have acted on the APDU: the error goes to the caller, once, and only the
+    // next operation reconnects.
+    let (t, log) = ScriptedTransport::new(vec![
+        select(),
+        Step::Fail {
+            command: decode("8184000008").unwrap(),
+            error: || TransportError::NoService,
+        },
+    ]);
+    let card = Card::open(t, wolf()).unwrap();
+    let err = card.get_random(8).unwrap_err();
+    assert!(
+        matches!(err.transport(), Some(TransportError::NoService)),
+        "{err}"
+    );
+    assert_eq!(card.stats().reconnects, 0);
+    log.assert_done();
+}
+
+#[test]
+fn a_connection_still_dead_after_the_reconnect_is_reported_once() {
+    // Refused, reconnect fails too: one typed error, no loop.
+    let (t, log) = ScriptedTransport::new(vec![
+        select(),
+        Step::Refuse {
+            error: || TransportError::NoService,
+        },
+    ]);
+    let card = Card::open(t, wolf()).unwrap();
+    // The script has no Reconnect step: the scripted reconnect fails ("unexpected reconnect").
+    let err = card.get_random(8).unwrap_err();
+    assert!(err.to_string().contains("reconnect"), "{err}");
+    assert_eq!(card.stats().reconnects, 1);
+    assert_eq!(log.remaining(), 0);
+}
+
+#[test]
 fn a_reset_card_is_reselected_and_the_operation_retried_once() {
     let (t, log) = ScriptedTransport::new(vec![
         select(),
