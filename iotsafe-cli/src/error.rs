@@ -87,7 +87,7 @@ fn card_hint(error: &CardError) -> Option<String> {
             TransportError::NoService => "start pcscd (`pcscd --foreground &`)",
             TransportError::NoReader { .. } => "`iotsafe readers` lists the readers present",
             TransportError::NoCard(_) => "insert the card or start the virtual card",
-            TransportError::Timeout(_) => "check the modem or reader is powered and not busy",
+            TransportError::Timeout { .. } => "check the modem or reader is powered and not busy",
             _ => "check the connection to the card and retry",
         },
         CardError::Status { sw, .. } => match sw.meaning() {

@@ -62,8 +62,14 @@ pub enum TransportError {
     #[error("the exchange was interrupted before the card answered")]
     NotTransacted,
     /// Nothing, or no complete answer, came within the deadline.
-    #[error("no complete answer within {0:?}")]
-    Timeout(Duration),
+    #[error("no complete answer to {command} within {waited:?}")]
+    Timeout {
+        /// How long the transport waited.
+        waited: Duration,
+        /// What it was waiting on: the AT command line (APDU payload redacted where it carries
+        /// secrets), or the step, e.g. "ATE0/AT (modem readiness)".
+        command: String,
+    },
     /// A modem refused or garbled an AT command.
     #[error("the modem answered {answer:?} to {command}")]
     Modem {
@@ -94,7 +100,7 @@ impl TransportError {
                 | TransportError::NoService
                 | TransportError::NoCard(_)
                 | TransportError::Disconnected
-                | TransportError::Timeout(_)
+                | TransportError::Timeout { .. }
                 | TransportError::Io(_)
         )
     }

@@ -101,7 +101,7 @@ proptest! {
         for _ in 0..4 {
             match transport.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x00]) {
                 Ok(response) => prop_assert!(response.len() >= 2),
-                Err(TransportError::Timeout(_))
+                Err(TransportError::Timeout { .. })
                 | Err(TransportError::Modem { .. })
                 | Err(TransportError::Protocol(_))
                 | Err(TransportError::RemovedCard)

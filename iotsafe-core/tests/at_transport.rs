@@ -438,9 +438,12 @@ fn silent_modem_times_out_within_the_deadline_and_recovers() {
     let err = t.transmit(&SELECT_IOTSAFE).unwrap_err();
     let elapsed = started.elapsed();
     assert!(
-        matches!(err, TransportError::Timeout(d) if d == Duration::from_millis(500)),
+        matches!(&err, TransportError::Timeout { waited, command }
+            if *waited == Duration::from_millis(500) && command.starts_with("AT+CSIM=")),
         "{err:?}"
     );
+    // The message names the AT line that went unanswered, not only how long we waited.
+    assert!(err.to_string().contains("to AT+CSIM="), "{err}");
     assert!(err.needs_reconnect());
     assert!(
         elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(1200),
@@ -562,7 +565,7 @@ fn modem_hang_up_is_disconnected_not_a_hang() {
     assert!(
         matches!(
             err,
-            TransportError::Disconnected | TransportError::Io(_) | TransportError::Timeout(_)
+            TransportError::Disconnected | TransportError::Io(_) | TransportError::Timeout { .. }
         ),
         "{err:?}"
     );
@@ -731,7 +734,7 @@ fn late_answer_of_a_timed_out_command_is_not_taken_for_the_next_one() {
     });
     assert!(matches!(
         t.transmit(&SELECT_IOTSAFE),
-        Err(TransportError::Timeout(_))
+        Err(TransportError::Timeout { .. })
     ));
     // The modem thread is still sleeping; the next command's resync sees the late answer first.
     assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0xBB, 0x90, 0x00]);
@@ -759,7 +762,7 @@ fn reconnect_after_a_timeout_discards_the_late_answer() {
     });
     assert!(matches!(
         t.transmit(&SELECT_IOTSAFE),
-        Err(TransportError::Timeout(_))
+        Err(TransportError::Timeout { .. })
     ));
     // What the card session does after a transport error: reconnect, then go on.
     t.reconnect().unwrap();

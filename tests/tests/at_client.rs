@@ -333,7 +333,7 @@ fn modem_says_nothing() {
             AtFault::Silence,
             NORMAL + SLACK,
             1,
-            |e| matches!(e, TransportError::Timeout(d) if *d == NORMAL),
+            |e| matches!(e, TransportError::Timeout { waited, .. } if *waited == NORMAL),
         );
     }
 }

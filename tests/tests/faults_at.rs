@@ -110,7 +110,7 @@ fn modem_faults_at_every_card_command_of_a_signature() {
             assert!(took < BOUND, "{fault:?} at {k}: took {took:?}");
             match &out {
                 Err(Error::Transport { source, .. }) => match (fault.clone(), source) {
-                    (AtFault::Silence, TransportError::Timeout(_)) => {}
+                    (AtFault::Silence, TransportError::Timeout { .. }) => {}
                     (
                         AtFault::Garbage,
                         TransportError::Protocol(_) | TransportError::Modem { .. },
@@ -153,7 +153,7 @@ fn a_card_stalled_past_the_deadline_times_out_and_the_session_recovers() {
         matches!(
             out,
             Err(Error::Transport {
-                source: TransportError::Timeout(_),
+                source: TransportError::Timeout { .. },
                 ..
             })
         ),

@@ -397,7 +397,10 @@ impl<P: AtPort> AtTransport<P> {
     fn wait_ready(&mut self) -> Result<(), TransportError> {
         let deadline = Instant::now() + self.options.ready_timeout;
         let mut echo_command_refused = false;
-        let mut last_error = TransportError::Timeout(self.options.ready_timeout);
+        let mut last_error = TransportError::Timeout {
+            waited: self.options.ready_timeout,
+            command: "ATE0/AT (modem readiness)".into(),
+        };
         for _ in 0..10 {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -430,7 +433,7 @@ impl<P: AtPort> AtTransport<P> {
                     }
                     echo_command_refused = true;
                 }
-                Err(TransportError::Timeout(_)) => {
+                Err(TransportError::Timeout { .. }) => {
                     self.drain(QUIET)?;
                 }
                 Err(err) => return Err(err),
@@ -693,7 +696,10 @@ impl<P: AtPort> AtTransport<P> {
             partial = %parser.partial_summary(),
             "no final result code within {timeout:?}"
         );
-        Err(TransportError::Timeout(timeout))
+        Err(TransportError::Timeout {
+            waited: timeout,
+            command: shown.to_string(),
+        })
     }
 }
 
