@@ -12,6 +12,9 @@
 //! handshakes interleaved on the same card) fails cleanly with an error naming both generations
 //! instead of computing a secret with another handshake's key. Within one [`CardKxGroup`],
 //! generations never race: starts and background pre-generation are serialized by the group.
+//! With [`KxOptions::queue_for_slot`], handshakes sharing the card take turns on the slot
+//! instead: a `start()` waits (bounded) until the exchanges in flight have completed, so
+//! concurrent connections all succeed.
 //!
 //! # Pre-generation
 //! With [`KxOptions::pregenerate`], the group generates the next key in a background
@@ -47,6 +50,18 @@ pub struct KxOptions {
     pub ephemeral_slot: ObjectRef,
     /// The public key slot the peer's point is written to (default ID `05`, label `peer`).
     pub peer_slot: ObjectRef,
+    /// How long a `start()` waits for this group's key exchanges already in flight to end
+    /// before it generates a key into the (single) ephemeral slot. `None`, the default: never
+    /// wait, and a handshake whose key another handshake replaced fails cleanly (see the module
+    /// docs). `Some(limit)`: concurrent handshakes on one card take turns, so that they all
+    /// succeed; past `limit` the waiting one goes ahead anyway, so that a handshake stuck on a
+    /// silent peer cannot hold up the others for longer (the stuck one then fails cleanly).
+    ///
+    /// Waiting blocks the thread calling `ClientConnection::new`. Use it when connections run on
+    /// their own OS threads or on a multi-thread tokio runtime. On a single thread that drives
+    /// several connections (a `current_thread` runtime), the waiting `start()` would keep the
+    /// first handshake from progressing until `limit` passes: leave it `None` there.
+    pub queue_for_slot: Option<Duration>,
 }
 
 impl Default for KxOptions {
@@ -55,6 +70,7 @@ impl Default for KxOptions {
             pregenerate: false,
             ephemeral_slot: ObjectRef::id([0x04]),
             peer_slot: ObjectRef::id([0x05]),
+            queue_for_slot: None,
         }
     }
 }
@@ -65,6 +81,15 @@ impl KxOptions {
         KxOptions {
             pregenerate,
             ..KxOptions::default()
+        }
+    }
+
+    /// These options, with concurrent handshakes taking turns on the ephemeral slot for at most
+    /// `limit` each (see [`KxOptions::queue_for_slot`]).
+    pub fn queued(self, limit: Duration) -> Self {
+        KxOptions {
+            queue_for_slot: Some(limit),
+            ..self
         }
     }
 }
@@ -244,6 +269,7 @@ impl fmt::Debug for CardKxGroup {
             .field("ephemeral_slot", &self.shared.options.ephemeral_slot)
             .field("peer_slot", &self.shared.options.peer_slot)
             .field("pregenerate", &self.shared.options.pregenerate)
+            .field("queue_for_slot", &self.shared.options.queue_for_slot)
             .finish_non_exhaustive()
     }
 }
@@ -273,6 +299,9 @@ impl Shared {
     /// Hands out a key for a new exchange: the pre-generated one if still current, else a fresh one.
     fn begin(&self) -> Result<EphemeralKey, rustls::Error> {
         let mut state = self.lock();
+        if let Some(limit) = self.options.queue_for_slot {
+            state = self.wait_for_turn(state, limit);
+        }
         // A new handshake replaces any pre-generation still waiting for the previous signature.
         state.deferred = false;
         while state.generating {
@@ -295,12 +324,40 @@ impl Shared {
         Ok(key)
     }
 
+    /// Waits until no exchange of this group is in flight, or `limit` passed since the wait
+    /// began (then goes ahead: the exchange in flight is taken to be stuck).
+    fn wait_for_turn<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, SlotState>,
+        limit: Duration,
+    ) -> MutexGuard<'a, SlotState> {
+        let deadline = Instant::now() + limit;
+        while state.in_flight > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    in_flight = state.in_flight,
+                    ?limit,
+                    "a key exchange held the ephemeral slot too long; generating anyway"
+                );
+                break;
+            }
+            state = match self.changed.wait_timeout(state, left) {
+                Ok((s, _)) => s,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        state
+    }
+
     /// An exchange completed or was dropped.
     fn end(self: &Arc<Self>) {
         {
             let mut state = self.lock();
             state.in_flight = state.in_flight.saturating_sub(1);
         }
+        // Wake a start() queued for the slot.
+        self.changed.notify_all();
         if self.options.pregenerate {
             if self
                 .defer_to_signature

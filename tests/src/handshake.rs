@@ -8,14 +8,12 @@ use iotsafe_vcard::{
     foreign_client_pki, provision, CardOptions, InProcessTransport, Latency, VirtualCard,
 };
 use rustls::crypto::CryptoProvider;
-use rustls::crypto::{ActiveKeyExchange, SharedSecret, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConnection;
 use rustls::{ClientConfig, ClientConnection, NamedGroup, RootCertStore, ServerConfig};
-use std::fmt;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A provisioned virtual card opened through the core session, rustls configs around it, and a
@@ -34,6 +32,7 @@ pub struct TlsFixture {
     pub roots: Arc<RootCertStore>,
     /// The software rustls server: requires a client certificate, no session tickets.
     pub server: Arc<ServerConfig>,
+    pregenerate: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -41,14 +40,26 @@ impl TlsFixture {
     /// A fresh card with `options` (transport mode, latency), opened with `config`;
     /// `pregenerate` turns on the card key-exchange group's background pre-generation.
     pub fn new(options: CardOptions, config: CardConfig, pregenerate: bool) -> TlsFixture {
+        TlsFixture::over(options, pregenerate, |vcard| {
+            Arc::new(
+                Card::open(InProcessTransport::new(vcard), config).expect("open the card session"),
+            )
+        })
+    }
+
+    /// Like [`TlsFixture::new`], with the card session opened by `open` on the freshly
+    /// provisioned virtual card (to put a real transport between them, e.g. pcscd + vpcd).
+    pub fn over(
+        options: CardOptions,
+        pregenerate: bool,
+        open: impl FnOnce(VirtualCard) -> Arc<Card>,
+    ) -> TlsFixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("card-state.json");
         let pki = dir.path().join("pki");
         let report = provision(&state, &pki, options.clone()).expect("provision the vcard");
         let vcard = VirtualCard::open_state(&state, options).expect("open the vcard state");
-        let card = Arc::new(
-            Card::open(InProcessTransport::new(vcard), config).expect("open the card session"),
-        );
+        let card = open(vcard);
         let tls = IotSafeTls::builder(card.clone())
             .kx_options(KxOptions::pregenerating(pregenerate))
             .resumption(false)
@@ -107,6 +118,7 @@ impl TlsFixture {
             software_client: Arc::new(software_client),
             roots,
             server: Arc::new(server),
+            pregenerate,
             _dir: dir,
         }
     }
@@ -296,116 +308,21 @@ pub fn replay_wolfssl_handshake(card: &Card, verifies: usize) -> CardStats {
     card.stats().since(&before)
 }
 
-/// Admits one card key exchange at a time: the card has a single ephemeral slot, so a second
-/// handshake's GENERATE KEY PAIR would replace the first one's key (which `iotsafe-rustls`
-/// reports as an error). Handshakes sharing one card queue here from `start()` until their
-/// `complete()`, while their signatures still interleave freely.
-pub struct OneKxAtATime {
-    inner: &'static dyn SupportedKxGroup,
-    gate: Arc<Gate>,
-}
-
-#[derive(Default)]
-struct Gate {
-    busy: Mutex<bool>,
-    free: Condvar,
-}
-
-impl Gate {
-    fn acquire(&self) {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        while *busy {
-            busy = self.free.wait(busy).unwrap_or_else(|p| p.into_inner());
-        }
-        *busy = true;
-    }
-    fn release(&self) {
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        self.free.notify_one();
-    }
-}
-
-impl OneKxAtATime {
-    /// Wraps `inner` (leaked once: rustls wants `'static` groups).
-    pub fn leak(inner: &'static dyn SupportedKxGroup) -> &'static OneKxAtATime {
-        Box::leak(Box::new(OneKxAtATime {
-            inner,
-            gate: Arc::default(),
-        }))
-    }
-}
-
-impl fmt::Debug for OneKxAtATime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OneKxAtATime")
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
-
-impl SupportedKxGroup for OneKxAtATime {
-    fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
-        self.gate.acquire();
-        match self.inner.start() {
-            Ok(kx) => Ok(Box::new(HeldKx {
-                inner: Some(kx),
-                gate: self.gate.clone(),
-            })),
-            Err(e) => {
-                self.gate.release();
-                Err(e)
-            }
-        }
-    }
-    fn name(&self) -> NamedGroup {
-        self.inner.name()
-    }
-}
-
-struct HeldKx {
-    inner: Option<Box<dyn ActiveKeyExchange>>,
-    gate: Arc<Gate>,
-}
-
-impl Drop for HeldKx {
-    fn drop(&mut self) {
-        // Drop the card exchange first (it may start a background generation), then let the
-        // next handshake in.
-        self.inner.take();
-        self.gate.release();
-    }
-}
-
-impl ActiveKeyExchange for HeldKx {
-    fn complete(mut self: Box<Self>, peer_pub_key: &[u8]) -> Result<SharedSecret, rustls::Error> {
-        match self.inner.take() {
-            Some(kx) => kx.complete(peer_pub_key),
-            None => Err(rustls::Error::General(
-                "key exchange already completed".into(),
-            )),
-        }
-    }
-    fn pub_key(&self) -> &[u8] {
-        self.inner.as_ref().map(|kx| kx.pub_key()).unwrap_or(&[])
-    }
-    fn group(&self) -> NamedGroup {
-        NamedGroup::secp256r1
-    }
-}
-
 impl TlsFixture {
-    /// A card client whose key exchanges queue for the card's one ephemeral slot
-    /// ([`OneKxAtATime`]), for several threads sharing one card.
+    /// A card client whose key exchanges take turns on the card's one ephemeral slot
+    /// ([`KxOptions::queue_for_slot`]), for several threads sharing one card. Its key-exchange
+    /// group is a second one on the card (built and leaked on each call), with the fixture's
+    /// pre-generation setting.
     pub fn queued_card_client(&self) -> Arc<ClientConfig> {
-        let kx = self.tls.kx_group().expect("ECDHE on the card");
-        let mut provider = (**self.tls.provider()).clone();
-        provider.kx_groups = vec![OneKxAtATime::leak(kx)];
-        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3")
-            .with_root_certificates(self.roots.clone())
-            .with_client_cert_resolver(self.tls.resolver().clone());
-        config.resumption = rustls::client::Resumption::disabled();
-        Arc::new(config)
+        let options = KxOptions::pregenerating(self.pregenerate).queued(Duration::from_secs(30));
+        let tls = IotSafeTls::builder(self.card.clone())
+            .kx_options(options)
+            .resumption(false)
+            .build()
+            .expect("IotSafeTls with a queued key exchange");
+        Arc::new(
+            tls.client_config(self.roots.clone())
+                .expect("queued card client"),
+        )
     }
 }

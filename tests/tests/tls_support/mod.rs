@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
 use iotsafe_core::{Card, CardConfig};
-use iotsafe_rustls::{software_provider, IotSafeTls};
+use iotsafe_rustls::{software_provider, IotSafeTls, KxOptions};
 use iotsafe_vcard::{provision, CardOptions, InProcessTransport, VirtualCard};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -25,6 +25,11 @@ pub struct Tls {
 }
 
 pub fn setup(options: CardOptions) -> Tls {
+    setup_with_kx(options, KxOptions::default())
+}
+
+/// [`setup`] with the card key exchange configured by `kx`.
+pub fn setup_with_kx(options: CardOptions, kx: KxOptions) -> Tls {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("card.json");
     let pki = dir.path().join("pki");
@@ -37,6 +42,7 @@ pub fn setup(options: CardOptions) -> Tls {
     let roots = Arc::new(roots);
     // No resumption: every connection is a full handshake, with a card signature.
     let tls = IotSafeTls::builder(Arc::clone(&card))
+        .kx_options(kx)
         .resumption(false)
         .build()
         .unwrap();
