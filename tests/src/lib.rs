@@ -253,6 +253,8 @@ pub fn provisioned(
 }
 
 #[cfg(feature = "pcsc")]
+pub mod private_pcscd;
+#[cfg(feature = "pcsc")]
 pub mod vpcd;
 
 pub mod handshake;

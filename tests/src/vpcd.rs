@@ -1,24 +1,49 @@
-//! Plugging a virtual card into pcscd's vpcd slot 1, and waiting until pcscd sees it.
+//! Plugging a virtual card into a vpcd slot of pcscd, and waiting until pcscd sees it.
+//!
+//! The shared pcscd the test script started has vpcd slot 1 for these tests ([`Slot::shared`]);
+//! a [`crate::private_pcscd::PrivatePcscd`] has slots of its own ([`Slot`] values it hands out).
 
 use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdHandle, VpcdOptions, VpcdStats};
 use iotsafe_vcard::frontend::SharedCard;
 use pcsc::{Context, ReaderState, Scope, State};
 use std::ffi::CString;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// pcscd notices a vpcd card after 0.3–0.45 s (it polls); allow for a loaded machine.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
-/// A card plugged into slot 1; unplugged (and pcscd seen empty again) when dropped.
+/// One vpcd slot: where the vpcd driver inside pcscd listens for the card, and the PC/SC reader
+/// name pcscd gives that slot.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    /// The vpcd driver's listening address for this slot.
+    pub vpcd: SocketAddr,
+    /// The PC/SC reader name of this slot.
+    pub reader: String,
+}
+
+impl Slot {
+    /// Slot 1 of the shared pcscd (`Virtual PCD 00 01`, port 35964).
+    pub fn shared() -> Slot {
+        Slot {
+            vpcd: crate::VPCD_SLOT1.parse().expect("slot 1 address"),
+            reader: crate::READER_SLOT1.to_owned(),
+        }
+    }
+}
+
+/// A card plugged into a slot; unplugged (and pcscd seen empty again) when dropped.
 pub struct Plugged {
     handle: Option<VpcdHandle>,
     stats: Arc<VpcdStats>,
+    slot: Slot,
 }
 
 impl Plugged {
     /// How many times the card was inserted (connected to vpcd) so far: 1 after plugging, one
-    /// more after every re-insertion that follows an injected disconnect.
+    /// more after every re-insertion that follows an injected disconnect or a pcscd restart.
     pub fn insertions(&self) -> u64 {
         self.stats.connections()
     }
@@ -26,32 +51,48 @@ impl Plugged {
     pub fn apdus(&self) -> u64 {
         self.stats.apdus()
     }
+    /// The vpcd client's live counters, for watching from another thread.
+    pub fn stats(&self) -> Arc<VpcdStats> {
+        self.stats.clone()
+    }
 
     /// Stops the card's connection, as if it was pulled, and waits for pcscd to see it gone.
     pub fn unplug(&mut self) {
         if let Some(h) = self.handle.take() {
             let _ = h.stop();
-            wait_for_reader(false);
+            wait_for_reader_in(&self.slot, false);
         }
     }
 }
 
 impl Drop for Plugged {
+    /// Unplugs; when pcscd is gone (a test that killed it, or one that failed), only stops the
+    /// card's connection: a destructor must not panic.
     fn drop(&mut self) {
-        self.unplug();
+        if let Some(h) = self.handle.take() {
+            let _ = h.stop();
+            if let Err(err) = reader_reaches(&self.slot, false) {
+                eprintln!("unplugging from {:?}: {err}", self.slot.reader);
+            }
+        }
     }
 }
 
 /// Opens a `Card` session (default configuration) on the card in `Virtual PCD 00 01` through
 /// PC/SC, as any host application would.
-pub fn open_card() -> std::sync::Arc<iotsafe_core::Card> {
-    use iotsafe_core::pcsc::{PcscOptions, PcscTransport, ReaderChoice};
-    let transport = PcscTransport::connect(
-        &ReaderChoice::Exact(crate::READER_SLOT1.into()),
-        PcscOptions::default(),
-    )
-    .expect("connect to the card in Virtual PCD 00 01");
-    std::sync::Arc::new(
+pub fn open_card() -> Arc<iotsafe_core::Card> {
+    open_card_in(&Slot::shared(), iotsafe_core::pcsc::PcscOptions::default())
+}
+
+/// Opens a `Card` session (default configuration) on the card in `slot` with `options`.
+pub fn open_card_in(
+    slot: &Slot,
+    options: iotsafe_core::pcsc::PcscOptions,
+) -> Arc<iotsafe_core::Card> {
+    use iotsafe_core::pcsc::{PcscTransport, ReaderChoice};
+    let transport = PcscTransport::connect(&ReaderChoice::Exact(slot.reader.clone()), options)
+        .unwrap_or_else(|e| panic!("connect to the card in {:?}: {e}", slot.reader));
+    Arc::new(
         iotsafe_core::Card::open(transport, iotsafe_core::CardConfig::default())
             .expect("select the applet"),
     )
@@ -59,30 +100,49 @@ pub fn open_card() -> std::sync::Arc<iotsafe_core::Card> {
 
 /// Plugs `card` into vpcd slot 1 and waits until pcscd reports a card in `Virtual PCD 00 01`.
 pub fn plug(card: SharedCard) -> Plugged {
-    wait_for_reader(false);
+    plug_into(&Slot::shared(), card)
+}
+
+/// Plugs `card` into `slot` and waits until pcscd reports a card there. The vpcd client
+/// re-inserts the card by itself whenever its connection drops (0.8 s later, then with backoff).
+pub fn plug_into(slot: &Slot, card: SharedCard) -> Plugged {
+    wait_for_reader_in(slot, false);
     let options = VpcdOptions {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         reinsert_after: Duration::from_millis(800),
         ..VpcdOptions::default()
     };
-    let addr = crate::VPCD_SLOT1.parse().expect("slot 1 address");
-    let client = VpcdClient::new(card, addr, options);
+    let client = VpcdClient::new(card, slot.vpcd, options);
     let stats = client.stats();
     let handle = client.spawn().expect("start the vpcd client");
-    wait_for_reader(true);
+    wait_for_reader_in(slot, true);
     Plugged {
         handle: Some(handle),
         stats,
+        slot: slot.clone(),
     }
 }
 
-/// Waits until pcscd reports slot 1 with a card (`true`) or empty. A card that leaves and one
+/// Waits until pcscd reports slot 1 with a card (`true`) or empty.
+pub fn wait_for_reader(present: bool) {
+    wait_for_reader_in(&Slot::shared(), present)
+}
+
+/// Waits until pcscd reports `slot` with a card (`true`) or empty. A card that leaves and one
 /// that arrives within one pcscd poll look like one card that never left, so every test waits
 /// for "empty" before plugging and after unplugging.
-pub fn wait_for_reader(present: bool) {
-    let ctx = Context::establish(Scope::User).expect("PC/SC context (is pcscd running?)");
-    let reader = CString::new(crate::READER_SLOT1).expect("reader name");
+pub fn wait_for_reader_in(slot: &Slot, present: bool) {
+    if let Err(err) = reader_reaches(slot, present) {
+        panic!("{err}");
+    }
+}
+
+/// [`wait_for_reader_in`], saying what went wrong instead of panicking.
+fn reader_reaches(slot: &Slot, present: bool) -> Result<(), String> {
+    let ctx = Context::establish(Scope::User)
+        .map_err(|err| format!("PC/SC context (is pcscd running?): {err}"))?;
+    let reader = CString::new(slot.reader.as_str()).map_err(|err| format!("reader name: {err}"))?;
     let wanted = if present {
         State::PRESENT
     } else {
@@ -93,17 +153,18 @@ pub fn wait_for_reader(present: bool) {
     loop {
         match ctx.get_status_change(Duration::from_millis(200), &mut states) {
             Ok(()) | Err(pcsc::Error::Timeout) => {}
-            Err(err) => panic!("SCardGetStatusChange on {reader:?}: {err}"),
+            Err(err) => return Err(format!("SCardGetStatusChange on {reader:?}: {err}")),
         }
         if states[0].event_state().contains(wanted) {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "pcscd never reported {reader:?} {}; last state {:?}",
-            if present { "with a card" } else { "empty" },
-            states[0].event_state()
-        );
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "pcscd never reported {reader:?} {}; last state {:?}",
+                if present { "with a card" } else { "empty" },
+                states[0].event_state()
+            ));
+        }
         states[0].sync_current_state();
     }
 }

@@ -125,11 +125,9 @@ fn is_card_gone(err: &Error) -> bool {
     )
 }
 
-/// Ignored until `iotsafe-core`'s PC/SC transport types the empty answer: when the card leaves
-/// in the middle of an APDU, vpcd answers `SCardTransmit` with success and 0 bytes, which
-/// `PcscTransport` reports as `Protocol("the reader returned 0 bytes ...")`. That error does not
-/// make the session reconnect, so the next operation fails too. Mapping an empty answer to
-/// `TransportError::NotTransacted` in `pcsc.rs::transmit_on` makes this test pass (checked).
+/// The card leaves in the middle of a multi-APDU operation. vpcd then answers `SCardTransmit`
+/// with success and 0 bytes; `PcscTransport` types that as `NotTransacted`, so the operation
+/// fails as "card gone" and the next one reconnects, re-selects and works.
 #[test]
 fn card_disconnects_mid_operation_then_comes_back() {
     let _slot = vpcd_slot_lock();
@@ -251,10 +249,13 @@ fn reader_emptied_fails_typed_and_replugging_recovers() {
     assert_eq!(cert, report.device_cert_der);
     sign_and_check(&card, &report.device_public_key, b"re-plugged");
     let used = card.stats().since(&before);
-    // One reconnect gave up (no card), one worked.
-    assert_eq!(used.reconnects, 2, "{used:?}");
+    // The first read found the card gone before its first APDU (the transaction could not
+    // begin), so the session reconnected at once to retry it: that reconnect gave up (no card),
+    // as did the second read's. The third reconnect, after re-plugging, worked.
+    assert_eq!(used.reconnects, 3, "{used:?}");
     assert_eq!(used.count(Operation::Select), 1, "{used:?}");
-    // The first read failed on the wire; the second never started (its reconnect failed).
+    // Only the first read got as far as the card's transaction; the others stopped at their
+    // reconnect.
     assert_eq!(used.of(Operation::ReadFile).failures, 1, "{used:?}");
     assert_eq!(used.of(Operation::Sign).failures, 0, "{used:?}");
     assert!(plugged.apdus() >= 2, "the re-plugged card was used");
