@@ -413,6 +413,71 @@ fn interleaved_handshakes_fail_the_stale_one_and_finish_the_other() {
     handshake_and_talk(&mut c2, &mut s2).expect("the current handshake");
 }
 
+fn peer_point(seed: u8) -> (p256::SecretKey, Vec<u8>) {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let peer = p256::SecretKey::from_slice(&[seed; 32]).unwrap();
+    let point = peer
+        .public_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    (peer, point)
+}
+
+#[test]
+fn a_queued_start_waits_for_the_exchange_in_flight_and_both_succeed() {
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::default().queued(Duration::from_secs(30)))
+        .resumption(false)
+        .build()
+        .unwrap();
+    let kx = tls.kx_group().unwrap();
+    let first = kx.start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiting = std::thread::spawn(move || {
+        let second = kx.start().expect("the queued start");
+        tx.send(()).unwrap();
+        second
+    });
+    // The second start stays queued while the first exchange is in flight (no card work).
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the second start did not wait"
+    );
+    let (_, point) = peer_point(7);
+    first
+        .complete(&point)
+        .expect("the first exchange kept its key");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the second start went ahead once the first completed");
+    let second = waiting.join().unwrap();
+    second.complete(&point).expect("the second exchange");
+}
+
+#[test]
+fn a_queued_start_goes_ahead_after_its_limit_and_the_stuck_exchange_fails_cleanly() {
+    let fx = Fixture::new();
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::default().queued(Duration::from_millis(200)))
+        .resumption(false)
+        .build()
+        .unwrap();
+    let kx = tls.kx_group().unwrap();
+    // A handshake whose peer never answers: its exchange stays in flight.
+    let stuck = kx.start().unwrap();
+    let second = std::thread::spawn(move || kx.start().expect("went ahead after the limit"))
+        .join()
+        .unwrap();
+    let (_, point) = peer_point(9);
+    second.complete(&point).expect("the newer exchange works");
+    let err = stuck
+        .complete(&point)
+        .err()
+        .expect("the stuck key was replaced");
+    assert!(err.to_string().contains("IoT SAFE card"), "{err}");
+}
+
 #[test]
 fn peer_point_off_the_curve_is_refused_before_the_card() {
     let fx = Fixture::new();
