@@ -63,6 +63,14 @@ pub struct EphemeralKey {
 
 /// A session with an IoT SAFE applet. `Send + Sync`: share it with an `Arc`; operations are
 /// serialized behind one lock, so a multi-APDU operation is never interleaved with another.
+///
+/// # Recovery
+/// When an operation fails because the connection was lost (card removed or reset, reader or
+/// modem gone, pcscd restarted, timeout), the error goes to the caller and the next operation
+/// reconnects, re-opens its channel and re-selects the applet first. Two cases are retried at
+/// once instead, because the card cannot have acted on the command: the connection was found
+/// dead before the operation's first APDU went out, or the card reported a reset. Nothing else
+/// is ever re-sent.
 pub struct Card {
     session: Mutex<Session>,
 }
