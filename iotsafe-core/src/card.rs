@@ -69,8 +69,9 @@ pub struct EphemeralKey {
 /// modem gone, pcscd restarted, timeout), the error goes to the caller and the next operation
 /// reconnects, re-opens its channel and re-selects the applet first. Two cases are retried at
 /// once instead, because the card cannot have acted on the command: the connection was found
-/// dead before the operation's first APDU went out, or the card reported a reset. Nothing else
-/// is ever re-sent.
+/// dead before the operation's first APDU went out, the card reported a reset, or it answered
+/// `6881` on the session's own channel (reset unseen: the channel is gone). Nothing else is
+/// ever re-sent.
 pub struct Card {
     session: Mutex<Session>,
 }
