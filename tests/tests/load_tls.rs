@@ -30,6 +30,26 @@ fn rss() -> u64 {
         * 4096
 }
 
+/// Joins every thread, failing (as a deadlock) if they are not all done `DEADLINE` after
+/// `started`, and returns their results.
+fn join_within<T>(
+    threads: Vec<std::thread::JoinHandle<T>>,
+    started: Instant,
+    what: &str,
+) -> Vec<T> {
+    threads
+        .into_iter()
+        .map(|t| {
+            while !t.is_finished() {
+                assert!(started.elapsed() < DEADLINE, "{what} deadlocked");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            t.join()
+                .unwrap_or_else(|_| panic!("{what}: a connection thread panicked"))
+        })
+        .collect()
+}
+
 #[test]
 fn thirty_two_concurrent_tls_connections_on_one_card() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -58,17 +78,7 @@ fn thirty_two_concurrent_tls_connections_on_one_card() {
             })
         })
         .collect();
-    let mut attempts = Vec::new();
-    for t in threads {
-        while !t.is_finished() {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "32 TLS connections deadlocked"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        attempts.push(t.join().expect("a connection thread panicked"));
-    }
+    let attempts = join_within(threads, started, "32 TLS connections");
     let stats = tls.card.stats();
     assert!(stats.count(Operation::Sign) >= 32);
     eprintln!(
@@ -95,16 +105,7 @@ fn thirty_two_concurrent_tls_connections_queue_for_the_ephemeral_slot() {
             })
         })
         .collect();
-    for t in threads {
-        while !t.is_finished() {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "32 queued TLS connections deadlocked"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        t.join().expect("a connection failed");
-    }
+    join_within(threads, started, "32 queued TLS connections");
     // Exactly one key generation, DH and signature per connection: nobody's key was replaced,
     // nobody tried twice.
     let used = tls.card.stats().since(&before);
