@@ -213,11 +213,8 @@ fn ctrl_c_stops_the_demo_gracefully() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a PID"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT to the demo");
     let deadline = Instant::now() + Duration::from_secs(15);
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -11,7 +11,8 @@
 #![cfg(feature = "pcsc")]
 #![forbid(unsafe_code)]
 
-use std::process::Command;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,11 +47,8 @@ struct Rig {
 impl Rig {
     /// Kills pcscd now, without reaping it (the kill may come from another thread).
     fn sigkill(pid: u32) {
-        let status = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -KILL {pid}");
+        let pid = Pid::from_raw(i32::try_from(pid).expect("a PID"));
+        kill(pid, Signal::SIGKILL).unwrap_or_else(|e| panic!("SIGKILL to pcscd {pid}: {e}"));
     }
 
     /// Starts pcscd again and waits until it sees the card (the vpcd client re-inserts it).
