@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-use pcsc::{Card, Context, Disposition, Protocols, Scope, ShareMode};
+use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 
 use crate::error::{CommandKind, Error};
 use crate::transport::{Capabilities, Transport, TransportError};
@@ -159,6 +159,59 @@ impl std::fmt::Debug for PcscTransport {
             .field("connected", &self.card.is_some())
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+/// Waits until pcscd reports `reader` with a card in it (`present`) or empty, for at most
+/// `deadline`: for a modem that re-powers its SIM, a reader plugged in late, or a test that
+/// swaps cards.
+///
+/// Why not just retry a connect: pcscd polls many readers (vpcd about every 400 ms), and a card
+/// that leaves and another that arrives between two polls look like one card that never left.
+/// Waiting for "empty" and then for "present" tells the two apart.
+///
+/// Fails with [`TransportError::NoService`] without pcscd, [`TransportError::NoReader`] when
+/// pcscd has no such reader, and [`TransportError::Timeout`] when the state did not come.
+pub fn wait_for_reader(
+    reader: &str,
+    present: bool,
+    deadline: Duration,
+) -> Result<(), TransportError> {
+    let context = establish()?;
+    let name = reader_cstring(reader)?;
+    let wanted = if present {
+        State::PRESENT
+    } else {
+        State::EMPTY
+    };
+    let mut states = [ReaderState::new(name, State::UNAWARE)];
+    let end = Instant::now() + deadline;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match context.get_status_change(left.min(Duration::from_millis(200)), &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(pcsc::Error::UnknownReader) => {
+                return Err(TransportError::NoReader {
+                    wanted: reader.to_string(),
+                    available: readers_of(&context).unwrap_or_default(),
+                })
+            }
+            Err(err) => return Err(map_pcsc_error(err, reader)),
+        }
+        if states[0].event_state().contains(wanted) {
+            return Ok(());
+        }
+        if left.is_zero() {
+            return Err(TransportError::Timeout {
+                waited: deadline,
+                command: format!(
+                    "pcscd to report {reader:?} {} (last state {:?})",
+                    if present { "with a card" } else { "empty" },
+                    states[0].event_state()
+                ),
+            });
+        }
+        states[0].sync_current_state();
     }
 }
 

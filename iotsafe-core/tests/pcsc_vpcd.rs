@@ -346,3 +346,36 @@ fn transmit_transaction_removal_and_reconnect() {
     drop(transport);
     drop(card);
 }
+
+#[test]
+fn wait_for_reader_sees_the_card_come_and_go_and_says_what_it_waited_for() {
+    use iotsafe_core::pcsc::wait_for_reader;
+    let _slot = SLOT.lock().unwrap_or_else(|p| p.into_inner());
+    if pcscd_readers().is_none() {
+        return;
+    }
+    let long = Duration::from_secs(15);
+    wait_for_reader(SLOT_READER, false, long).expect("the slot empty");
+    // No card comes: a typed timeout that names the reader and the state it waited for.
+    let started = Instant::now();
+    match wait_for_reader(SLOT_READER, true, Duration::from_millis(300)) {
+        Err(TransportError::Timeout { waited, command }) => {
+            assert_eq!(waited, Duration::from_millis(300));
+            assert!(command.contains(SLOT_READER), "{command}");
+            assert!(command.contains("with a card"), "{command}");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < long, "{:?}", started.elapsed());
+    match wait_for_reader("no-such-reader", true, long) {
+        Err(TransportError::NoReader { wanted, available }) => {
+            assert_eq!(wanted, "no-such-reader");
+            assert!(available.iter().any(|r| r == SLOT_READER), "{available:?}");
+        }
+        other => panic!("expected NoReader, got {other:?}"),
+    }
+    let card = VpcdCard::plug_in();
+    wait_for_reader(SLOT_READER, true, long).expect("pcscd saw the card");
+    drop(card);
+    wait_for_reader(SLOT_READER, false, long).expect("pcscd saw it go");
+}

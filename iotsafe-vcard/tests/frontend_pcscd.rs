@@ -17,7 +17,7 @@ use frontend_support::{Event, TestCard, ATR, INS_DISCONNECT};
 use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdHandle, VpcdOptions, DEFAULT_VPCD_ADDR};
 use iotsafe_vcard::frontend::SharedCard;
 use iotsafe_vcard::{CardHandler, CardOptions, TransportMode, VirtualCard};
-use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
+use pcsc::{Card, Context, Disposition, Protocols, Scope, ShareMode};
 
 /// pcscd notices a new vpcd card after 0.3–0.45 s; allow for a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -97,35 +97,12 @@ fn connect(ctx: &Context, reader: &CString, seen: &Mutex<TestCard>) -> Card {
     }
 }
 
-/// Waits until pcscd's own event thread reports the reader with (`true`) or without a card.
-///
-/// Connect errors are not enough to tell a card has gone: pcscd polls its readers about every
-/// 400 ms, and a card that leaves and another that arrives between two polls look like one card
-/// that never left, with pcscd's state for it stuck. So every test waits for pcscd to see the
-/// reader empty before plugging a card in, and again after taking it out.
-fn wait_for_reader(ctx: &Context, reader: &CString, present: bool) {
-    let wanted = if present {
-        State::PRESENT
-    } else {
-        State::EMPTY
-    };
-    let mut states = [ReaderState::new(reader.clone(), State::UNAWARE)];
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match ctx.get_status_change(Duration::from_millis(200), &mut states) {
-            Ok(()) | Err(pcsc::Error::Timeout) => {}
-            Err(err) => panic!("SCardGetStatusChange on {reader:?}: {err}"),
-        }
-        if states[0].event_state().contains(wanted) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pcscd never reported {reader:?} {}; last state {:?}",
-            if present { "with a card" } else { "empty" },
-            states[0].event_state()
-        );
-        states[0].sync_current_state();
+/// Waits until pcscd's own event thread reports the reader with (`true`) or without a card
+/// (`iotsafe_core::pcsc::wait_for_reader`, which says why waiting beats retrying a connect).
+fn wait_for_reader(reader: &CString, present: bool) {
+    let name = reader.to_str().expect("a UTF-8 reader name");
+    if let Err(err) = iotsafe_core::pcsc::wait_for_reader(name, present, DEADLINE) {
+        panic!("waiting for {name:?}: {err}");
     }
 }
 
@@ -143,7 +120,7 @@ fn pcscd_sees_the_card_and_apdus_round_trip_fast() {
     let addr = vpcd_addr();
     let reader = reader_name(addr);
     let ctx = Context::establish(Scope::User).expect("pcscd answers");
-    wait_for_reader(&ctx, &reader, false);
+    wait_for_reader(&reader, false);
     let (handle, card_state) = plug_in();
     let card = connect(&ctx, &reader, &card_state);
 
@@ -180,7 +157,7 @@ fn pcscd_sees_the_card_and_apdus_round_trip_fast() {
     assert!(card_state.lock().unwrap().events.contains(&Event::PowerOn));
     drop(card);
     handle.stop().unwrap();
-    wait_for_reader(&ctx, &reader, false);
+    wait_for_reader(&reader, false);
 }
 
 #[test]
@@ -191,7 +168,7 @@ fn pcscd_sees_removal_and_reinsertion() {
     }
     let reader = reader_name(vpcd_addr());
     let ctx = Context::establish(Scope::User).expect("pcscd answers");
-    wait_for_reader(&ctx, &reader, false);
+    wait_for_reader(&reader, false);
     let (handle, card_state) = plug_in();
     let card = connect(&ctx, &reader, &card_state);
     assert_eq!(
@@ -211,8 +188,8 @@ fn pcscd_sees_removal_and_reinsertion() {
     drop(card);
 
     // pcscd sees the reader empty, then the card re-inserted, and a new connection works.
-    wait_for_reader(&ctx, &reader, false);
-    wait_for_reader(&ctx, &reader, true);
+    wait_for_reader(&reader, false);
+    wait_for_reader(&reader, true);
     let card = connect(&ctx, &reader, &card_state);
     assert_eq!(
         transmit(&card, &[0x00, 0xCA, 0x00, 0x00, 0x00]).unwrap(),
@@ -222,7 +199,7 @@ fn pcscd_sees_removal_and_reinsertion() {
 
     // Stopping the client takes the card out of the reader for good.
     handle.stop().unwrap();
-    wait_for_reader(&ctx, &reader, false);
+    wait_for_reader(&reader, false);
     assert!(matches!(
         ctx.connect(&reader, ShareMode::Shared, Protocols::ANY),
         Err(pcsc::Error::NoSmartcard)
@@ -238,7 +215,7 @@ fn the_applet_behind_pcscd_in_both_transport_modes() {
     let reader = reader_name(vpcd_addr());
     let ctx = Context::establish(Scope::User).expect("pcscd answers");
     for transport in [TransportMode::T1, TransportMode::T0] {
-        wait_for_reader(&ctx, &reader, false);
+        wait_for_reader(&reader, false);
         let applet = VirtualCard::with_default_layout(CardOptions {
             transport,
             ..CardOptions::default()
@@ -265,7 +242,7 @@ fn the_applet_behind_pcscd_in_both_transport_modes() {
         assert_eq!(random[16..], [0x90, 0x00]);
         drop(card);
         handle.stop().unwrap();
-        wait_for_reader(&ctx, &reader, false);
+        wait_for_reader(&reader, false);
     }
 }
 
@@ -290,7 +267,7 @@ fn the_binary_is_a_pcsc_card_until_sigterm() {
 
     let reader = reader_name(vpcd_addr());
     let ctx = Context::establish(Scope::User).expect("pcscd answers");
-    wait_for_reader(&ctx, &reader, false);
+    wait_for_reader(&reader, false);
     let mut child = std::process::Command::new(bin)
         .arg("serve")
         .arg("--state")
@@ -332,5 +309,5 @@ fn the_binary_is_a_pcsc_card_until_sigterm() {
         "exit after SIGTERM: {status:?}"
     );
     // SIGTERM took the card out of the reader.
-    wait_for_reader(&ctx, &reader, false);
+    wait_for_reader(&reader, false);
 }

@@ -5,11 +5,9 @@
 
 use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdHandle, VpcdOptions, VpcdStats};
 use iotsafe_vcard::frontend::SharedCard;
-use pcsc::{Context, ReaderState, Scope, State};
-use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// pcscd notices a vpcd card after 0.3–0.45 s (it polls); allow for a loaded machine.
 pub const DEADLINE: Duration = Duration::from_secs(15);
@@ -140,31 +138,6 @@ pub fn wait_for_reader_in(slot: &Slot, present: bool) {
 
 /// [`wait_for_reader_in`], saying what went wrong instead of panicking.
 fn reader_reaches(slot: &Slot, present: bool) -> Result<(), String> {
-    let ctx = Context::establish(Scope::User)
-        .map_err(|err| format!("PC/SC context (is pcscd running?): {err}"))?;
-    let reader = CString::new(slot.reader.as_str()).map_err(|err| format!("reader name: {err}"))?;
-    let wanted = if present {
-        State::PRESENT
-    } else {
-        State::EMPTY
-    };
-    let mut states = [ReaderState::new(reader.clone(), State::UNAWARE)];
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match ctx.get_status_change(Duration::from_millis(200), &mut states) {
-            Ok(()) | Err(pcsc::Error::Timeout) => {}
-            Err(err) => return Err(format!("SCardGetStatusChange on {reader:?}: {err}")),
-        }
-        if states[0].event_state().contains(wanted) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "pcscd never reported {reader:?} {}; last state {:?}",
-                if present { "with a card" } else { "empty" },
-                states[0].event_state()
-            ));
-        }
-        states[0].sync_current_state();
-    }
+    iotsafe_core::pcsc::wait_for_reader(&slot.reader, present, DEADLINE)
+        .map_err(|err| format!("waiting for {:?}: {err}", slot.reader))
 }
