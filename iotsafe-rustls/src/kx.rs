@@ -246,19 +246,8 @@ impl CardKxGroup {
     /// Waits until no background generation is running (for tests and orderly shutdown).
     /// Returns false on timeout.
     pub fn wait_for_background(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        while state.generating {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = match self.shared.changed.wait_timeout(state, left) {
-                Ok((s, _)) => s,
-                Err(p) => p.into_inner().0,
-            };
-        }
-        true
+        let state = self.shared.lock();
+        self.shared.wait_while(state, timeout, |s| s.generating).1
     }
 }
 
@@ -324,28 +313,42 @@ impl Shared {
         Ok(key)
     }
 
-    /// Waits until no exchange of this group is in flight, or `limit` passed since the wait
-    /// began (then goes ahead: the exchange in flight is taken to be stuck).
-    fn wait_for_turn<'a>(
+    /// Waits on `changed` while `busy` holds, for at most `limit`. Returns the state and whether
+    /// `busy` ended (`false`: the limit passed first).
+    fn wait_while<'a>(
         &'a self,
         mut state: MutexGuard<'a, SlotState>,
         limit: Duration,
-    ) -> MutexGuard<'a, SlotState> {
+        busy: impl Fn(&SlotState) -> bool,
+    ) -> (MutexGuard<'a, SlotState>, bool) {
         let deadline = Instant::now() + limit;
-        while state.in_flight > 0 {
+        while busy(&state) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                tracing::warn!(
-                    in_flight = state.in_flight,
-                    ?limit,
-                    "a key exchange held the ephemeral slot too long; generating anyway"
-                );
-                break;
+                return (state, false);
             }
             state = match self.changed.wait_timeout(state, left) {
                 Ok((s, _)) => s,
                 Err(p) => p.into_inner().0,
             };
+        }
+        (state, true)
+    }
+
+    /// Waits until no exchange of this group is in flight, or `limit` passed since the wait
+    /// began (then goes ahead: the exchange in flight is taken to be stuck).
+    fn wait_for_turn<'a>(
+        &'a self,
+        state: MutexGuard<'a, SlotState>,
+        limit: Duration,
+    ) -> MutexGuard<'a, SlotState> {
+        let (state, turn) = self.wait_while(state, limit, |s| s.in_flight > 0);
+        if !turn {
+            tracing::warn!(
+                in_flight = state.in_flight,
+                ?limit,
+                "a key exchange held the ephemeral slot too long; generating anyway"
+            );
         }
         state
     }
