@@ -67,7 +67,7 @@ pub struct EphemeralKey {
 /// # Recovery
 /// When an operation fails because the connection was lost (card removed or reset, reader or
 /// modem gone, pcscd restarted, timeout), the error goes to the caller and the next operation
-/// reconnects, re-opens its channel and re-selects the applet first. Two cases are retried at
+/// reconnects, re-opens its channel and re-selects the applet first. Three cases are retried at
 /// once instead, because the card cannot have acted on the command: the connection was found
 /// dead before the operation's first APDU went out, the card reported a reset, or it answered
 /// `6881` on the session's own channel (reset unseen: the channel is gone). Nothing else is
