@@ -122,16 +122,12 @@ impl PrivatePcscd {
         std::fs::read_to_string(self.dir.path().join("pcscd.log")).unwrap_or_default()
     }
 
-    /// Kills pcscd with SIGKILL, as a crash would, and reaps it. Its socket and PID file stay
-    /// behind, as after a real crash.
-    pub fn kill(&mut self) {
+    /// Starts pcscd again, on the same socket and vpcd ports, after reaping the previous one
+    /// (killed with SIGKILL first if it still runs). A killed pcscd leaves its socket and PID
+    /// file behind, as after a real crash; the new one finds its PID dead and replaces them.
+    pub fn restart(&mut self) {
         // ChildGuard's drop sends SIGKILL and waits.
         self.child = None;
-    }
-
-    /// Starts pcscd again after [`PrivatePcscd::kill`], on the same socket and vpcd ports.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "pcscd is still running");
         self.spawn();
     }
 

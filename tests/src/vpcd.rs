@@ -56,9 +56,19 @@ impl Plugged {
 
     /// Stops the card's connection, as if it was pulled, and waits for pcscd to see it gone.
     pub fn unplug(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.stop();
-            wait_for_reader_in(&self.slot, false);
+        if let Err(err) = self.pull() {
+            panic!("{err}");
+        }
+    }
+
+    /// [`Plugged::unplug`], saying what went wrong instead of panicking.
+    fn pull(&mut self) -> Result<(), String> {
+        match self.handle.take() {
+            Some(h) => {
+                let _ = h.stop();
+                reader_reaches(&self.slot, false)
+            }
+            None => Ok(()),
         }
     }
 }
@@ -67,11 +77,8 @@ impl Drop for Plugged {
     /// Unplugs; when pcscd is gone (a test that killed it, or one that failed), only stops the
     /// card's connection: a destructor must not panic.
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.stop();
-            if let Err(err) = reader_reaches(&self.slot, false) {
-                eprintln!("unplugging from {:?}: {err}", self.slot.reader);
-            }
+        if let Err(err) = self.pull() {
+            eprintln!("unplugging from {:?}: {err}", self.slot.reader);
         }
     }
 }

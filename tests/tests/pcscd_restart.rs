@@ -53,7 +53,6 @@ impl Rig {
 
     /// Starts pcscd again and waits until it sees the card (the vpcd client re-inserts it).
     fn restart(&mut self) {
-        self.pcscd.kill(); // reaps the killed process
         self.pcscd.restart();
         vpcd::wait_for_reader_in(&self.slot, true);
     }
