@@ -10,7 +10,7 @@ use crate::error::{hex, CommandKind, Error};
 use crate::link::{success, Link, Secrecy, TraceSink};
 use crate::objects::{AppletInfo, EcPoint, ObjectInfo, ObjectKind, ObjectRef};
 use crate::stats::{CardStats, Operation};
-use crate::sw::Meaning;
+use crate::sw::{Meaning, StatusWord};
 use crate::transport::{Transport, TransportError};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -29,10 +29,28 @@ struct Selected {
     aid: Vec<u8>,
 }
 
+/// Whether the session's channel can be used as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelState {
+    /// The channel in `selected` is open and the applet selected on it.
+    Up,
+    /// The connection dropped, and nothing says the card was reset: a modem's port that went away
+    /// leaves the SIM powered, with the session's channel still open on it.
+    Lost,
+    /// The card was reset or powered down: its channels, sessions and volatile keys are gone.
+    LostWithReset,
+    /// The connection is fine, but the card was reset behind the transport's back: it answered
+    /// `6881` on the session's channel.
+    ChannelClosed,
+}
+
 struct Session {
     transport: Box<dyn Transport + Send>,
     config: CardConfig,
+    /// The channel the applet was last selected on; kept across a lost connection so that it can
+    /// be reused (or closed) instead of leaked.
     selected: Option<Selected>,
+    state: ChannelState,
     objects: Option<Vec<ObjectInfo>>,
     applet_info: Option<AppletInfo>,
     ephemeral_generation: u64,
@@ -84,6 +102,21 @@ impl std::fmt::Debug for Card {
     }
 }
 
+/// A session dropped without [`Card::close`] still gives its channel back: a card has few
+/// logical channels (often three besides the basic one), and one leaked per process start would
+/// exhaust them. Best effort: errors are logged, never raised.
+impl Drop for Card {
+    fn drop(&mut self) {
+        let session = match self.session.get_mut() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Err(e) = session.disconnect() {
+            tracing::debug!(error = %e, "closing the card channel on drop failed");
+        }
+    }
+}
+
 impl Card {
     /// Opens a session: opens a channel (per the configuration), selects the applet (trying each
     /// configured AID), and returns the session. No other APDU is sent.
@@ -105,6 +138,7 @@ impl Card {
             transport: Box::new(transport),
             config,
             selected: None,
+            state: ChannelState::Up,
             objects: None,
             applet_info: None,
             ephemeral_generation: 0,
@@ -218,7 +252,8 @@ impl Card {
     }
 
     /// Reads a whole file. Its size comes from the cached object list, else from GET DATA `C3`; when
-    /// the card has neither, chunks are read until a short chunk or an end-of-file status.
+    /// the card has neither, chunks are read until an end-of-file status or an empty answer (a short
+    /// chunk is not the end: some modems and cards return fewer bytes than asked).
     pub fn read_file(&self, file: &ObjectRef) -> Result<Vec<u8>, Error> {
         let mut s = self.lock()?;
         // Only a list already read is consulted: reading it here would cost APDUs per file.
@@ -307,9 +342,10 @@ impl Card {
     /// PUT PUBLIC KEY: Init, Update, and close if configured.
     pub fn put_public_key(&self, slot: &ObjectRef, point: &EcPoint) -> Result<(), Error> {
         let mut s = self.lock()?;
-        s.run(Operation::PutPublicKey, |link, cla, config| {
+        let put = s.run(Operation::PutPublicKey, |link, cla, config| {
             put_public(link, cla, config, slot, point)
-        })
+        })?;
+        Ok(s.keep(put))
     }
 
     /// COMPUTE SIGNATURE in mode 03: the host hashed, the card pads and signs `digest`.
@@ -320,7 +356,7 @@ impl Card {
         digest: &[u8],
     ) -> Result<CardSignature, Error> {
         let mut s = self.lock()?;
-        s.run(Operation::Sign, |link, cla, config| {
+        let signed = s.run(Operation::Sign, |link, cla, config| {
             let le = case4_le(config);
             let update = [commands::sign_update_digest(
                 cla,
@@ -329,7 +365,8 @@ impl Card {
                 le,
             )?];
             sign(link, cla, config, key, SignMode::Digest, hash, &update)
-        })
+        })?;
+        Ok(s.keep(signed))
     }
 
     /// COMPUTE SIGNATURE in mode 01: the card hashes `message`, sent in `9B` chunks.
@@ -341,7 +378,7 @@ impl Card {
     ) -> Result<CardSignature, Error> {
         let mut s = self.lock()?;
         let max = s.transport.capabilities().max_command_data.min(255);
-        s.run(Operation::Sign, |link, cla, config| {
+        let signed = s.run(Operation::Sign, |link, cla, config| {
             let updates = commands::sign_update_full_text(
                 cla,
                 config.sessions.sign,
@@ -351,7 +388,8 @@ impl Card {
                 case4_le(config),
             )?;
             sign(link, cla, config, key, SignMode::FullText, hash, &updates)
-        })
+        })?;
+        Ok(s.keep(signed))
     }
 
     /// VERIFY SIGNATURE in mode 03 with a public key on the card. `raw_rs` is `r ‖ s`, each half
@@ -364,7 +402,7 @@ impl Card {
         raw_rs: &[u8],
     ) -> Result<bool, Error> {
         let mut s = self.lock()?;
-        s.run(Operation::Verify, |link, cla, config| {
+        let verified = s.run(Operation::Verify, |link, cla, config| {
             let sess = config.sessions.verify;
             let init = commands::verify_init(
                 cla,
@@ -381,7 +419,7 @@ impl Card {
             let update =
                 commands::verify_update_digest(cla, sess, digest, raw_rs, config.signature_length)?;
             let result = link.exchange(&update, CommandKind::VerifySignature, Secrecy::Public);
-            let closed = close_session(
+            let close_error = close_session(
                 link,
                 config,
                 commands::verify_close(cla, sess),
@@ -395,9 +433,12 @@ impl Card {
                     true
                 }
             };
-            closed?;
-            Ok(verdict)
-        })
+            Ok(Closed {
+                value: verdict,
+                close_error,
+            })
+        })?;
+        Ok(s.keep(verified))
     }
 
     /// COMPUTE DH between a private key and a public key already on the card; returns the x
@@ -448,9 +489,18 @@ impl Card {
                 current: s.ephemeral_generation,
             });
         }
-        s.run(Operation::PutPublicKey, |link, cla, config| {
+        let put = s.run(Operation::PutPublicKey, |link, cla, config| {
             put_public(link, cla, config, peer_slot, peer)
-        })?;
+        });
+        // A reset found while putting the peer's key (the card had forgotten the session's
+        // channel, or the link dropped and came back) took the ephemeral key with it.
+        if s.ephemeral_generation != key.generation {
+            return Err(Error::StaleEphemeral {
+                started: key.generation,
+                current: s.ephemeral_generation,
+            });
+        }
+        s.keep(put?);
         s.run(Operation::Dh, |link, cla, config| {
             dh(link, cla, config, &key.key_pair.private, peer_slot)
         })
@@ -573,56 +623,100 @@ fn parse_raw_command(apdu: &[u8]) -> Result<Command, Error> {
 
 impl Session {
     /// Runs one operation: reconnects and re-selects if needed, wraps it in the transport's
-    /// exclusive section, counts it, and marks the session for reconnection on a transport loss.
+    /// exclusive section, counts it, and notes a lost connection or a card reset.
+    ///
+    /// The retry rule (see [`Card`]): an operation runs again once, after reconnecting, when the
+    /// card cannot have acted on it: the connection was found dead before its first APDU went
+    /// out, the transport reported a reset, or the card no longer knew the session's channel.
     fn run<T>(
         &mut self,
         op: Operation,
         mut body: impl FnMut(&mut Link<'_>, u8, &CardConfig) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut attempt = 0;
+        let mut retried = false;
         loop {
-            attempt += 1;
-            let was_selected = self.selected.is_some();
+            let was_up = self.state == ChannelState::Up && self.selected.is_some();
             let apdus_before = self.stats.apdus;
             let result = self.run_once(op, &mut body);
-            match &result {
+            let retry = match &result {
                 Err(Error::Transport { source, .. }) if source.needs_reconnect() => {
-                    self.selected = None;
-                    // Nothing of this operation reached the card when the connection was found
-                    // dead before its first APDU (pcscd restarted or the reader went away while
-                    // the session was idle), or when the card was reset (it forgot the channel
-                    // and sessions, but the command never ran): reconnect and retry once.
-                    // An operation cut after an APDU went out is not retried: the card may have
-                    // acted on it.
-                    let untouched = was_selected && self.stats.apdus == apdus_before;
-                    if attempt == 1 && (untouched || matches!(source, TransportError::ResetCard)) {
-                        continue;
-                    }
+                    self.connection_lost(source);
+                    let untouched = was_up && self.stats.apdus == apdus_before;
+                    untouched || matches!(source, TransportError::ResetCard)
                 }
-                // `6881` on the logical channel this session opened: the card lost the channel,
-                // i.e. it was reset without the transport noticing (a modem re-initialised the
-                // SIM). Nothing ran on a closed channel: open and select again, and retry once.
-                // Without this the session would answer `6881` to every later operation.
-                Err(Error::Status { sw, .. })
-                    if sw.meaning() == Meaning::ChannelNotSupported
-                        && self
-                            .selected
-                            .as_ref()
-                            .is_some_and(|s| s.channel != 0 && !s.opened_by_transport) =>
-                {
+                Err(Error::Status { sw, .. }) if self.channel_lost(*sw) => {
                     tracing::warn!(
-                        "the card no longer knows the session's channel; selecting again"
+                        %sw,
+                        "the card no longer knows the session's channel (reset unseen); \
+                         opening and selecting again"
                     );
-                    self.selected = None;
-                    if attempt == 1 {
-                        self.connect()?;
-                        continue;
-                    }
+                    self.state = ChannelState::ChannelClosed;
+                    self.card_reset();
+                    true
                 }
-                _ => {}
+                _ => false,
+            };
+            if retry && !retried {
+                retried = true;
+                continue;
             }
             return result;
         }
+    }
+
+    /// True when `sw` says the session's own channel is closed on the card: the card was reset
+    /// (the modem restarted the SIM, a SIM REFRESH, a brown-out) without the transport noticing.
+    /// `6881` is ISO 7816-4's "logical channel not supported"; some cards answer `6E00` (class not
+    /// supported) for a class byte naming a closed channel, but `6E00` also means a class style
+    /// the card does not take, so only `6881` counts.
+    fn channel_lost(&self, sw: StatusWord) -> bool {
+        let ours = self
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.channel != 0 || s.opened_by_transport);
+        ours && self.state == ChannelState::Up && sw.meaning() == Meaning::ChannelNotSupported
+    }
+
+    /// Notes a lost connection: what it says of the card decides how the next operation recovers.
+    fn connection_lost(&mut self, source: &TransportError) {
+        // A PC/SC reset, removal or service restart powers the card down; a modem's port or a
+        // link that dropped (timeout, I/O error, closed) leaves the SIM as it was.
+        let reset = matches!(
+            source,
+            TransportError::ResetCard
+                | TransportError::RemovedCard
+                | TransportError::NoCard(_)
+                | TransportError::NoService
+                | TransportError::NotTransacted
+        );
+        if reset {
+            if self.state != ChannelState::LostWithReset {
+                self.card_reset();
+            }
+            self.state = ChannelState::LostWithReset;
+        } else if self.state == ChannelState::Up {
+            self.state = ChannelState::Lost;
+        }
+        // Whether or not the card was reset, a key made before the loss cannot be trusted to
+        // still be there: retire it (the next key exchange generates a fresh one).
+        self.ephemeral_generation += 1;
+    }
+
+    /// The value of an operation whose session close may have failed. A close cut by a lost
+    /// connection still marks the session for recovery before its next operation.
+    fn keep<T>(&mut self, closed: Closed<T>) -> T {
+        if let Some(Error::Transport { source, .. }) = &closed.close_error {
+            if source.needs_reconnect() {
+                self.connection_lost(source);
+            }
+        }
+        closed.value
+    }
+
+    /// The card forgot everything volatile: count it and retire the ephemeral key.
+    fn card_reset(&mut self) {
+        self.stats.card_resets += 1;
+        self.ephemeral_generation += 1;
     }
 
     fn run_once<T>(
@@ -630,15 +724,8 @@ impl Session {
         op: Operation,
         body: &mut impl FnMut(&mut Link<'_>, u8, &CardConfig) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        if self.selected.is_none() {
-            self.stats.reconnects += 1;
-            self.transport
-                .reconnect()
-                .map_err(|source| Error::Transport {
-                    command: CommandKind::Select,
-                    source,
-                })?;
-            self.connect()?;
+        if self.state != ChannelState::Up || self.selected.is_none() {
+            self.reconnect()?;
         }
         let channel = self.selected.as_ref().map(|s| s.channel).unwrap_or(0);
         let cla = class_byte(channel, self.config.class)?;
@@ -671,6 +758,66 @@ impl Session {
         }
         result?;
         out.ok_or_else(|| Error::malformed(CommandKind::Raw, "an operation result", &[]))
+    }
+
+    /// Re-establishes the connection and the applet selection after a loss.
+    ///
+    /// When the card may have kept its state, the channel the session had is reused: SELECT on it
+    /// again (one APDU). Opening a new one instead would leak the old one on the card, and a card
+    /// with three extra channels would run out after three dropped connections. When the card was
+    /// reset, or refuses the old channel, a new one is opened.
+    fn reconnect(&mut self) -> Result<(), Error> {
+        if self.state != ChannelState::ChannelClosed {
+            self.stats.reconnects += 1;
+            self.transport
+                .reconnect()
+                .map_err(|source| Error::Transport {
+                    command: CommandKind::Select,
+                    source,
+                })?;
+        }
+        let previous = self.selected.clone();
+        let kept_state = self.state == ChannelState::Lost;
+        match previous {
+            Some(sel) if kept_state && sel.opened_by_us => {
+                if self.reselect(&sel)? {
+                    self.state = ChannelState::Up;
+                    return Ok(());
+                }
+                // The old channel is gone after all: the card was reset meanwhile.
+                self.card_reset();
+            }
+            Some(sel) if !kept_state && sel.opened_by_transport => {
+                // The transport's channel is gone with the reset; a modem may still hold the
+                // session number it handed out: free it (best effort).
+                if let Err(e) = self.transport.close_channel() {
+                    tracing::debug!(error = %e, "closing the transport's stale channel failed");
+                }
+            }
+            _ => {}
+        }
+        self.selected = None;
+        self.connect()?;
+        self.state = ChannelState::Up;
+        Ok(())
+    }
+
+    /// SELECT on the channel the session had. `Ok(false)`: the card refused it.
+    fn reselect(&mut self, sel: &Selected) -> Result<bool, Error> {
+        let cla = class_byte(sel.channel, ClassStyle::Interindustry)?;
+        let select = commands::select(cla, &sel.aid, self.config.select_le);
+        let config = self.config.clone();
+        let mut link = Link {
+            transport: self.transport.as_dyn(),
+            stats: &mut self.stats,
+            trace: self.trace.as_ref(),
+            extended: false,
+            get_response_class: config.get_response_class,
+            get_response_le: config.get_response_le,
+            max_rounds: config.max_rounds,
+        };
+        let r = link.exchange(&select, CommandKind::Select, Secrecy::Public)?;
+        Ok(r.sw.is_success())
     }
 
     /// Opens the channel and selects the applet.
@@ -751,11 +898,13 @@ impl Session {
                             &r.data,
                         ))
                     }
-                    // The card has no logical channels: use the basic channel.
-                    (false, _) => {
+                    // No channel left, or none at all. The basic channel only when allowed:
+                    // behind a modem it carries the modem's own USIM traffic.
+                    (false, _) if config.allow_basic_channel => {
                         tracing::warn!(sw = %r.sw, "MANAGE CHANNEL refused; using the basic channel");
                         (0, false)
                     }
+                    (false, _) => return Err(Error::NoLogicalChannel { sw: r.sw }),
                 }
             }
         };
@@ -794,6 +943,26 @@ impl Session {
         let Some(sel) = self.selected.take() else {
             return Ok(());
         };
+        match std::mem::replace(&mut self.state, ChannelState::Up) {
+            ChannelState::Up => {}
+            // The card may still hold the channel: reach it again to close it.
+            ChannelState::Lost => {
+                self.stats.reconnects += 1;
+                self.transport
+                    .reconnect()
+                    .map_err(|source| Error::Transport {
+                        command: CommandKind::CloseChannel,
+                        source,
+                    })?;
+            }
+            // The card's reset closed the channel; only a modem's session number may be left.
+            ChannelState::LostWithReset | ChannelState::ChannelClosed => {
+                if sel.opened_by_transport {
+                    let _ = self.transport.close_channel();
+                }
+                return Ok(());
+            }
+        }
         if sel.opened_by_transport {
             return self
                 .transport
@@ -902,7 +1071,7 @@ fn put_public(
     config: &CardConfig,
     slot: &ObjectRef,
     point: &EcPoint,
-) -> Result<(), Error> {
+) -> Result<Closed<()>, Error> {
     let sess = config.sessions.put_public_key;
     let init = commands::put_public_key_init(cla, sess, slot)?;
     success(
@@ -913,14 +1082,17 @@ fn put_public(
     let result = link
         .exchange(&update, CommandKind::PutPublicKey, Secrecy::Public)
         .and_then(|r| success(r, CommandKind::PutPublicKey));
-    let closed = close_session(
+    let close_error = close_session(
         link,
         config,
         commands::put_public_key_close(cla, sess),
         CommandKind::PutPublicKey,
     );
     result?;
-    closed
+    Ok(Closed {
+        value: (),
+        close_error,
+    })
 }
 
 fn dh(
@@ -947,7 +1119,7 @@ fn sign(
     mode: SignMode,
     hash: HashAlgorithm,
     updates: &[Command],
-) -> Result<CardSignature, Error> {
+) -> Result<Closed<CardSignature>, Error> {
     let sess = config.sessions.sign;
     let init = commands::sign_init(cla, sess, key, mode, hash, SignatureAlgorithm::Ecdsa)?;
     success(
@@ -967,32 +1139,52 @@ fn sign(
             break;
         }
     }
-    let closed = close_session(
+    let close_error = close_session(
         link,
         config,
         commands::sign_close(cla, sess),
         CommandKind::ComputeSignature,
     );
-    let signature = commands::parse_signature(&result?)?;
-    closed?;
-    Ok(signature)
+    Ok(Closed {
+        value: commands::parse_signature(&result?)?,
+        close_error,
+    })
+}
+
+/// An operation's result, and how closing its card session failed, if it did. A failed close
+/// does not undo a result already received: some cards close the session themselves after the
+/// final Update and refuse the explicit close (`6985`).
+struct Closed<T> {
+    value: T,
+    close_error: Option<Error>,
 }
 
 /// Closes a sign/verify/put session when configured. Runs even after a failed step so that the
-/// session slot is free for the next operation.
+/// session slot is free for the next operation. Returns the failure instead of raising it.
 fn close_session(
     link: &mut Link<'_>,
     config: &CardConfig,
     close: Command,
     kind: CommandKind,
-) -> Result<(), Error> {
+) -> Option<Error> {
     if !config.close_sessions {
-        return Ok(());
+        return None;
     }
-    success(link.exchange(&close, kind, Secrecy::Public)?, kind).map(|_| ())
+    let error = link
+        .exchange(&close, kind, Secrecy::Public)
+        .and_then(|r| success(r, kind))
+        .err()?;
+    link.stats.close_failures += 1;
+    tracing::warn!(error = %error, "closing the {kind} session failed; the result is kept");
+    Some(error)
 }
 
-/// Reads a file in chunks: `size` bytes when known, else until a short chunk or an end status.
+/// Reads a file in chunks: `size` bytes when known, else until the card reports the end.
+///
+/// A chunk shorter than asked is not the end: some modems and cards return fewer bytes than Le
+/// (a modem cutting long AT answers, a card with a smaller buffer). The end is the announced size,
+/// an end-of-file status (`6282` with the last bytes, `6A86`/`6B00` offset beyond the file, `6981`),
+/// or an empty answer.
 fn read_chunks(
     link: &mut Link<'_>,
     cla: u8,
@@ -1001,6 +1193,8 @@ fn read_chunks(
     size: Option<usize>,
 ) -> Result<Vec<u8>, Error> {
     const MAX_FILE: usize = 0x1_0000;
+    /// `6282`: end of file reached before Le bytes were read; the data that came is valid.
+    const END_OF_FILE: StatusWord = StatusWord(0x6282);
     let chunk = usize::from(config.read_chunk.clamp(1, 256));
     let target = size.unwrap_or(MAX_FILE).min(MAX_FILE);
     let mut out = Vec::with_capacity(size.unwrap_or(1024).min(MAX_FILE));
@@ -1012,28 +1206,32 @@ fn read_chunks(
         })?;
         let cmd = commands::read_file(cla, file, offset, Le::Ne(want as u32))?;
         let r = link.exchange(&cmd, CommandKind::ReadFile, Secrecy::Public)?;
-        let end_status = matches!(
+        let past_end = matches!(
             r.sw.meaning(),
             Meaning::IncorrectP1P2 | Meaning::IncompatibleFileStructure
         ) || r.sw.sw1() == 0x6B;
-        if size.is_none() && end_status && !out.is_empty() {
+        if size.is_none() && past_end && !out.is_empty() {
             break;
         }
-        let data = success(r, CommandKind::ReadFile)?;
-        if data.is_empty() {
-            if size.is_some() {
-                return Err(Error::Malformed {
-                    command: CommandKind::ReadFile,
-                    expected: "file bytes up to the announced size",
-                    got: format!("an empty chunk at offset {offset} of {target}"),
-                });
-            }
-            break;
-        }
+        let at_end = r.sw == END_OF_FILE;
+        let data = if at_end {
+            r.data
+        } else {
+            success(r, CommandKind::ReadFile)?
+        };
         let take = data.len().min(target - out.len());
         out.extend_from_slice(&data[..take]);
-        if size.is_none() && data.len() < want {
+        if data.is_empty() || at_end {
             break;
+        }
+    }
+    if let Some(size) = size {
+        if out.len() < size.min(MAX_FILE) {
+            return Err(Error::Malformed {
+                command: CommandKind::ReadFile,
+                expected: "file bytes up to the size in the object's attributes",
+                got: format!("the file ended after {} of {size} bytes", out.len()),
+            });
         }
     }
     Ok(out)

@@ -10,8 +10,10 @@ use crate::tlv::LengthForm;
 pub enum ChannelStrategy {
     /// The basic channel 0.
     Basic,
-    /// MANAGE CHANNEL open (card assigns the number), falling back to the basic channel if the card
-    /// refuses; closed again when the session ends. The default.
+    /// MANAGE CHANNEL open (card assigns the number); closed again when the session ends. The
+    /// default. When the card refuses (no channel left, or none at all), opening the session fails
+    /// with [`Error::NoLogicalChannel`](crate::Error::NoLogicalChannel) unless
+    /// [`CardConfig::allow_basic_channel`] is set.
     ManageChannel,
     /// Use this channel without opening it: the card opens it on SELECT (wolfSSL's way, channel 1).
     Implicit(u8),
@@ -83,6 +85,12 @@ pub struct CardConfig {
     pub full_text_length: LengthForm,
     /// Bound on GET RESPONSE / `6Cxx` / continuation rounds of one command.
     pub max_rounds: usize,
+    /// With [`ChannelStrategy::ManageChannel`]: when the card opens no logical channel, select the
+    /// applet on the basic channel 0 instead of failing. Off by default: behind a modem the basic
+    /// channel belongs to the modem's own USIM traffic, and re-selecting on it takes the USIM
+    /// application away from the modem. Turn it on only for a card with no logical channels that
+    /// nothing else uses (a PC/SC reader with this application alone).
+    pub allow_basic_channel: bool,
 }
 
 impl Default for CardConfig {
@@ -106,6 +114,7 @@ impl Default for CardConfig {
             signature_length: LengthForm::TwoBytes,
             full_text_length: LengthForm::OneByte,
             max_rounds: 32,
+            allow_basic_channel: false,
         }
     }
 }

@@ -139,6 +139,26 @@ pub enum Error {
         /// Current generation.
         current: u64,
     },
+    /// MANAGE CHANNEL opened no logical channel (the card has none left, or none at all), and the
+    /// configuration does not allow the basic channel
+    /// ([`CardConfig::allow_basic_channel`](crate::CardConfig::allow_basic_channel)).
+    #[error(
+        "the card opened no logical channel (MANAGE CHANNEL answered {sw}); the basic channel \
+         is not allowed by the configuration"
+    )]
+    NoLogicalChannel {
+        /// The card's answer to MANAGE CHANNEL open.
+        sw: StatusWord,
+    },
+    /// The card's signature does not verify against the key's public point: the answer was
+    /// misread or the card signed with another key. It was not passed on.
+    #[error("the card's signature ({form}) does not verify against the public key of {key}")]
+    SignatureCheck {
+        /// The key that was asked to sign.
+        key: String,
+        /// The wire form the card's answer was read as.
+        form: String,
+    },
     /// The session lock was poisoned by a panic in another thread.
     #[error("the card session is unusable: a thread panicked while holding it")]
     Poisoned,

@@ -66,6 +66,14 @@ pub struct CardStats {
     pub time_in_card: Duration,
     /// Reconnections after a removal, reset or service restart.
     pub reconnects: u64,
+    /// Card resets the session saw or inferred (a reset reported by the transport, or the card no
+    /// longer knowing the session's channel). Each retires the volatile keys made before it.
+    pub card_resets: u64,
+    /// Explicit session closes (`P1=01`) the card refused after the operation itself had succeeded
+    /// (some cards close the session themselves after the final Update). The result was kept.
+    pub close_failures: u64,
+    /// Signatures from the card that did not verify against the key's public point (never passed on).
+    pub bad_signatures: u64,
     /// Per operation.
     pub operations: BTreeMap<Operation, OperationStats>,
 }
@@ -100,6 +108,9 @@ impl CardStats {
             bytes_received: self.bytes_received - earlier.bytes_received.min(self.bytes_received),
             time_in_card: self.time_in_card.saturating_sub(earlier.time_in_card),
             reconnects: self.reconnects - earlier.reconnects.min(self.reconnects),
+            card_resets: self.card_resets - earlier.card_resets.min(self.card_resets),
+            close_failures: self.close_failures - earlier.close_failures.min(self.close_failures),
+            bad_signatures: self.bad_signatures - earlier.bad_signatures.min(self.bad_signatures),
             operations,
         }
     }

@@ -209,13 +209,28 @@ fn a_reset_card_is_reselected_and_the_operation_retried_once() {
 }
 
 #[test]
-fn manage_channel_refused_falls_back_to_basic_channel() {
+fn manage_channel_refused_is_a_typed_error_by_default() {
+    let (t, log) = ScriptedTransport::new(vec![Step::apdu("0070000001", "6A81")]);
+    let err = Card::open(t, CardConfig::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::NoLogicalChannel { sw } if sw == StatusWord(0x6A81)),
+        "{err}"
+    );
+    log.assert_done();
+}
+
+#[test]
+fn manage_channel_refused_falls_back_to_basic_channel_when_allowed() {
     let (t, log) = ScriptedTransport::new(vec![
         Step::apdu("0070000001", "6881"),
         Step::apdu("00A4040007A0000005590010", "9000"),
         Step::apdu("8084000002", "AAAA9000"),
     ]);
-    let card = Card::open(t, CardConfig::default()).unwrap();
+    let config = CardConfig {
+        allow_basic_channel: true,
+        ..CardConfig::default()
+    };
+    let card = Card::open(t, config).unwrap();
     assert_eq!(card.selection().unwrap().1, 0);
     card.get_random(2).unwrap();
     log.assert_done();
