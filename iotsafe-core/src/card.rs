@@ -85,11 +85,24 @@ pub struct EphemeralKey {
 /// # Recovery
 /// When an operation fails because the connection was lost (card removed or reset, reader or
 /// modem gone, pcscd restarted, timeout), the error goes to the caller and the next operation
-/// reconnects, re-opens its channel and re-selects the applet first. Three cases are retried at
-/// once instead, because the card cannot have acted on the command: the connection was found
-/// dead before the operation's first APDU went out, the card reported a reset, or it answered
-/// `6881` on the session's own channel (reset unseen: the channel is gone). Nothing else is
+/// reconnects first. Three cases are retried at once instead, because the card cannot have acted
+/// on the command: the connection was found dead before the operation's first APDU went out, the
+/// card reported a reset, or it answered `6881` on the session's own channel (a reset the
+/// transport never saw: the modem restarted the SIM, a SIM REFRESH, a brown-out). Nothing else is
 /// ever re-sent.
+///
+/// # Channels
+/// The session's logical channel is never leaked: after a loss that need not have reset the card
+/// (a modem port that dropped, a timeout) the next operation selects the applet again on the same
+/// channel, and opens a new one only when the card refuses it. After a reset (reported, or seen as
+/// `6881`) a new channel is opened. Dropping a `Card` closes its channel as [`Card::close`] does.
+/// When the card opens no channel, the session fails with [`Error::NoLogicalChannel`] rather
+/// than take the basic channel, unless [`CardConfig::allow_basic_channel`] says so.
+///
+/// # Volatile state
+/// Any reset or lost connection retires the ephemeral key: the slot's generation moves on, so a
+/// key generated before it fails cleanly ([`Error::StaleEphemeral`]) instead of reaching COMPUTE
+/// DH on a card that has wiped it.
 pub struct Card {
     session: Mutex<Session>,
 }
@@ -367,6 +380,34 @@ impl Card {
             sign(link, cla, config, key, SignMode::Digest, hash, &update)
         })?;
         Ok(s.keep(signed))
+    }
+
+    /// [`Card::sign_digest`], then a check on the host that the signature verifies against
+    /// `public`, the key's public point (from its certificate, or READ PUBLIC KEY once). A
+    /// signature that does not verify (its answer misread, or made with another key) is never
+    /// returned: it is counted in [`CardStats::bad_signatures`] and fails as
+    /// [`Error::SignatureCheck`], naming the form the answer was read as.
+    pub fn sign_digest_checked(
+        &self,
+        key: &ObjectRef,
+        hash: HashAlgorithm,
+        digest: &[u8],
+        public: &EcPoint,
+    ) -> Result<CardSignature, Error> {
+        let signature = self.sign_digest(key, hash, digest)?;
+        if crate::signature_check::verifies_p256(&signature, public, digest) {
+            return Ok(signature);
+        }
+        if let Ok(mut s) = self.session.lock() {
+            s.stats.bad_signatures += 1;
+        }
+        Err(Error::SignatureCheck {
+            key: key.to_string(),
+            form: match signature {
+                CardSignature::RawRs(_) => String::from("r‖s"),
+                CardSignature::Der(_) => String::from("DER"),
+            },
+        })
     }
 
     /// COMPUTE SIGNATURE in mode 01: the card hashes `message`, sent in `9B` chunks.

@@ -25,6 +25,7 @@ pub mod config;
 pub mod hexutil;
 mod link;
 pub mod objects;
+pub mod signature_check;
 pub mod stats;
 pub mod testing;
 pub mod tlv;

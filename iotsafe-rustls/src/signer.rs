@@ -4,8 +4,9 @@
 //! rustls hands [`Signer::sign`] the whole, unhashed message (130 bytes in TLS 1.3 with a SHA-256
 //! suite, 146 bytes with `TLS13_AES_256_GCM_SHA384`, the transcript in TLS 1.2). The scheme
 //! `ECDSA_NISTP256_SHA256` always means SHA-256, so the host hashes with SHA-256 and the card signs
-//! the digest (COMPUTE SIGNATURE mode 03: two APDUs, three with the session close). The card's raw
-//! `r ‖ s` becomes minimal DER (see [`crate::der`]).
+//! the digest (COMPUTE SIGNATURE mode 03: two APDUs, three with the session close). The signature
+//! is verified on the host against the key's public point ([`Card::sign_digest_checked`]), then
+//! the card's raw `r ‖ s` becomes minimal DER (see [`crate::der`]).
 
 use crate::der::card_signature_to_der;
 use crate::error::{card_failure, Error, Result};
@@ -88,9 +89,11 @@ impl CardSigningKey {
     /// ECDSA P-256 with SHA-256 over `message` (hashed here, signed on the card), as minimal DER.
     pub fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
         let digest = Sha256::digest(message);
-        let signature = self
-            .card
-            .sign_digest(&self.key, HashAlgorithm::Sha256, &digest);
+        // Checked against the public point before it goes to rustls: a misread answer fails
+        // here, typed, instead of as a handshake the peer rejects.
+        let signature =
+            self.card
+                .sign_digest_checked(&self.key, HashAlgorithm::Sha256, &digest, &self.point);
         if let Some(hook) = &self.after_sign {
             hook();
         }

@@ -1,6 +1,7 @@
-//! How a session gets its channel back: reused after a dropped link, re-opened after a reset the
-//! transport never saw, given back when the session is dropped; and the results a card's own
-//! session close must not throw away. Byte-exact, through the scripted transport.
+//! What real cards do that the session must get right: its channel reused after a dropped link,
+//! re-opened after a reset the transport never saw, given back when the session is dropped; a
+//! result kept when the card refuses the session close; a file read past short chunks; and each
+//! signature checked against the key's public point. Byte-exact, through the scripted transport.
 
 use iotsafe_core::hexutil::decode;
 use iotsafe_core::testing::{ScriptedTransport, Step};
@@ -234,4 +235,73 @@ fn a_file_of_unknown_size_is_read_past_short_chunks_to_the_end() {
     );
     log.assert_done();
     std::mem::forget(card);
+}
+
+mod signature_check {
+    use super::*;
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::ecdsa::{Signature, SigningKey};
+
+    fn key() -> SigningKey {
+        SigningKey::from_slice(&[0x42; 32]).unwrap()
+    }
+
+    fn public() -> EcPoint {
+        let point = key().verifying_key().to_encoded_point(false);
+        EcPoint::from_slice(point.as_bytes()).unwrap()
+    }
+
+    fn sign_with_answer(answer: &str) -> (Result<CardSignature, Error>, Card) {
+        let mut steps = open_channel_1();
+        steps.extend([
+            Step::apdu("812A0001 0D 840101 A10103 91020001 920104", "9000"),
+            Step::apdu(&format!("812B8001 22 9E20 {}", "07".repeat(32)), answer),
+            Step::apdu("812A010100", "9000"),
+        ]);
+        let (t, log) = ScriptedTransport::new(steps);
+        let card = Card::open(t, CardConfig::default()).unwrap();
+        let result = card.sign_digest_checked(
+            &ObjectRef::id([1]),
+            HashAlgorithm::Sha256,
+            &[7; 32],
+            &public(),
+        );
+        log.assert_done();
+        (result, card)
+    }
+
+    #[test]
+    fn a_good_signature_passes_in_each_form() {
+        let signature: Signature = key().sign_prehash(&[7; 32]).unwrap();
+        let rs = iotsafe_core::hexutil::encode(&signature.to_bytes());
+        let der = iotsafe_core::hexutil::encode(signature.to_der().as_bytes());
+        for answer in [
+            format!("330040 {rs} 9000"),
+            format!("3340 {rs} 9000"),
+            format!("{rs} 9000"),
+            format!("{der} 9000"),
+        ] {
+            let (result, card) = sign_with_answer(&answer);
+            result.unwrap_or_else(|e| panic!("{answer}: {e}"));
+            assert_eq!(card.stats().bad_signatures, 0);
+            std::mem::forget(card);
+        }
+    }
+
+    #[test]
+    fn a_signature_that_does_not_verify_is_a_typed_error_and_counted() {
+        let other: Signature = SigningKey::from_slice(&[0x43; 32])
+            .unwrap()
+            .sign_prehash(&[7; 32])
+            .unwrap();
+        let rs = iotsafe_core::hexutil::encode(&other.to_bytes());
+        let (result, card) = sign_with_answer(&format!("330040 {rs} 9000"));
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, Error::SignatureCheck { form, .. } if form.contains("r‖s")),
+            "{err}"
+        );
+        assert_eq!(card.stats().bad_signatures, 1);
+        std::mem::forget(card);
+    }
 }
