@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+use zeroize::{Zeroize, Zeroizing};
+
 /// Longest line the parser keeps (bytes, without the terminator). A `+CSIM:` line for a 2 KiB
 /// response is about 4 100 characters; anything longer is garbage or a runaway modem.
 pub const DEFAULT_MAX_LINE: usize = 4 * 1024 + 64;
@@ -84,6 +86,14 @@ pub struct Answer {
     pub skipped: Vec<String>,
     /// How many lines were skipped in total.
     pub skipped_count: usize,
+}
+
+impl Drop for Answer {
+    /// Information lines may carry secrets as hex (a DH output, a PRF result): wiped when freed.
+    fn drop(&mut self) {
+        self.info.zeroize();
+        self.skipped.zeroize();
+    }
 }
 
 impl Answer {
@@ -245,14 +255,14 @@ impl AnswerParser {
             } else if self.partial.len() >= self.max_line {
                 return Err(self.fail(ParseError::LineTooLong { max: self.max_line }));
             } else {
-                self.partial.push(byte);
+                push_wiping(&mut self.partial, &[byte]);
             }
         }
         Ok(Progress::NeedMore)
     }
 
     fn fail(&mut self, err: ParseError) -> ParseError {
-        self.partial.clear();
+        self.partial.zeroize();
         self.failed = Some(err.clone());
         err
     }
@@ -260,7 +270,7 @@ impl AnswerParser {
     fn keep_leftover(&mut self, bytes: &[u8]) {
         let room = self.max_line.saturating_sub(self.leftover.len());
         let take = bytes.len().min(room);
-        self.leftover.extend_from_slice(&bytes[..take]);
+        push_wiping(&mut self.leftover, &bytes[..take]);
     }
 
     /// Classifies the line just terminated. Returns the final result when it is one.
@@ -268,13 +278,16 @@ impl AnswerParser {
         if self.partial.is_empty() {
             return None; // blank line, or the LF of CR LF
         }
-        let raw = std::mem::take(&mut self.partial);
         // AT answers are ASCII. Anything else becomes `?` (one byte, so a kept line never
-        // outgrows the line bound, as U+FFFD replacement characters would).
-        let text: String = raw
-            .iter()
-            .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
-            .collect();
+        // outgrows the line bound, as U+FFFD replacement characters would). The line may be a
+        // secret's hex: built in a block of its final size and wiped, as is the partial line.
+        let mut text = Zeroizing::new(String::with_capacity(self.partial.len()));
+        text.extend(
+            self.partial
+                .iter()
+                .map(|&b| if b.is_ascii() { char::from(b) } else { '?' }),
+        );
+        self.partial.zeroize();
         let line = text.trim();
         if line.is_empty() {
             return None;
@@ -300,14 +313,41 @@ impl AnswerParser {
     }
 }
 
+impl Drop for AnswerParser {
+    /// What it holds may be a secret's hex (a partial line, information lines, what followed the
+    /// final line): wiped when freed.
+    fn drop(&mut self) {
+        self.partial.zeroize();
+        self.info.zeroize();
+        self.skipped.zeroize();
+        self.leftover.zeroize();
+    }
+}
+
+/// Appends `more` to `buf` without leaving a copy behind: growing a `Vec` in place (`push`,
+/// `extend`) moves it to a larger block and frees the old one unwiped, so here the contents are
+/// moved by hand and the old block is wiped before it is freed.
+pub(crate) fn push_wiping(buf: &mut Vec<u8>, more: &[u8]) {
+    if buf.capacity() - buf.len() < more.len() {
+        let wanted = (buf.len() + more.len()).max(buf.capacity() * 2).max(64);
+        let mut grown = Vec::with_capacity(wanted);
+        grown.extend_from_slice(buf);
+        buf.zeroize();
+        *buf = grown;
+    }
+    buf.extend_from_slice(more);
+}
+
 /// The payload of a `+CSIM:` / `+CGLA:` information line, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HexPayload {
-    /// The decoded bytes (response data followed by SW1 SW2).
+    /// The decoded bytes (response data followed by SW1 SW2), in a block of their exact size. They
+    /// may be a secret (a DH output): whoever takes them wipes them (`Zeroizing`).
     pub bytes: Vec<u8>,
     /// The length the modem announced, in hex characters, when it gave one.
     pub announced_len: Option<usize>,
-    /// True when the announced length does not match the hex that came (tolerated; the data wins).
+    /// Always false: a length that does not match the hex is refused with
+    /// [`PayloadError::LengthMismatch`]. Kept so that existing readers of the field still build.
     pub length_mismatch: bool,
 }
 
@@ -322,6 +362,16 @@ pub enum PayloadError {
     NotHex(char),
     /// An odd number of hex digits.
     OddLength(usize),
+    /// The announced length (hex characters) is not the number of hex digits that came. A line cut
+    /// short would otherwise pass its last data bytes off as SW1 SW2.
+    LengthMismatch {
+        /// Hex characters announced before the comma.
+        announced: usize,
+        /// Hex digits received.
+        received: usize,
+    },
+    /// Text before the comma that is not a decimal length.
+    BadLength,
 }
 
 impl fmt::Display for PayloadError {
@@ -331,23 +381,42 @@ impl fmt::Display for PayloadError {
             PayloadError::Empty => f.write_str("the line carries no data"),
             PayloadError::NotHex(c) => write!(f, "{c:?} is not a hex digit"),
             PayloadError::OddLength(n) => write!(f, "odd number of hex digits ({n})"),
+            PayloadError::LengthMismatch {
+                announced,
+                received,
+            } => write!(
+                f,
+                "the modem announced {announced} hex digits but sent {received}"
+            ),
+            PayloadError::BadLength => f.write_str("the length before the comma is not a number"),
         }
     }
 }
 
 impl std::error::Error for PayloadError {}
 
-/// Decodes `+CSIM: 6,"019000"` (or `+CGLA: ...`) leniently: the length may be missing or wrong,
-/// quotes may be missing (Sequans GMS01Q), hex may be lower case, spaces may appear anywhere.
+/// Decodes `+CSIM: 6,"019000"` (or `+CGLA: ...`): quotes may be missing (Sequans GMS01Q), hex
+/// may be lower case, spaces may appear anywhere, and the length may be left out. A length that is
+/// given must be a decimal number equal to the count of hex digits that follow (27.007 counts hex
+/// characters): anything else is an error, because the status word is read from the last four
+/// digits and a line cut short would turn data into a status word.
 pub fn parse_hex_payload(line: &str, prefix: &str) -> Result<HexPayload, PayloadError> {
     let rest = strip_prefix_ignore_case(line.trim(), prefix).ok_or(PayloadError::MissingPrefix)?;
     let rest = rest.trim();
     // `<len>,<data>`; a modem that leaves the length out gives just `<data>`.
     let (announced_len, data) = match rest.split_once(',') {
-        Some((len, data)) => (len.trim().parse::<usize>().ok(), data),
+        Some((len, data)) => (
+            Some(
+                len.trim()
+                    .parse::<usize>()
+                    .map_err(|_| PayloadError::BadLength)?,
+            ),
+            data,
+        ),
         None => (None, rest),
     };
-    let mut digits = Vec::with_capacity(data.len());
+    // The hex may be a secret's: wiped when dropped, and sized up front (never grows).
+    let mut digits = Zeroizing::new(Vec::with_capacity(data.len()));
     for c in data.chars() {
         match c {
             '"' | ' ' | '\t' => {}
@@ -361,15 +430,22 @@ pub fn parse_hex_payload(line: &str, prefix: &str) -> Result<HexPayload, Payload
     if digits.len() % 2 != 0 {
         return Err(PayloadError::OddLength(digits.len()));
     }
-    let bytes: Vec<u8> = digits
-        .chunks(2)
-        .map(|pair| (hex_value(pair[0]) << 4) | hex_value(pair[1]))
-        .collect();
-    let length_mismatch = announced_len.is_some_and(|n| n != digits.len());
+    let mut bytes = Vec::with_capacity(digits.len() / 2);
+    bytes.extend(
+        digits
+            .chunks(2)
+            .map(|pair| (hex_value(pair[0]) << 4) | hex_value(pair[1])),
+    );
+    if let Some(announced) = announced_len.filter(|&n| n != digits.len()) {
+        return Err(PayloadError::LengthMismatch {
+            announced,
+            received: digits.len(),
+        });
+    }
     Ok(HexPayload {
         bytes,
         announced_len,
-        length_mismatch,
+        length_mismatch: false,
     })
 }
 
@@ -402,15 +478,23 @@ pub(crate) fn strip_prefix_ignore_case<'a>(line: &'a str, prefix: &str) -> Optio
 /// An information line with its data replaced by `…`, keeping the length and the last four hex
 /// digits (the status word): `+CSIM: 136,"…9000"`.
 pub fn redact_answer_line(line: &str) -> String {
-    let Some((head, data)) = line.split_once(',') else {
+    // `+CSIM: <len>,<data>`, or `+CSIM: <data>` from a modem that leaves the length out.
+    let Some((head, separator, data)) = line
+        .split_once(',')
+        .map(|(h, d)| (h, ',', d))
+        .or_else(|| line.split_once(':').map(|(h, d)| (h, ':', d)))
+    else {
         return abbreviate(line, 80);
     };
-    let digits: Vec<char> = data.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    if digits.len() <= 4 {
+    let hex_digits = |c: &char| c.is_ascii_hexdigit();
+    if data.chars().filter(hex_digits).count() <= 4 {
         return abbreviate(line, 80);
     }
-    let status: String = digits[digits.len() - 4..].iter().collect();
-    format!("{},\"…{status}\"", abbreviate(head, 40))
+    // Only the last four digits are copied: a copy of all of them would be a copy of the secret.
+    let mut status: Vec<char> = data.chars().rev().filter(hex_digits).take(4).collect();
+    status.reverse();
+    let status: String = status.into_iter().collect();
+    format!("{}{separator}\"…{status}\"", abbreviate(head, 40))
 }
 
 /// A skipped line for diagnostics. The echo of a command (`AT...`) keeps only the APDU header
@@ -487,11 +571,44 @@ mod tests {
     }
 
     #[test]
-    fn wrong_length_is_tolerated_and_flagged() {
-        let p = parse_hex_payload("+CSIM: 8,\"019000\"", "+CSIM:").unwrap();
-        assert_eq!(p.bytes, vec![0x01, 0x90, 0x00]);
-        assert!(p.length_mismatch);
-        assert_eq!(p.announced_len, Some(8));
+    fn wrong_length_is_refused() {
+        // A line cut short: the card sent 01 02 03 04 90 00, the modem passed on 8 digits only.
+        // Read leniently, 03 04 would pass for the status word.
+        assert_eq!(
+            parse_hex_payload("+CSIM: 12,\"01020304\"", "+CSIM:"),
+            Err(PayloadError::LengthMismatch {
+                announced: 12,
+                received: 8
+            })
+        );
+        assert_eq!(
+            parse_hex_payload("+CGLA: 8,\"019000\"", "+CGLA:"),
+            Err(PayloadError::LengthMismatch {
+                announced: 8,
+                received: 6
+            })
+        );
+        // Too long is as wrong as too short.
+        assert_eq!(
+            parse_hex_payload("+CSIM: 4,\"019000\"", "+CSIM:"),
+            Err(PayloadError::LengthMismatch {
+                announced: 4,
+                received: 6
+            })
+        );
+        assert_eq!(
+            parse_hex_payload("+CSIM: x4,\"9000\"", "+CSIM:"),
+            Err(PayloadError::BadLength)
+        );
+        let err = parse_hex_payload("+CSIM: 12,\"01020304\"", "+CSIM:").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the modem announced 12 hex digits but sent 8"
+        );
+        // The right length still decodes, spaces and all.
+        let p = parse_hex_payload("+CSIM: 6 , \"01 90 00\"", "+CSIM:").unwrap();
+        assert_eq!(p.announced_len, Some(6));
+        assert!(!p.length_mismatch);
     }
 
     #[test]
