@@ -97,6 +97,13 @@ impl VirtualCard {
         &self.options.faults
     }
 
+    /// How many logical channels besides the basic channel are open on the card right now (by
+    /// MANAGE CHANNEL, by SELECT on a closed channel, or by a modem's `AT+CCHO`). A reset or power
+    /// cycle brings it back to 0; a test reads it to prove no channel leaked.
+    pub fn open_channel_count(&self) -> usize {
+        self.applet.open_channel_count()
+    }
+
     /// How many APDUs the card has received since it was created (the number of the last one).
     pub fn apdu_count(&self) -> u64 {
         self.apdu_count
@@ -162,6 +169,10 @@ impl CardHandler for VirtualCard {
 
     fn reset(&mut self) {
         self.applet.reset();
+    }
+
+    fn open_channel_count(&self) -> Option<usize> {
+        Some(VirtualCard::open_channel_count(self))
     }
 
     fn process(&mut self, apdu: &[u8]) -> Vec<u8> {

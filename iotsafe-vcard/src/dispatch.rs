@@ -51,16 +51,29 @@ impl Applet {
             transport,
             store_changed: false,
         };
-        applet.reset();
+        applet.reset_channels();
         applet
     }
 
-    /// Power-on / reset: only the basic channel is open, nothing is selected, no sessions.
+    /// Power-on / reset: only the basic channel is open, nothing is selected, no sessions; volatile
+    /// keys are wiped when the quirk says so.
     pub fn reset(&mut self) {
+        self.reset_channels();
+        if self.quirks.wipe_volatile_on_reset {
+            self.store.clear_volatile();
+        }
+    }
+
+    fn reset_channels(&mut self) {
         for (number, channel) in self.channels.iter_mut().enumerate() {
             channel.clear();
             channel.open = number == 0;
         }
+    }
+
+    /// How many logical channels besides the basic one are open.
+    pub fn open_channel_count(&self) -> usize {
+        self.channels.iter().skip(1).filter(|c| c.open).count()
     }
 
     /// Processes one APDU; returns the response (data, SW1, SW2) and the operation performed.
@@ -78,6 +91,10 @@ impl Applet {
         let Some((number, proprietary)) = decode_cla(cmd.cla) else {
             return Answer::status(sw::CLA_NOT_SUPPORTED);
         };
+        if number > usize::from(self.quirks.logical_channels) {
+            // A channel this card does not offer: it can never be open.
+            return Answer::status(sw::CHANNEL_NOT_SUPPORTED);
+        }
         if cmd.ins == ins::GET_RESPONSE {
             return self.get_response(cmd, number);
         }
@@ -90,6 +107,18 @@ impl Applet {
             ins::SELECT => channel::select(self, cmd, number),
             _ => self.applet_command(cmd, number, proprietary),
         };
+        let final_update = cmd.p1 == 0x80
+            && matches!(
+                cmd.ins,
+                ins::COMPUTE_SIGNATURE_UPDATE
+                    | ins::VERIFY_SIGNATURE_UPDATE
+                    | ins::PUT_PUBLIC_KEY_UPDATE
+            );
+        if final_update && self.quirks.close_after_final_update.is_some() {
+            if let Some(channel) = self.channels.get_mut(number) {
+                channel.end_finished_sessions();
+            }
+        }
         match result {
             Ok(outcome) => self.shape(cmd, number, outcome),
             Err(status) => Answer::status(status),
@@ -178,8 +207,9 @@ impl Applet {
         }
     }
 
-    /// GET RESPONSE: Le=00 or at least what is available returns everything; a smaller Le returns
-    /// that many bytes and `61 rest`.
+    /// GET RESPONSE: Le=00 or at least what is available returns everything (a strict T=0 card,
+    /// `Quirks::get_response_strict`, answers `6Cxx` to a Le above what is available); a smaller Le
+    /// returns that many bytes and `61 rest`.
     fn get_response(&mut self, cmd: &Command<'_>, number: usize) -> Answer {
         if cmd.p1 != 0 || cmd.p2 != 0 {
             return Answer::status(sw::WRONG_P1P2);
@@ -192,6 +222,13 @@ impl Applet {
         }
         let available = channel.pending.len();
         let wanted = cmd.max_response();
+        if wanted > available
+            && self.quirks.get_response_strict
+            && self.transport == TransportMode::T0
+        {
+            // A strict T=0 card: the wrong Le gets `6Cxx`, and the data waits for the right one.
+            return Answer::status(sw::wrong_le(available));
+        }
         if wanted >= available {
             let data = std::mem::take(&mut *channel.pending);
             return Answer {

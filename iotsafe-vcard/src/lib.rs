@@ -51,7 +51,10 @@ pub mod frontend;
 pub mod inprocess;
 pub mod profile;
 pub mod provision;
+pub mod quirks;
 mod session;
+mod sha1;
+mod signer;
 pub mod state;
 pub mod store;
 pub mod sw;
@@ -63,10 +66,12 @@ pub use card::VirtualCard;
 pub use error::VcardError;
 pub use faults::FaultPlan;
 pub use inprocess::InProcessTransport;
-pub use profile::{
-    CardOptions, CardProfile, ClaPolicy, Latency, Quirks, SignatureFormat, TransportMode,
-};
+pub use profile::{CardOptions, CardProfile, Latency, TransportMode};
 pub use provision::{foreign_client_pki, provision, ForeignPki, ProvisionReport};
+pub use quirks::{
+    ClaPolicy, DhOutput, InfoFieldOrder, ObjectListLayout, Quirks, SignatureFormat,
+    SignaturePrefix, StatusWord, TlvLengths,
+};
 pub use store::ObjectStore;
 
 /// What a front end does with one command APDU: answer it, or act out an injected fault.
@@ -96,6 +101,11 @@ pub trait CardHandler: Send {
     /// Processes one command APDU and returns the response APDU (data then SW1 SW2).
     /// Never panics on any input.
     fn process(&mut self, apdu: &[u8]) -> Vec<u8>;
+    /// How many logical channels besides the basic one the card has open, if it keeps count (the
+    /// AT modem reports it for `AT#CHANNELS?`). `None` by default.
+    fn open_channel_count(&self) -> Option<usize> {
+        None
+    }
     /// Like [`CardHandler::process`], but may act out an injected fault. Front ends call this one.
     fn handle(&mut self, apdu: &[u8]) -> Reply {
         Reply::Answer(self.process(apdu))

@@ -8,6 +8,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::faults::FaultPlan;
+pub use crate::quirks::{
+    ClaPolicy, DhOutput, InfoFieldOrder, ObjectListLayout, Quirks, SignatureFormat,
+    SignaturePrefix, StatusWord, TlvLengths, MAX_LOGICAL_CHANNELS,
+};
 
 /// The standard IoT SAFE AID (`iotsafe-apdu.md` §1.1).
 pub const STANDARD_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
@@ -44,92 +48,6 @@ impl FromStr for TransportMode {
             other => Err(format!(
                 "unknown transport mode {other:?} (expected t0 or t1)"
             )),
-        }
-    }
-}
-
-/// How the card encodes the signature TLV (tag `33`) it returns (`iotsafe-apdu.md` §4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SignatureFormat {
-    /// `33 00 40 r‖s`: two-byte length (ZARIOT, newer Thales, wolfSSL's default).
-    #[default]
-    TwoByteLength,
-    /// `33 40 r‖s`: one-byte length (NTT docomo, older Thales).
-    OneByteLength,
-    /// `33 L <DER ECDSA-Sig-Value>` (applets Orange mentions that return ASN.1).
-    Der,
-}
-
-impl FromStr for SignatureFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "33-00-40" | "330040" | "two-byte" => Ok(SignatureFormat::TwoByteLength),
-            "33-40" | "3340" | "one-byte" => Ok(SignatureFormat::OneByteLength),
-            "der" => Ok(SignatureFormat::Der),
-            other => Err(format!(
-                "unknown signature format {other:?} (expected 33-00-40, 33-40 or der)"
-            )),
-        }
-    }
-}
-
-/// Which class bytes the card accepts for IoT SAFE commands (`iotsafe-apdu.md` §1.4).
-///
-/// ISO commands (SELECT, MANAGE CHANNEL, GET RESPONSE) accept both classes under every policy, because
-/// hosts send GET RESPONSE with either (atsign uses `8X`, NTT `0X`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClaPolicy {
-    /// Accept both `0X`/`4X` and `8X`/`CX` (what real applets evidently do).
-    #[default]
-    Lenient,
-    /// IoT SAFE commands only with the interindustry class `0X`/`4X`.
-    InterindustryOnly,
-    /// IoT SAFE commands only with the proprietary class `8X`/`CX`.
-    ProprietaryOnly,
-}
-
-impl FromStr for ClaPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "lenient" | "any" => Ok(ClaPolicy::Lenient),
-            "0x" | "interindustry" => Ok(ClaPolicy::InterindustryOnly),
-            "8x" | "proprietary" => Ok(ClaPolicy::ProprietaryOnly),
-            other => Err(format!(
-                "unknown class policy {other:?} (expected lenient, 0x or 8x)"
-            )),
-        }
-    }
-}
-
-/// Behaviours that differ between real applets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quirks {
-    /// Encoding of the returned signature.
-    pub signature_format: SignatureFormat,
-    /// Accepted class bytes.
-    pub cla: ClaPolicy,
-    /// SELECT on a closed logical channel opens it (wolfSSL sends `01 A4 ...` without MANAGE CHANNEL).
-    /// When false the card answers `6881` as a strict UICC would.
-    pub implicit_channel_on_select: bool,
-    /// AIDs the applet answers SELECT to. An empty list makes a card without the applet.
-    pub aids: Vec<Vec<u8>>,
-    /// Status word for READ FILE past the end of the file: `6A86` (default) or `6981`.
-    pub read_past_end_sw: u16,
-    /// Most sessions (sign, verify, put key) open at once on one channel; also reported in tag `B7`.
-    pub max_sessions: u8,
-}
-
-impl Default for Quirks {
-    fn default() -> Self {
-        Quirks {
-            signature_format: SignatureFormat::default(),
-            cla: ClaPolicy::default(),
-            implicit_channel_on_select: true,
-            aids: vec![STANDARD_AID.to_vec()],
-            read_past_end_sw: 0x6A86,
-            max_sessions: 4,
         }
     }
 }
@@ -171,12 +89,26 @@ impl CardProfile {
         match self {
             CardProfile::Standard => {}
             CardProfile::Ntt => {
+                // Its sign trace: `6142` after the last Update, then the signature `33 40 r‖s`.
                 options.transport = TransportMode::T0;
                 quirks.signature_format = SignatureFormat::OneByteLength;
                 quirks.aids.push(NTT_AID.to_vec());
+                // The same trace fetches the 66 waiting bytes with GET RESPONSE Le=00 and gets them
+                // all with 9000: this card is not a strict T=0 card.
+                quirks.get_response_strict = false;
             }
-            CardProfile::Zariot => options.transport = TransportMode::T0,
-            CardProfile::ThalesMvp => quirks.aids.push(THALES_MVP_AID.to_vec()),
+            CardProfile::Zariot => {
+                // atsign's traces: every data answer comes as `61xx` then GET RESPONSE with the exact
+                // Le, and signatures as `33 00 40 r‖s`.
+                options.transport = TransportMode::T0;
+                quirks.signature_format = SignatureFormat::TwoByteLength;
+            }
+            CardProfile::ThalesMvp => {
+                // The Quantag trace over a PC/SC reader: key generation answers its data directly
+                // with 9000 (T=1), SELECT with Le=00 answers 9000 without FCI.
+                options.transport = TransportMode::T1;
+                quirks.aids.push(THALES_MVP_AID.to_vec());
+            }
             CardProfile::StrictUicc => quirks.implicit_channel_on_select = false,
             CardProfile::NoApplet => quirks.aids.clear(),
         }

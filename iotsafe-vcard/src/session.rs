@@ -148,6 +148,9 @@ pub(crate) struct Channel {
     /// Where the next GET DATA object-list part starts (P2=01).
     pub list_cursor: usize,
     pub sessions: Vec<Session>,
+    /// Sessions the card ended itself after their last Update (`Quirks::close_after_final_update`),
+    /// so the host's close of them gets the configured status word.
+    pub closed_by_card: Vec<(SessionKind, u8)>,
 }
 
 impl Channel {
@@ -157,6 +160,17 @@ impl Channel {
         self.pending = Zeroizing::new(Vec::new());
         self.list_cursor = 0;
         self.sessions.clear();
+        self.closed_by_card.clear();
+    }
+
+    /// Ends every session whose last Update ran, remembering that the card closed it.
+    pub fn end_finished_sessions(&mut self) {
+        let (done, open): (Vec<Session>, Vec<Session>) = std::mem::take(&mut self.sessions)
+            .into_iter()
+            .partition(|s| s.finished);
+        self.sessions = open;
+        self.closed_by_card
+            .extend(done.iter().map(|s| (s.kind, s.number)));
     }
 
     pub fn session_mut(&mut self, kind: SessionKind, number: u8) -> Option<&mut Session> {
@@ -176,9 +190,14 @@ impl Channel {
     }
 
     /// Closes a session; closing one that is not open is fine (Thales closes 0..5 at start-up).
-    pub fn close_session(&mut self, kind: SessionKind, number: u8) {
+    /// Returns true when the card had already ended this session itself after its last Update.
+    pub fn close_session(&mut self, kind: SessionKind, number: u8) -> bool {
         self.sessions
             .retain(|s| !(s.kind == kind && s.number == number));
+        let before = self.closed_by_card.len();
+        self.closed_by_card
+            .retain(|&(k, n)| !(k == kind && n == number));
+        self.closed_by_card.len() != before
     }
 }
 

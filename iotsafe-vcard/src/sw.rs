@@ -28,6 +28,8 @@ pub const INS_NOT_SUPPORTED: u16 = 0x6D00;
 pub const SIGNATURE_MISMATCH: u16 = 0x6D01;
 /// Class byte not supported.
 pub const CLA_NOT_SUPPORTED: u16 = 0x6E00;
+/// No precise diagnosis (a signature prefix the card could not reach).
+pub const UNKNOWN_ERROR: u16 = 0x6F00;
 
 /// `61 xx`: `xx` bytes wait for GET RESPONSE (`00` = 256).
 pub fn bytes_available(n: usize) -> u16 {

@@ -9,6 +9,8 @@
 //! This is deliberately not `iotsafe-core`'s codec: the card and the client are pinned to the reference
 //! bytes independently, so an encoding mistake on one side cannot hide behind the same mistake on the other.
 
+use crate::quirks::TlvLengths;
+
 /// The tag of the signature TLV, whose length may be written on two bytes.
 const TAG_SIGNATURE: u8 = 0x33;
 
@@ -84,11 +86,27 @@ pub fn find<'a>(tlvs: &[Tlv<'a>], tag: u8) -> Option<&'a [u8]> {
     tlvs.iter().find(|t| t.tag == tag).map(|t| t.value)
 }
 
-/// Appends a TLV with a one-byte length (values here are always shorter than 256 bytes).
+/// Appends a TLV with a BER length (one byte below 128, `81 xx` up to 255, `82 xx xx` above).
 pub fn push(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+    push_with(out, tag, value, TlvLengths::Ber);
+}
+
+/// Appends a TLV, writing a length of 128..=255 as `style` says (BER `81 xx` or one plain byte).
+/// Longer values always get `82 xx xx`; values longer than 65 535 bytes (never built by the card) are
+/// cut to that.
+pub fn push_with(out: &mut Vec<u8>, tag: u8, value: &[u8], style: TlvLengths) {
+    let value = value.get(..value.len().min(0xFFFF)).unwrap_or(value);
     out.push(tag);
-    // Every value the card emits is below 0x100 bytes; saturate rather than wrap if that ever changes.
-    out.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
+    let len = value.len();
+    match (u8::try_from(len), style) {
+        (Ok(n), _) if n < 0x80 => out.push(n),
+        (Ok(n), TlvLengths::OneByte) => out.push(n),
+        (Ok(n), TlvLengths::Ber) => out.extend_from_slice(&[0x81, n]),
+        (Err(_), _) => {
+            out.push(0x82);
+            out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
+        }
+    }
     out.extend_from_slice(value);
 }
 
@@ -129,6 +147,26 @@ mod tests {
         let mut zariot = vec![0x9B, 0xFD];
         zariot.extend([1u8; 0xFD]);
         assert_eq!(find(&parse(&zariot).unwrap(), 0x9B).unwrap().len(), 0xFD);
+    }
+
+    #[test]
+    fn written_lengths() {
+        let mut out = Vec::new();
+        push(&mut out, 0xC1, &[7u8; 0x7F]);
+        assert_eq!(out[..2], [0xC1, 0x7F]);
+        for (len, style, head) in [
+            (0x80, TlvLengths::Ber, vec![0xC1, 0x81, 0x80]),
+            (0xFF, TlvLengths::Ber, vec![0xC1, 0x81, 0xFF]),
+            (0x80, TlvLengths::OneByte, vec![0xC1, 0x80]),
+            (0xFF, TlvLengths::OneByte, vec![0xC1, 0xFF]),
+            (0x100, TlvLengths::OneByte, vec![0xC1, 0x82, 0x01, 0x00]),
+            (0x1234, TlvLengths::Ber, vec![0xC1, 0x82, 0x12, 0x34]),
+        ] {
+            let mut out = Vec::new();
+            push_with(&mut out, 0xC1, &vec![7u8; len], style);
+            assert_eq!(out[..head.len()], head[..], "{len} {style:?}");
+            assert_eq!(out.len(), head.len() + len);
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub(crate) fn select(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> C
 
 /// MANAGE CHANNEL: P1=00 opens (P2=00: the card picks the lowest free channel and returns its
 /// number; P2=n opens channel n), P1=80 closes channel P2 (P2=00: the channel the command came on).
+/// Opening beyond the channels the card offers (`Quirks::logical_channels`) is `6A81`.
 pub(crate) fn manage_channel(
     applet: &mut Applet,
     cmd: &Command<'_>,
@@ -66,10 +67,12 @@ fn open(applet: &mut Applet, cmd: &Command<'_>) -> CommandResult {
         {
             return Err(sw::wrong_le(1));
         }
+        let offered = usize::from(applet.quirks.logical_channels);
         let (free, channel) = applet
             .channels
             .iter_mut()
             .enumerate()
+            .take(offered + 1)
             .skip(1)
             .find(|(_, c)| !c.open)
             .ok_or(sw::NO_FREE_CHANNEL)?;
@@ -77,6 +80,10 @@ fn open(applet: &mut Applet, cmd: &Command<'_>) -> CommandResult {
         channel.open = true;
         let byte = u8::try_from(free).map_err(|_| sw::NO_FREE_CHANNEL)?;
         return Ok(Outcome::data(vec![byte]));
+    }
+    if cmd.p2 > applet.quirks.logical_channels && usize::from(cmd.p2) < applet.channels.len() {
+        // A channel number ISO allows but this card does not offer.
+        return Err(sw::NO_FREE_CHANNEL);
     }
     let channel = applet
         .channels

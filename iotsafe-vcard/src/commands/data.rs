@@ -7,12 +7,13 @@ use super::{object_ref, parse_tlvs, require_bits, require_p1p2_zero, CommandResu
 use crate::apdu::Command;
 use crate::dispatch::Applet;
 use crate::profile::{Operation, TransportMode};
+use crate::quirks::{InfoFieldOrder, ObjectListLayout, Quirks, TlvLengths};
 use crate::store::{
     attr, FileObject, ObjectStore, PrivateKeyObject, PublicKeyObject, SecretKeyObject,
     MAX_OBJECTS_PER_TYPE,
 };
 use crate::sw;
-use crate::tlv::push;
+use crate::tlv::{push, push_with};
 
 /// Size of the applet information structure (`iotsafe-apdu.md` §3.3a).
 pub(crate) const APPLET_INFO_LEN: usize = 0x44;
@@ -26,7 +27,7 @@ pub(crate) fn get_data(applet: &mut Applet, cmd: &Command<'_>, number: usize) ->
     match cmd.p1 {
         0x00 => applet_information(applet, cmd),
         0x01 => object_list(applet, cmd, number),
-        0xC1..=0xC4 => one_object(&applet.store, cmd),
+        0xC1..=0xC4 => one_object(&applet.store, &applet.quirks, cmd),
         _ => Err(sw::WRONG_P1P2),
     }
 }
@@ -75,7 +76,7 @@ fn object_list(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> Command
     if cmd.has_data {
         return Err(sw::WRONG_LENGTH);
     }
-    let structures = all_structures(&applet.store);
+    let structures = all_structures(&applet.store, &applet.quirks);
     let channel = applet
         .channels
         .get_mut(number)
@@ -119,17 +120,38 @@ fn object_list(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> Command
     }
 }
 
-/// One information structure per object, in the order `C1* C2* C4* C3*` Orange's parser needs.
-pub(crate) fn all_structures(store: &ObjectStore) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    out.extend(store.private_keys.iter().map(private_key_info));
-    out.extend(store.public_keys.iter().map(public_key_info));
-    out.extend(store.secret_keys.iter().map(secret_key_info));
-    out.extend(store.files.iter().map(file_info));
-    out
+/// The information structures of the object list, in the order `C1* C2* C4* C3*` Orange's parser
+/// needs: one per object, or one per object type holding all its objects
+/// ([`ObjectListLayout`]).
+pub(crate) fn all_structures(store: &ObjectStore, quirks: &Quirks) -> Vec<Vec<u8>> {
+    let groups: [Vec<Info>; 4] = [
+        store.private_keys.iter().map(private_key_info).collect(),
+        store.public_keys.iter().map(public_key_info).collect(),
+        store.secret_keys.iter().map(secret_key_info).collect(),
+        store.files.iter().map(file_info).collect(),
+    ];
+    let order = quirks.info_field_order;
+    let style = quirks.tlv_lengths;
+    match quirks.object_list_layout {
+        ObjectListLayout::PerObject => groups
+            .iter()
+            .flatten()
+            .map(|info| info.structure(order, style))
+            .collect(),
+        ObjectListLayout::Grouped => groups
+            .iter()
+            .filter_map(|group| {
+                let tag = group.first()?.tag;
+                let inner: Vec<u8> = group.iter().flat_map(|info| info.inner(order)).collect();
+                let mut out = Vec::with_capacity(inner.len() + 4);
+                push_with(&mut out, tag, &inner, style);
+                Some(out)
+            })
+            .collect(),
+    }
 }
 
-fn one_object(store: &ObjectStore, cmd: &Command<'_>) -> CommandResult {
+fn one_object(store: &ObjectStore, quirks: &Quirks, cmd: &Command<'_>) -> CommandResult {
     if cmd.p2 != 0 {
         return Err(sw::WRONG_P1P2);
     }
@@ -137,7 +159,7 @@ fn one_object(store: &ObjectStore, cmd: &Command<'_>) -> CommandResult {
         return Err(sw::WRONG_LENGTH);
     }
     let tlvs = parse_tlvs(cmd)?;
-    let structure = match cmd.p1 {
+    let info = match cmd.p1 {
         0xC1 => {
             let r = object_ref(&tlvs, 0x84, 0x74)?;
             store
@@ -167,7 +189,8 @@ fn one_object(store: &ObjectStore, cmd: &Command<'_>) -> CommandResult {
                 .map(file_info)
         }
     };
-    structure.map(Outcome::data).ok_or(sw::NOT_FOUND)
+    info.map(|i| Outcome::data(i.structure(quirks.info_field_order, quirks.tlv_lengths)))
+        .ok_or(sw::NOT_FOUND)
 }
 
 fn state_byte(filled: bool) -> u8 {
@@ -178,92 +201,123 @@ fn state_byte(filled: bool) -> u8 {
     }
 }
 
-fn wrap(tag: u8, inner: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(inner.len() + 2);
-    push(&mut out, tag, inner);
-    out
+/// One object's information structure in parts, so the fields can be put in any order.
+struct Info {
+    /// The structure tag (`C1`..`C4`).
+    tag: u8,
+    /// The label TLV (`7x`), empty when the object has none.
+    label: Vec<u8>,
+    /// The ID TLV (`8x`).
+    id: Vec<u8>,
+    /// The attribute TLVs in their usual order.
+    attributes: Vec<u8>,
+}
+
+impl Info {
+    fn new(tag: u8, label_tag: u8, label: Option<&str>, id_tag: u8, id: &[u8]) -> Info {
+        let mut info = Info {
+            tag,
+            label: Vec::new(),
+            id: Vec::new(),
+            attributes: Vec::new(),
+        };
+        if let Some(label) = label {
+            push(&mut info.label, label_tag, label.as_bytes());
+        }
+        push(&mut info.id, id_tag, id);
+        info
+    }
+
+    fn attribute(&mut self, tag: u8, value: &[u8]) {
+        push(&mut self.attributes, tag, value);
+    }
+
+    /// The fields in `order`, without the structure tag.
+    fn inner(&self, order: InfoFieldOrder) -> Vec<u8> {
+        let (label, id, attributes) = (
+            self.label.as_slice(),
+            self.id.as_slice(),
+            self.attributes.as_slice(),
+        );
+        let parts: [&[u8]; 3] = match order {
+            InfoFieldOrder::LabelFirst => [label, id, attributes],
+            InfoFieldOrder::IdFirst => [id, label, attributes],
+            InfoFieldOrder::AttributesFirst => [attributes, label, id],
+        };
+        parts.concat()
+    }
+
+    /// The whole structure: tag, length, fields.
+    fn structure(&self, order: InfoFieldOrder, style: TlvLengths) -> Vec<u8> {
+        let inner = self.inner(order);
+        let mut out = Vec::with_capacity(inner.len() + 4);
+        push_with(&mut out, self.tag, &inner, style);
+        out
+    }
 }
 
 /// `C1`: `74` label, `84` ID, `60`, `4A`, `4B`, `4E`, `61`, `92`, `91`, `6F` (Orange's order).
-pub(crate) fn private_key_info(key: &PrivateKeyObject) -> Vec<u8> {
+fn private_key_info(key: &PrivateKeyObject) -> Info {
     let a = &key.attributes;
-    let mut inner = Vec::new();
-    if let Some(label) = &key.label {
-        push(&mut inner, 0x74, label.as_bytes());
-    }
-    push(&mut inner, 0x84, &key.id);
-    push(&mut inner, 0x60, &[key.access]);
-    push(&mut inner, 0x4A, &[state_byte(key.scalar.is_some())]);
-    push(&mut inner, 0x4B, &[a.key_type]);
-    push(&mut inner, 0x4E, &[a.usage]);
-    push(&mut inner, 0x61, &[a.functions]);
-    key_algorithms(&mut inner, a);
-    wrap(0xC1, &inner)
+    let mut info = Info::new(0xC1, 0x74, key.label.as_deref(), 0x84, &key.id);
+    info.attribute(0x60, &[key.access]);
+    info.attribute(0x4A, &[state_byte(key.scalar.is_some())]);
+    key_attributes(&mut info, a);
+    info
 }
 
 /// `C2`: as `C1` with `75`/`85`.
-pub(crate) fn public_key_info(key: &PublicKeyObject) -> Vec<u8> {
+fn public_key_info(key: &PublicKeyObject) -> Info {
     let a = &key.attributes;
-    let mut inner = Vec::new();
-    if let Some(label) = &key.label {
-        push(&mut inner, 0x75, label.as_bytes());
-    }
-    push(&mut inner, 0x85, &key.id);
-    push(&mut inner, 0x60, &[key.access]);
-    push(&mut inner, 0x4A, &[state_byte(key.point.is_some())]);
-    push(&mut inner, 0x4B, &[a.key_type]);
-    push(&mut inner, 0x4E, &[a.usage]);
-    push(&mut inner, 0x61, &[a.functions]);
-    key_algorithms(&mut inner, a);
-    wrap(0xC2, &inner)
+    let mut info = Info::new(0xC2, 0x75, key.label.as_deref(), 0x85, &key.id);
+    info.attribute(0x60, &[key.access]);
+    info.attribute(0x4A, &[state_byte(key.point.is_some())]);
+    key_attributes(&mut info, a);
+    info
 }
 
-fn key_algorithms(inner: &mut Vec<u8>, a: &crate::store::KeyAttributes) {
+fn key_attributes(info: &mut Info, a: &crate::store::KeyAttributes) {
+    info.attribute(0x4B, &[a.key_type]);
+    info.attribute(0x4E, &[a.usage]);
+    info.attribute(0x61, &[a.functions]);
     if let Some(sig) = a.signature_algorithms {
-        push(inner, 0x92, &[sig]);
+        info.attribute(0x92, &[sig]);
     }
     if let Some(hash) = a.hash_algorithms {
-        push(inner, 0x91, &hash.to_be_bytes());
+        info.attribute(0x91, &hash.to_be_bytes());
     }
     if let Some(ka) = a.key_agreement {
-        push(inner, 0x6F, &[ka]);
+        info.attribute(0x6F, &[ka]);
     }
 }
 
 /// `C4`: `76`, `86`, `60`, `4A`, `4B`, `61`, `94`.
-pub(crate) fn secret_key_info(key: &SecretKeyObject) -> Vec<u8> {
-    let mut inner = Vec::new();
-    if let Some(label) = &key.label {
-        push(&mut inner, 0x76, label.as_bytes());
-    }
-    push(&mut inner, 0x86, &key.id);
-    push(&mut inner, 0x60, &[key.access]);
-    push(&mut inner, 0x4A, &[state_byte(key.value.is_some())]);
-    push(&mut inner, 0x4B, &[key.key_type]);
-    push(&mut inner, 0x61, &[key.functions]);
+fn secret_key_info(key: &SecretKeyObject) -> Info {
+    let mut info = Info::new(0xC4, 0x76, key.label.as_deref(), 0x86, &key.id);
+    info.attribute(0x60, &[key.access]);
+    info.attribute(0x4A, &[state_byte(key.value.is_some())]);
+    info.attribute(0x4B, &[key.key_type]);
+    info.attribute(0x61, &[key.functions]);
     if let Some(kd) = key.key_derivation {
-        push(&mut inner, 0x94, &[kd]);
+        info.attribute(0x94, &[kd]);
     }
-    wrap(0xC4, &inner)
+    info
 }
 
 /// `C3`: `73`, `83`, `60`, `4A`, `21`, `20` (the order Thales documents).
-pub(crate) fn file_info(file: &FileObject) -> Vec<u8> {
-    let mut inner = Vec::new();
-    if let Some(label) = &file.label {
-        push(&mut inner, 0x73, label.as_bytes());
-    }
-    push(&mut inner, 0x83, &file.id);
-    push(&mut inner, 0x60, &[file.access]);
-    push(&mut inner, 0x4A, &[state_byte(!file.data.is_empty())]);
-    push(&mut inner, 0x21, &[file.usage]);
+fn file_info(file: &FileObject) -> Info {
+    let mut info = Info::new(0xC3, 0x73, file.label.as_deref(), 0x83, &file.id);
+    info.attribute(0x60, &[file.access]);
+    info.attribute(0x4A, &[state_byte(!file.data.is_empty())]);
+    info.attribute(0x21, &[file.usage]);
     let size = u16::try_from(file.data.len()).unwrap_or(u16::MAX);
-    push(&mut inner, 0x20, &size.to_be_bytes());
-    wrap(0xC3, &inner)
+    info.attribute(0x20, &size.to_be_bytes());
+    info
 }
 
-/// READ FILE at offset P1‖P2: up to Le (256 without Le) bytes; reading at the end returns no data,
-/// past it the configured status word (`6A86` or `6981`).
+/// READ FILE at offset P1‖P2: up to Le (256 without Le) bytes, and no more than
+/// [`Quirks::read_file_max`]; reading at the end returns no data, past it the configured status word
+/// (`6A86` or `6981`).
 pub(crate) fn read_file(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
     if !cmd.has_data {
         return Err(sw::WRONG_LENGTH);
@@ -281,8 +335,9 @@ pub(crate) fn read_file(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
         .data
         .get(offset..)
         .ok_or(applet.quirks.read_past_end_sw)?;
+    let most = applet.quirks.read_file_max.map_or(usize::MAX, usize::from);
     let chunk = rest
-        .get(..cmd.max_response().min(rest.len()))
+        .get(..cmd.max_response().min(most).min(rest.len()))
         .unwrap_or(rest);
     Ok(Outcome::data(chunk.to_vec()).with_op(Operation::Read))
 }

@@ -8,12 +8,14 @@ use super::{object_ref, parse_tlvs, require_bits, require_p1p2_zero, CommandResu
 use crate::apdu::Command;
 use crate::dispatch::Applet;
 use crate::profile::Operation;
+use crate::quirks::DhOutput;
 use crate::session::HashAlg;
 use crate::store::{attr, ObjectRef};
 use crate::sw;
 use crate::tlv::{self, Tlv};
 
-/// COMPUTE DH: `84`/`74` private key with key agreement, `85`/`75` filled public key → raw x (32 bytes).
+/// COMPUTE DH: `84`/`74` private key with key agreement, `85`/`75` filled public key → raw x (32 bytes),
+/// or SHA-1 of x (20 bytes) with [`DhOutput::Sha1`]. An empty (never filled, or wiped) key is `6985`.
 pub(crate) fn compute_dh(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
     require_p1p2_zero(cmd)?;
     let tlvs = parse_tlvs(cmd)?;
@@ -39,7 +41,12 @@ pub(crate) fn compute_dh(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
         p256::SecretKey::from_slice(scalar.expose()).map_err(|_| sw::CONDITIONS_NOT_SATISFIED)?;
     let peer = p256::PublicKey::from_sec1_bytes(point).map_err(|_| sw::CONDITIONS_NOT_SATISFIED)?;
     let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
-    Ok(Outcome::data(shared.raw_secret_bytes().to_vec()).with_op(Operation::Dh))
+    let x = shared.raw_secret_bytes();
+    let out = match applet.quirks.dh_output {
+        DhOutput::RawX => x.to_vec(),
+        DhOutput::Sha1 => crate::sha1::digest(x).to_vec(),
+    };
+    Ok(Outcome::data(out).with_op(Operation::Dh))
 }
 
 /// COMPUTE HKDF (extract): PRK = HMAC-Hash(salt `D5`, IKM `D1` or secret key `86`/`76`); an empty salt or

@@ -72,9 +72,7 @@ pub(crate) fn put_public_key_init(
 ) -> CommandResult {
     match cmd.p1 {
         0x01 => {
-            if let Some(channel) = applet.channels.get_mut(number) {
-                channel.close_session(SessionKind::PutKey, cmd.p2);
-            }
+            super::signature::close_session(applet, number, SessionKind::PutKey, cmd.p2)?;
             Ok(Outcome::ok())
         }
         0x00 => {

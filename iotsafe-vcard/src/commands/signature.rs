@@ -67,13 +67,29 @@ fn close_requested(
 ) -> Result<bool, u16> {
     match cmd.p1 {
         0x01 => {
-            if let Some(channel) = applet.channels.get_mut(number) {
-                channel.close_session(kind, cmd.p2);
-            }
+            close_session(applet, number, kind, cmd.p2)?;
             Ok(true)
         }
         0x00 => Ok(false),
         _ => Err(sw::WRONG_P1P2),
+    }
+}
+
+/// The host closes a session (P1=01): `9000`, or the configured status word when the card had already
+/// closed it after its last Update (`Quirks::close_after_final_update`).
+pub(crate) fn close_session(
+    applet: &mut Applet,
+    number: usize,
+    kind: SessionKind,
+    session: u8,
+) -> Result<(), u16> {
+    let closed_by_card = applet
+        .channels
+        .get_mut(number)
+        .is_some_and(|c| c.close_session(kind, session));
+    match applet.quirks.close_after_final_update {
+        Some(status) if closed_by_card && status != sw::OK => Err(status),
+        _ => Ok(()),
     }
 }
 
@@ -128,6 +144,7 @@ fn session_parameters(tlvs: &[Tlv<'_>], key: &KeyAttributes) -> Result<(Mode, Ha
 pub(crate) fn sign_update(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> CommandResult {
     let last = update_p1(cmd)?;
     let format = applet.quirks.signature_format;
+    let prefix = applet.quirks.signature_prefix;
     let session = session_for_update(applet, cmd, number, SessionKind::Sign)?;
     let tlvs = parse_tlvs(cmd)?;
     gather(session, &tlvs)?;
@@ -147,11 +164,16 @@ pub(crate) fn sign_update(applet: &mut Applet, cmd: &Command<'_>, number: usize)
         )
         .ok_or(sw::NOT_FOUND)?;
     let scalar = key.scalar.as_ref().ok_or(sw::CONDITIONS_NOT_SATISFIED)?;
-    let signing_key =
-        SigningKey::from_slice(scalar.expose()).map_err(|_| sw::CONDITIONS_NOT_SATISFIED)?;
-    let signature: Signature = signing_key
-        .sign_prehash(&digest)
-        .map_err(|_| sw::INCORRECT_DATA)?;
+    let signature: Signature = match prefix {
+        Some(prefix) => {
+            crate::signer::sign_with_prefix(scalar.expose(), &digest, prefix.as_bytes())
+                .ok_or(sw::UNKNOWN_ERROR)?
+        }
+        None => SigningKey::from_slice(scalar.expose())
+            .map_err(|_| sw::CONDITIONS_NOT_SATISFIED)?
+            .sign_prehash(&digest)
+            .map_err(|_| sw::INCORRECT_DATA)?,
+    };
     Ok(Outcome::data(encode_signature(&signature, format)).with_op(Operation::Sign))
 }
 
@@ -315,7 +337,7 @@ fn compress_block(state: &mut [u32; 8], chunk: &[u8]) {
     sha2::compress256(state, &[block.into()]);
 }
 
-/// The `33` TLV in the configured format.
+/// The signature in the configured format (a `33` TLV, or bare `r‖s`).
 pub(crate) fn encode_signature(signature: &Signature, format: SignatureFormat) -> Vec<u8> {
     match format {
         SignatureFormat::TwoByteLength => {
@@ -328,6 +350,7 @@ pub(crate) fn encode_signature(signature: &Signature, format: SignatureFormat) -
             out.extend_from_slice(&signature.to_bytes());
             out
         }
+        SignatureFormat::Bare => signature.to_bytes().to_vec(),
         SignatureFormat::Der => {
             let der = signature.to_der();
             let mut out = Vec::with_capacity(der.as_bytes().len() + 2);
