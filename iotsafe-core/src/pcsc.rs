@@ -8,6 +8,7 @@ use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{CommandKind, Error};
 use crate::transport::{Capabilities, Transport, TransportError};
@@ -144,8 +145,10 @@ pub struct PcscTransport {
     card: Option<Card>,
     reader: String,
     options: PcscOptions,
-    /// Response buffer, sized for extended-length answers; reused for every APDU.
-    buffer: Vec<u8>,
+    /// Response buffer, sized for extended-length answers; reused for every APDU. Answers may be
+    /// secrets (a DH output, random bytes): each is wiped from it once copied out, and the buffer
+    /// is wiped when freed.
+    buffer: Zeroizing<Vec<u8>>,
     /// The service answered NoService: the context is dead even if pcsc-lite says it is valid.
     stale_context: bool,
     /// A command failed in a way that calls for a reconnect since the last (re)connect.
@@ -257,7 +260,7 @@ impl PcscTransport {
             card: Some(card),
             reader,
             options,
-            buffer: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+            buffer: Zeroizing::new(vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED]),
             stale_context: false,
             failed_since_connect: false,
         })
@@ -364,28 +367,38 @@ fn connect_card(
         })
 }
 
-/// Sends one APDU on `card` (or on a transaction, which derefs to a card).
+/// Sends one APDU on `card` (or on a transaction, which derefs to a card). The answer is copied
+/// out of `buffer` (into a block of its exact size, which the caller owns and wipes) and wiped
+/// from it: the buffer is reused and lives as long as the transport.
 fn transmit_on(
     card: &Card,
     buffer: &mut [u8],
     command: &[u8],
     reader: &str,
 ) -> Result<Vec<u8>, TransportError> {
-    let response = card
-        .transmit(command, buffer)
-        .map_err(|e| map_pcsc_error(e, reader))?;
+    let answer = match card.transmit(command, buffer) {
+        Ok(response) => response.to_vec(),
+        Err(err) => {
+            // Whatever the reader may have left in it.
+            buffer.zeroize();
+            return Err(map_pcsc_error(err, reader));
+        }
+    };
+    if let Some(used) = buffer.get_mut(..answer.len()) {
+        used.zeroize();
+    }
     // vpcd (and some readers) answer "success, 0 bytes" when the card vanished mid-command:
     // that is a card gone in flight, so the session must reconnect, not a protocol error.
-    if response.is_empty() {
+    if answer.is_empty() {
         return Err(TransportError::NotTransacted);
     }
-    if response.len() < 2 {
+    if answer.len() < 2 {
         return Err(TransportError::Protocol(format!(
             "the reader returned {} bytes, less than a status word",
-            response.len()
+            answer.len()
         )));
     }
-    Ok(response.to_vec())
+    Ok(answer)
 }
 
 impl Transport for PcscTransport {
@@ -426,7 +439,7 @@ impl Transport for PcscTransport {
         };
         let mut inside = InTransaction {
             card: &transaction,
-            buffer: &mut self.buffer,
+            buffer: self.buffer.as_mut_slice(),
             reader: &reader,
         };
         let result = body(&mut inside);
@@ -477,7 +490,7 @@ impl Transport for PcscTransport {
 /// transaction.
 struct InTransaction<'a> {
     card: &'a Card,
-    buffer: &'a mut Vec<u8>,
+    buffer: &'a mut [u8],
     reader: &'a str,
 }
 
