@@ -6,6 +6,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 /// How many APDU bytes (the header) appear in logs and error messages; the rest may be a secret
 /// (a hash to sign, key material) and is replaced by `…`.
 pub const SHOWN_APDU_BYTES: usize = 5;
@@ -17,10 +19,27 @@ pub const SLOW_INSTRUCTIONS: [u8; 4] = [0xB9, 0x2B, 0x2D, 0x46];
 /// Upper-case hex of `bytes`.
 pub fn hex_upper(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02X}");
-    }
+    push_hex_upper(&mut s, bytes);
     s
+}
+
+/// Appends the upper-case hex of `bytes` to `out`.
+fn push_hex_upper(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(out, "{b:02X}");
+    }
+}
+
+/// `<head>"<HEX of apdu>"` in one block of its final size, wiped when dropped: the APDU may carry
+/// a secret (HKDF input keying material, a PRF secret), and a `String` that grows frees its old
+/// block unwiped.
+fn apdu_line(head: &str, apdu: &[u8]) -> Zeroizing<String> {
+    let mut line = Zeroizing::new(String::with_capacity(head.len() + apdu.len() * 2 + 2));
+    line.push_str(head);
+    line.push('"');
+    push_hex_upper(&mut line, apdu);
+    line.push('"');
+    line
 }
 
 /// Hex of the APDU header followed by `…` when more bytes follow.
@@ -43,13 +62,9 @@ fn length_field(apdu: &[u8], width3: bool) -> String {
     }
 }
 
-/// `AT+CSIM=<2*len>,"<HEX>"` (without the line terminator).
-pub fn csim_command(apdu: &[u8], width3: bool) -> String {
-    format!(
-        "AT+CSIM={},\"{}\"",
-        length_field(apdu, width3),
-        hex_upper(apdu)
-    )
+/// `AT+CSIM=<2*len>,"<HEX>"` (without the line terminator), wiped when dropped.
+pub fn csim_command(apdu: &[u8], width3: bool) -> Zeroizing<String> {
+    apdu_line(&format!("AT+CSIM={},", length_field(apdu, width3)), apdu)
 }
 
 /// The loggable form of [`csim_command`]: header only.
@@ -61,13 +76,9 @@ pub fn csim_display(apdu: &[u8], width3: bool) -> String {
     )
 }
 
-/// `AT+CGLA=<sid>,<2*len>,"<HEX>"` (without the line terminator).
-pub fn cgla_command(session: u32, apdu: &[u8]) -> String {
-    format!(
-        "AT+CGLA={session},{},\"{}\"",
-        apdu.len() * 2,
-        hex_upper(apdu)
-    )
+/// `AT+CGLA=<sid>,<2*len>,"<HEX>"` (without the line terminator), wiped when dropped.
+pub fn cgla_command(session: u32, apdu: &[u8]) -> Zeroizing<String> {
+    apdu_line(&format!("AT+CGLA={session},{},", apdu.len() * 2), apdu)
 }
 
 /// The loggable form of [`cgla_command`]: header only.
@@ -128,11 +139,11 @@ mod tests {
     #[test]
     fn csim_counts_hex_characters() {
         assert_eq!(
-            csim_command(&SELECT, false),
+            csim_command(&SELECT, false).as_str(),
             "AT+CSIM=24,\"01A4040007A0000005590010\""
         );
         assert_eq!(
-            csim_command(&[0, 0x70, 0, 0, 1], true),
+            csim_command(&[0, 0x70, 0, 0, 1], true).as_str(),
             "AT+CSIM= 10,\"0070000001\""
         );
     }
@@ -147,7 +158,7 @@ mod tests {
     #[test]
     fn cgla_ccho_cchc() {
         assert_eq!(
-            cgla_command(2, &[0x00, 0xC0, 0x00, 0x00, 0x00]),
+            cgla_command(2, &[0x00, 0xC0, 0x00, 0x00, 0x00]).as_str(),
             "AT+CGLA=2,10,\"00C0000000\""
         );
         assert_eq!(
@@ -155,6 +166,20 @@ mod tests {
             "AT+CCHO=\"A0000005590010\""
         );
         assert_eq!(cchc_command(2), "AT+CCHC=2");
+    }
+
+    #[test]
+    fn apdu_lines_are_built_in_one_block_of_their_final_size() {
+        // A line that had to grow would have freed a block holding the APDU's hex, unwiped.
+        let apdu = [0x5Au8; 300];
+        for line in [
+            csim_command(&apdu, false),
+            csim_command(&apdu, true),
+            cgla_command(4_000_000_000, &apdu),
+            csim_command(&[], false),
+        ] {
+            assert_eq!(line.capacity(), line.len(), "{}", &line[..20]);
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use zeroize::Zeroizing;
+
 use super::framing::{self, Deadlines};
 use super::parser::{self, Answer, AnswerParser, FinalResult, Progress};
 use super::port::{AtPort, TtyFile};
@@ -247,11 +249,11 @@ impl<P: AtPort> AtTransport<P> {
         timeout: Duration,
     ) -> Result<Vec<String>, TransportError> {
         self.resync_if_needed()?;
-        let answer = self.exchange(line, line, self.parser(&[]), timeout)?;
+        let mut answer = self.exchange(line, line, self.parser(&[]), timeout)?;
         if !answer.result.is_ok() {
             return Err(modem_error(line, &answer));
         }
-        Ok(answer.skipped)
+        Ok(std::mem::take(&mut answer.skipped))
     }
 
     /// Sends one APDU with an explicit deadline instead of the one chosen by INS.
@@ -297,7 +299,8 @@ impl<P: AtPort> AtTransport<P> {
         if self.channel.is_some() {
             self.cgla_worked = true;
         }
-        let info = match answer.info.last() {
+        // The line is the hex of the answer, which may be a secret (a DH output): a wiped copy.
+        let info: Zeroizing<String> = match answer.info.last() {
             Some(info) => {
                 if answer.info.len() > 1 {
                     tracing::warn!(
@@ -307,7 +310,7 @@ impl<P: AtPort> AtTransport<P> {
                         "several {prefix} lines in one answer; using the last"
                     );
                 }
-                info.clone()
+                Zeroizing::new(info.clone())
             }
             None if self.quirks.bare_ok_is_9000 => return Ok(vec![0x90, 0x00]),
             None => self.late_answer_line(&shown, prefix)?,
@@ -328,9 +331,11 @@ impl<P: AtPort> AtTransport<P> {
         }
         if payload.bytes.len() < 2 {
             return Err(TransportError::Protocol(format!(
-                "{shown}: the answer {info:?} lacks a status word"
+                "{shown}: the answer {:?} lacks a status word",
+                parser::redact_answer_line(&info)
             )));
         }
+        // Moved out, not copied: the caller (the session's link) wipes it.
         Ok(payload.bytes)
     }
 
@@ -484,7 +489,11 @@ impl<P: AtPort> AtTransport<P> {
     }
 
     /// After a bare `OK`: some modems (u-blox on Arduino MKR) deliver the information line late.
-    fn late_answer_line(&mut self, shown: &str, prefix: &str) -> Result<String, TransportError> {
+    fn late_answer_line(
+        &mut self,
+        shown: &str,
+        prefix: &str,
+    ) -> Result<Zeroizing<String>, TransportError> {
         let grace = self.quirks.late_answer_grace;
         let mut parser = self.parser(&[prefix]);
         let deadline = Instant::now() + grace;
@@ -493,14 +502,15 @@ impl<P: AtPort> AtTransport<P> {
         for _ in 0..MAX_READS_PER_EXCHANGE {
             if let Some(line) = parser.info_lines().last() {
                 tracing::warn!(command = %shown, "the modem sent its {prefix} line after OK");
-                return Ok(line.clone());
+                return Ok(Zeroizing::new(line.clone()));
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let mut buf = [0u8; READ_CHUNK];
-            match self.read_some(&mut buf, remaining)? {
+            // What the modem sent may be a secret's hex: wiped at the end of each round.
+            let mut buf = Zeroizing::new([0u8; READ_CHUNK]);
+            match self.read_some(&mut buf[..], remaining)? {
                 0 => continue,
                 n => {
                     if let Err(err) = parser.feed(&buf[..n]) {
@@ -562,8 +572,9 @@ impl<P: AtPort> AtTransport<P> {
             if remaining.is_zero() {
                 break;
             }
-            let mut buf = [0u8; READ_CHUNK];
-            match self.read_some(&mut buf, remaining.min(QUIET))? {
+            // What the modem sent may be a secret's hex: wiped at the end of each round.
+            let mut buf = Zeroizing::new([0u8; READ_CHUNK]);
+            match self.read_some(&mut buf[..], remaining.min(QUIET))? {
                 0 => break,
                 n => discarded += n,
             }
@@ -629,7 +640,8 @@ impl<P: AtPort> AtTransport<P> {
     /// Writes `line` and the line terminator.
     fn write_line(&mut self, line: &str, shown: &str) -> Result<(), TransportError> {
         tracing::debug!(modem = %self.label, ">> {shown}");
-        let mut bytes = Vec::with_capacity(line.len() + 2);
+        // The line may carry a secret's hex: one block of its final size, wiped when dropped.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(line.len() + 2));
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
         if let Err(err) = self.port.write_all(&bytes).and_then(|_| self.port.flush()) {
@@ -653,9 +665,9 @@ impl<P: AtPort> AtTransport<P> {
         mut parser: AnswerParser,
         already_read: &[u8],
         timeout: Duration,
-    ) -> Result<(Answer, Vec<u8>), TransportError> {
+    ) -> Result<(Answer, Zeroizing<Vec<u8>>), TransportError> {
         if let Ok(Progress::Done(answer)) = parser.feed(already_read) {
-            return Ok((answer, parser.leftover().to_vec()));
+            return Ok((answer, Zeroizing::new(parser.leftover().to_vec())));
         }
         let deadline = Instant::now() + timeout;
         for _ in 0..MAX_READS_PER_EXCHANGE {
@@ -663,8 +675,9 @@ impl<P: AtPort> AtTransport<P> {
             if remaining.is_zero() {
                 break;
             }
-            let mut buf = [0u8; READ_CHUNK];
-            let n = match self.read_some(&mut buf, remaining) {
+            // What the modem sent may be a secret's hex: wiped at the end of each round.
+            let mut buf = Zeroizing::new([0u8; READ_CHUNK]);
+            let n = match self.read_some(&mut buf[..], remaining) {
                 Ok(n) => n,
                 Err(err) => {
                     self.needs_resync = true;
@@ -680,7 +693,7 @@ impl<P: AtPort> AtTransport<P> {
                     if answer.skipped_count > 0 {
                         tracing::trace!(skipped = ?answer.skipped, "skipped echo/URC lines");
                     }
-                    return Ok((answer, parser.leftover().to_vec()));
+                    return Ok((answer, Zeroizing::new(parser.leftover().to_vec())));
                 }
                 Ok(Progress::NeedMore) => {}
                 Err(err) => {

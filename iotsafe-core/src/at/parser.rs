@@ -745,6 +745,40 @@ mod tests {
     }
 
     #[test]
+    fn redaction_without_a_length_field_hides_the_data_too() {
+        assert_eq!(
+            redact_answer_line("+CSIM: 0102030405069000"),
+            "+CSIM:\"…9000\""
+        );
+        assert_eq!(redact_answer_line("+CSIM: \"9000\""), "+CSIM: \"9000\"");
+        assert_eq!(redact_answer_line("+CCHO:1"), "+CCHO:1");
+    }
+
+    #[test]
+    fn push_wiping_keeps_the_bytes_and_grows_by_hand() {
+        let mut buf = Vec::new();
+        for chunk in [&b"AB"[..], &[0x5A; 100], b"", b"CD"] {
+            push_wiping(&mut buf, chunk);
+        }
+        assert_eq!(buf.len(), 104);
+        assert_eq!(&buf[..2], b"AB");
+        assert_eq!(&buf[102..], b"CD");
+        assert!(buf[2..102].iter().all(|&b| b == 0x5A));
+    }
+
+    #[test]
+    fn a_parser_reuses_its_line_buffer() {
+        // The partial line is wiped after each line, not handed away and freed unwiped.
+        let mut parser = AnswerParser::new(&["+CSIM:"]);
+        let _ = parser.feed(b"+CSIM: 6,\"019000\"\r\n").unwrap();
+        let capacity = parser.partial.capacity();
+        assert!(capacity > 0 && parser.partial.is_empty());
+        let answer = done(parser.feed(b"OK\r\n").unwrap());
+        assert_eq!(answer.info.len(), 1);
+        assert_eq!(parser.partial.capacity(), capacity);
+    }
+
+    #[test]
     fn abbreviate_is_char_safe() {
         assert_eq!(abbreviate("ééé", 2), "éé…");
         assert_eq!(abbreviate("ab", 2), "ab");
