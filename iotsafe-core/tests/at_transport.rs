@@ -832,3 +832,121 @@ fn dropping_the_transport_closes_its_channel() {
         Some("AT+CCHC=4")
     );
 }
+
+/// A modem that opens channels with ascending session ids from `first` and answers AT+CGLA and
+/// AT+CCHC.
+fn channel_modem(first: u32) -> Script {
+    let mut next = first;
+    Box::new(move |l: &str| {
+        basics(l, true).unwrap_or_else(|| {
+            if l.starts_with("AT+CCHO=\"") {
+                next += 1;
+                vec![line(&format!("+CCHO: {}", next - 1)), ok()]
+            } else if l.starts_with("AT+CGLA=") {
+                vec![line("+CGLA: 4,\"9000\""), ok()]
+            } else if l.starts_with("AT+CCHC=") {
+                vec![ok()]
+            } else {
+                vec![line("ERROR")]
+            }
+        })
+    })
+}
+
+fn count(lines: &[String], wanted: &str) -> usize {
+    lines.iter().filter(|l| *l == wanted).count()
+}
+
+#[test]
+fn reconnect_through_a_reopened_port_closes_the_old_channel() {
+    // A TCP modem bridge that closes: the SIM behind it was not reset and still holds the channel.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client =
+        std::thread::spawn(move || AtTransport::connect_tcp_with(addr, options(AtMode::Cgla)));
+    let (stream, _) = listener.accept().unwrap();
+    let mut first = Modem::start(stream, channel_modem(7));
+    let mut t = client.join().unwrap().unwrap();
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    assert_eq!(t.session_id(), Some(7));
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+
+    first.stop();
+    drop(first);
+    let err = t.transmit(&SELECT_IOTSAFE).unwrap_err();
+    assert!(err.needs_reconnect(), "{err:?}");
+
+    // reconnect() finds the link dead, dials again, and closes channel 7 on the new link.
+    let server = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let reconnect = std::thread::spawn(move || t.reconnect().map(|()| t));
+    let second = Modem::start(server.join().unwrap().unwrap(), channel_modem(8));
+    let mut t = reconnect.join().unwrap().unwrap();
+    assert_eq!(t.session_id(), None);
+    assert_eq!(second.apdu_lines(), vec!["AT+CCHC=7".to_string()]);
+
+    // The session's new channel works, and dropping the transport closes it (and nothing twice).
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    assert_eq!(t.session_id(), Some(8));
+    assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
+    drop(t);
+    let lines = second.apdu_lines();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("AT+CCHC=8"),
+        "{lines:?}"
+    );
+    assert_eq!(count(&lines, "AT+CCHC=7"), 1, "{lines:?}");
+}
+
+#[test]
+fn a_channel_survives_a_failed_reopen_and_is_closed_by_the_next_reconnect() {
+    // Port 1 dies; reopening fails once (the USB modem has not re-enumerated yet), then gives
+    // port 2. The channel opened on port 1 is closed on port 2.
+    let (master1, path1, slave1) = pty();
+    let (master2, path2, _slave2) = pty();
+    let first = Modem::start(master1, channel_modem(3));
+    let second = Modem::start(master2, channel_modem(4));
+    let mut attempts = 0;
+    let mut t = AtTransport::new(
+        iotsafe_core::at::TtyFile::open(&path1).unwrap(),
+        "pty",
+        options(AtMode::Cgla),
+    )
+    .unwrap()
+    .with_reopen(move || {
+        attempts += 1;
+        if attempts == 1 {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such device yet",
+            ))
+        } else {
+            iotsafe_core::at::TtyFile::open(&path2)
+        }
+    });
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    assert_eq!(t.session_id(), Some(3));
+
+    // The modem on port 1 goes away for good.
+    let mut first = first;
+    first.stop();
+    drop(first);
+    drop(slave1);
+    let err = t.transmit(&SELECT_IOTSAFE).unwrap_err();
+    assert!(err.needs_reconnect(), "{err:?}");
+
+    assert!(t.reconnect().is_err(), "the first reopen fails");
+    t.reconnect().unwrap();
+    assert_eq!(second.apdu_lines(), vec!["AT+CCHC=3".to_string()]);
+
+    assert!(t.open_channel(&AID).unwrap().is_some());
+    assert_eq!(t.session_id(), Some(4));
+    drop(t);
+    let lines = second.apdu_lines();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("AT+CCHC=4"),
+        "{lines:?}"
+    );
+    assert_eq!(count(&lines, "AT+CCHC=3"), 1, "{lines:?}");
+}

@@ -81,6 +81,10 @@ const QUIET: Duration = Duration::from_millis(30);
 const MAX_READS_PER_EXCHANGE: usize = 100_000;
 /// Bytes read at once.
 const READ_CHUNK: usize = 512;
+/// Most stale channels remembered for closing (a SIM has at most 19 extra logical channels).
+const MAX_STALE_CHANNELS: usize = 8;
+/// Deadline for each AT+CCHC of a stale channel when the transport is dropped.
+const DROP_CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// A transport that sends APDUs as AT+CSIM or AT+CGLA commands over any [`AtPort`].
 ///
@@ -97,6 +101,11 @@ pub struct AtTransport<P: AtPort> {
     cgla: Support,
     /// Session id of the channel opened with AT+CCHO, while it is open.
     channel: Option<u32>,
+    /// Session ids of channels left over from before a [`Transport::reconnect`] (or a failed
+    /// AT+CCHC) that are not closed yet: a modem whose port dropped (USB re-enumeration, a TCP
+    /// bridge that closed) has not reset the SIM, which still holds them open. Closed as soon as
+    /// the modem answers again, or on drop; at most [`MAX_STALE_CHANNELS`].
+    stale_channels: Vec<u32>,
     needs_resync: bool,
     /// An AT+CGLA has succeeded on this modem (so a later refusal is about that APDU, not CGLA).
     cgla_worked: bool,
@@ -201,6 +210,7 @@ impl<P: AtPort> AtTransport<P> {
             csim: Support::Unknown,
             cgla: Support::Unknown,
             channel: None,
+            stale_channels: Vec::new(),
             needs_resync: false,
             cgla_worked: false,
             reopen: None,
@@ -525,6 +535,47 @@ impl<P: AtPort> AtTransport<P> {
         })
     }
 
+    /// Moves the open channel (if any) to the stale list, to be closed when the modem answers.
+    fn retire_channel(&mut self) {
+        if let Some(session) = self.channel.take() {
+            self.remember_stale(session);
+        }
+    }
+
+    fn remember_stale(&mut self, session: u32) {
+        if self.stale_channels.contains(&session) {
+            return;
+        }
+        if self.stale_channels.len() >= MAX_STALE_CHANNELS {
+            let forgotten = self.stale_channels.remove(0);
+            tracing::warn!(modem = %self.label, session = forgotten, "too many unclosed channels; forgetting the oldest");
+        }
+        self.stale_channels.push(session);
+    }
+
+    /// Best effort: AT+CCHC for each stale channel, each within `timeout`. A channel the modem
+    /// answered for is forgotten (`OK`, or an error such as `+CME ERROR: 21` for one it no longer
+    /// knows); at the first exchange that fails (no answer, port gone) the rest stay for later.
+    fn close_stale_channels(&mut self, timeout: Duration) {
+        while let Some(&session) = self.stale_channels.first() {
+            let line = framing::cchc_command(session);
+            match self.exchange(&line, &line, self.parser(&["+CCHC:"]), timeout) {
+                Ok(answer) => {
+                    if answer.result.is_ok() {
+                        tracing::debug!(modem = %self.label, session, "closed a stale channel");
+                    } else {
+                        tracing::debug!(modem = %self.label, session, answer = %answer.summary(), "the modem refused to close a stale channel");
+                    }
+                    self.stale_channels.remove(0);
+                }
+                Err(err) => {
+                    tracing::debug!(modem = %self.label, session, error = %err, "closing a stale channel failed");
+                    break;
+                }
+            }
+        }
+    }
+
     fn resync_if_needed(&mut self) -> Result<(), TransportError> {
         if self.needs_resync {
             self.resync()?;
@@ -753,16 +804,23 @@ fn modem_error(command: &str, answer: &Answer) -> TransportError {
 }
 
 impl<P: AtPort> Drop for AtTransport<P> {
-    /// Closes a channel still open with AT+CCHO (best effort, short deadline): SIMs have only a
-    /// few logical channels, and a modem keeps them open across host programs.
+    /// Closes the channel still open with AT+CCHO and any stale one left from before a reconnect
+    /// (best effort, short deadlines): SIMs have only a few logical channels, and a modem keeps
+    /// them open across host programs.
     fn drop(&mut self) {
-        if let Some(session) = self.channel.take() {
-            let line = framing::cchc_command(session);
-            let parser = self.parser(&[]);
-            if let Err(err) = self.exchange(&line, &line, parser, Duration::from_millis(300)) {
-                tracing::debug!(error = %err, "closing the channel on drop failed");
-            }
+        self.retire_channel();
+        if self.stale_channels.is_empty() {
+            return;
         }
+        if self.needs_resync {
+            // A late answer may still be coming: let it pass first (a full resync takes too long
+            // for a destructor). A port that is gone ends it here.
+            if self.drain(QUIET).is_err() {
+                return;
+            }
+            self.needs_resync = false;
+        }
+        self.close_stale_channels(DROP_CLOSE_TIMEOUT);
     }
 }
 
@@ -834,10 +892,19 @@ impl<P: AtPort> Transport for AtTransport<P> {
         let Some(session) = self.channel.take() else {
             return Ok(());
         };
-        self.resync_if_needed()?;
         let line = framing::cchc_command(session);
         let timeout = self.options.command_timeout;
-        let answer = self.exchange(&line, &line, self.parser(&["+CCHC:"]), timeout)?;
+        let answer = match self
+            .resync_if_needed()
+            .and_then(|()| self.exchange(&line, &line, self.parser(&["+CCHC:"]), timeout))
+        {
+            Ok(answer) => answer,
+            Err(err) => {
+                // Unanswered: the card may still hold it; the next reconnect or the drop retries.
+                self.remember_stale(session);
+                return Err(err);
+            }
+        };
         if answer.result.is_ok() {
             Ok(())
         } else {
@@ -845,35 +912,29 @@ impl<P: AtPort> Transport for AtTransport<P> {
         }
     }
 
+    /// Resynchronises with the modem, or opens the port again (when it can) if the modem does not
+    /// answer. Either way the channel of the old session is then closed with AT+CCHC (best effort,
+    /// bounded): the session opens a new one, and a port that dropped did not reset the SIM.
     fn reconnect(&mut self) -> Result<(), TransportError> {
         // The SIM or the modem may have been reset: the session opens a new channel either way.
-        let stale_channel = self.channel.take();
+        self.retire_channel();
         self.needs_resync = false;
         // resync first: it recognises a late answer to a timed-out command, which wait_ready's
         // ATE0 could otherwise take for its own OK.
-        let first = self.resync().and_then(|()| self.wait_ready());
-        let err = match first {
-            Ok(()) => {
-                if let Some(session) = stale_channel {
-                    // Best effort: a modem that kept the channel would otherwise leak it.
-                    let line = framing::cchc_command(session);
-                    let timeout = self.options.command_timeout.min(Duration::from_secs(2));
-                    if let Err(err) = self.exchange(&line, &line, self.parser(&[]), timeout) {
-                        tracing::debug!(error = %err, "closing the stale channel failed");
-                    }
-                }
-                return Ok(());
-            }
-            Err(err) => err,
-        };
-        let Some(reopen) = self.reopen.as_mut() else {
-            return Err(err);
-        };
-        tracing::debug!(modem = %self.label, error = %err, "modem unresponsive; opening the port again");
-        self.port = reopen()?;
-        self.needs_resync = false;
-        self.drain(QUIET)?;
-        self.wait_ready()
+        if let Err(err) = self.resync().and_then(|()| self.wait_ready()) {
+            let Some(reopen) = self.reopen.as_mut() else {
+                return Err(err);
+            };
+            tracing::debug!(modem = %self.label, error = %err, "modem unresponsive; opening the port again");
+            self.port = reopen()?;
+            self.needs_resync = false;
+            self.drain(QUIET)?;
+            self.wait_ready()?;
+        }
+        // A failure here leaves the channel for later and needs_resync set for the next command;
+        // the link itself is up again.
+        self.close_stale_channels(self.options.command_timeout.min(Duration::from_secs(2)));
+        Ok(())
     }
 
     fn as_dyn(&mut self) -> &mut dyn Transport {
