@@ -264,8 +264,10 @@ pub struct Quirks {
     /// layout) lose their content on every reset and power cycle (vpcd power off/on/reset, modem
     /// `AT+CFUN=1,1` or `AT+CFUN=0`, an in-process reconnect), as on a Java Card SIM where they live
     /// in transient memory. COMPUTE DH with a wiped key then answers `6985` (conditions of use not
-    /// satisfied, as for a peer key never put). Persistent keys and files are kept. Default true
-    /// (what a Java Card SIM does); false keeps them until the card object is dropped.
+    /// satisfied, as for a peer key never put). Persistent keys and files are kept. Default false
+    /// (volatile keys survive a reset; they are still never written to the state file): the client's
+    /// fault tests re-run Read Public Key after a reset between Generate Key Pair and it, which only
+    /// a card that keeps the key answers.
     pub wipe_volatile_on_reset: bool,
     /// Logical channels the card offers besides the basic channel, 1..=19 (ISO allows up to 19;
     /// many SIMs offer 3). MANAGE CHANNEL open beyond them answers `6A81` (function not supported),
@@ -303,7 +305,7 @@ impl Default for Quirks {
             read_past_end_sw: 0x6A86,
             max_sessions: 4,
             close_after_final_update: None,
-            wipe_volatile_on_reset: true,
+            wipe_volatile_on_reset: false,
             logical_channels: MAX_LOGICAL_CHANNELS,
             object_list_layout: ObjectListLayout::default(),
             info_field_order: InfoFieldOrder::default(),
