@@ -10,11 +10,17 @@
 //! - Tag `33` whose first length byte is `00` is read as a two-byte length (an empty signature is
 //!   meaningless, so nothing is lost); so is a `33 01 00`/`33 02 xx` length that ends exactly at the
 //!   end of the input (RSA signatures, Thales PKCS#11), since the signature is always the last TLV.
-//! - A first length byte `81`/`82`/`83` is read as BER long form, unless only the plain one-byte
-//!   reading ends exactly at the end of the input or the BER reading does not fit. This keeps
-//!   `9B 81 90 …` (BER) and `9B 81 …`/`9B FD …` (plain byte) readable.
+//! - A first length byte `81`/`82`/`83` is BER long form or a plain byte. The reading is chosen
+//!   by what follows, in this order: a reading that ends exactly at the end of the input (BER
+//!   first: long values are the last TLV of their command); else a reading after which the rest
+//!   of the input still parses as a run of TLVs (BER first); else BER when it fits. So
+//!   `9B 81 90 …` (BER), `9B 81 …`/`9B FD …` (plain byte, last) and `D1 81 <129 bytes> D2 …`
+//!   (plain byte, more TLVs after it) all read as written. When both readings leave a parseable
+//!   run, BER wins: it is the standard, and only a few applets write plain bytes.
 //!
-//! Parsing never panics and never allocates more than the input.
+//! Parsing never panics. Whether the rest of a run parses is worked out once per run, from its end,
+//! and only when an ambiguous length turns up: reading a run takes linear time and at most one
+//! extra byte of memory per input byte, whatever its content.
 
 use std::fmt;
 
@@ -60,38 +66,47 @@ pub enum TlvError {
 pub const TAG_SIGNATURE: u8 = 0x33;
 
 /// Reads the TLV at the start of `input`; returns it and the number of bytes consumed.
+///
+/// `input` is the rest of the run the TLV belongs to: where the length is ambiguous, the reading
+/// is chosen by what follows it (see the module documentation).
 pub fn read_one(input: &[u8], offset: usize) -> Result<(Tlv<'_>, usize), TlvError> {
-    let tag = *input.first().ok_or(TlvError::TruncatedLength { offset })?;
-    let first = *input.get(1).ok_or(TlvError::TruncatedLength { offset })?;
-    let rest = &input[2..];
-    let value_at = |header: usize, len: usize| -> Result<(Tlv<'_>, usize), TlvError> {
-        let available = input.len() - header;
-        if len > available {
-            return Err(TlvError::TruncatedValue {
-                tag,
-                offset,
-                announced: len,
-                available,
-            });
-        }
-        Ok((
-            Tlv {
-                tag,
-                value: &input[header..header + len],
-            },
-            header + len,
-        ))
+    read_at(input, 0, offset, &mut None)
+}
+
+/// The ways the length at `input[at..]` can be read: `(header, value length)` for the reading
+/// every writer we know would mean, then the second reading when there is an ambiguity. Readings
+/// may run past the end of the input (the caller checks).
+#[derive(Debug, Clone, Copy)]
+enum Readings {
+    /// Not even a tag and a length byte.
+    Truncated,
+    /// One reading.
+    One(usize, usize),
+    /// `33 01 00`/`33 02 xx`: two-byte length (RSA) or plain byte.
+    SignatureTwoByte(usize, usize),
+    /// `81`..`83`: BER long form, or a plain byte.
+    LongForm {
+        /// Header and length of the BER reading.
+        ber: (usize, usize),
+        /// Value length of the plain reading (header 2).
+        plain: usize,
+    },
+}
+
+fn readings(input: &[u8], at: usize) -> Readings {
+    let (Some(&tag), Some(&first)) = (input.get(at), input.get(at + 1)) else {
+        return Readings::Truncated;
     };
+    let rest = &input[at + 2..];
     if tag == TAG_SIGNATURE {
-        if let Some(&second) = rest.first() {
-            let two = usize::from(first) << 8 | usize::from(second);
-            // `33 00 40`, or a two-byte length that ends exactly at the end of the input
-            // (the signature is the last TLV of every command and answer that carries one).
-            if first == 0x00 || (first <= 0x02 && two == input.len() - 3) {
-                return value_at(3, two);
+        match (first, rest.first()) {
+            // `33 00 40`: an empty signature is meaningless, so `00` always starts a two-byte length.
+            (0x00, Some(&second)) => return Readings::One(3, usize::from(second)),
+            (0x00, None) => return Readings::Truncated,
+            (0x01..=0x02, Some(&second)) => {
+                return Readings::SignatureTwoByte(3, usize::from(first) << 8 | usize::from(second))
             }
-        } else if first == 0x00 {
-            return Err(TlvError::TruncatedLength { offset });
+            _ => {}
         }
     }
     let long_bytes = match first {
@@ -104,38 +119,119 @@ pub fn read_one(input: &[u8], offset: usize) -> Result<(Tlv<'_>, usize), TlvErro
         let len = rest[..long_bytes]
             .iter()
             .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        let header = 2 + long_bytes;
-        let fits_ber = len <= input.len() - header;
-        let plain_len = usize::from(first);
-        let fits_plain = plain_len <= input.len() - 2;
-        // A reading that ends exactly at the end of the input wins: long values are the last TLV
-        // of their command (`9B`, `34`), so that is the reading the writer meant.
-        let plain_exact = plain_len == input.len() - 2;
-        let ber_exact = fits_ber && len == input.len() - header;
-        if !plain_exact && (fits_ber || !fits_plain) || ber_exact {
-            return value_at(header, len);
+        return Readings::LongForm {
+            ber: (2 + long_bytes, len),
+            plain: usize::from(first),
+        };
+    }
+    Readings::One(2, usize::from(first))
+}
+
+/// For every offset of `input`, whether the run of TLVs starting there, read as [`read_at`] reads
+/// it, ends exactly at the end of the input. (`read_at` takes a reading that leaves a complete run
+/// whenever there is one, so "some reading completes" is the same test.) One pass from the end.
+fn complete_runs(input: &[u8]) -> Vec<bool> {
+    let n = input.len();
+    let mut complete = vec![false; n + 1];
+    complete[n] = true;
+    for at in (0..n).rev() {
+        let ends = |header: usize, len: usize| {
+            let end = at.saturating_add(header).saturating_add(len);
+            end <= n && complete[end]
+        };
+        complete[at] = match readings(input, at) {
+            Readings::Truncated => false,
+            Readings::One(h, l) => ends(h, l),
+            // Mirrors `read_at`: the two-byte reading only when it ends the input.
+            Readings::SignatureTwoByte(h, l) => at + h + l == n || ends(2, input[at + 1].into()),
+            Readings::LongForm { ber, plain } => ends(ber.0, ber.1) || ends(2, plain),
+        };
+    }
+    complete
+}
+
+/// Reads the TLV at `input[at..]`; `memo` caches [`complete_runs`] of `input` across calls.
+fn read_at<'a>(
+    input: &'a [u8],
+    at: usize,
+    offset: usize,
+    memo: &mut Option<Vec<bool>>,
+) -> Result<(Tlv<'a>, usize), TlvError> {
+    let n = input.len();
+    let value_at = |header: usize, len: usize| -> Result<(Tlv<'a>, usize), TlvError> {
+        let available = n.saturating_sub(at + header);
+        if at + header > n || len > available {
+            return Err(TlvError::TruncatedValue {
+                tag: input[at],
+                offset,
+                announced: len,
+                available,
+            });
+        }
+        Ok((
+            Tlv {
+                tag: input[at],
+                value: &input[at + header..at + header + len],
+            },
+            header + len,
+        ))
+    };
+    let end = |header: usize, len: usize| at.saturating_add(header).saturating_add(len);
+    let mut completes = |header: usize, len: usize| {
+        let e = end(header, len);
+        e <= n && memo.get_or_insert_with(|| complete_runs(input))[e]
+    };
+    match readings(input, at) {
+        Readings::Truncated => Err(TlvError::TruncatedLength { offset }),
+        Readings::One(h, l) => value_at(h, l),
+        Readings::SignatureTwoByte(h, l) => {
+            // The signature is the last TLV of every command and answer that carries one: a
+            // two-byte length is taken only when it ends exactly there.
+            if end(h, l) == n {
+                value_at(h, l)
+            } else {
+                value_at(2, usize::from(input[at + 1]))
+            }
+        }
+        Readings::LongForm { ber, plain } => {
+            // BER is the standard; some applets write a plain byte (`9B 81 …`, ZARIOT's `9B FD`).
+            // In order: a reading that ends exactly at the end of the input (long values are the
+            // last TLV of their command); then a reading after which the rest still parses as
+            // TLVs, BER first; else BER when it fits, for the error message.
+            let ber_fits = end(ber.0, ber.1) <= n;
+            if end(ber.0, ber.1) == n {
+                value_at(ber.0, ber.1)
+            } else if end(2, plain) == n {
+                value_at(2, plain)
+            } else if completes(ber.0, ber.1) {
+                value_at(ber.0, ber.1)
+            } else if completes(2, plain) || !ber_fits {
+                value_at(2, plain)
+            } else {
+                value_at(ber.0, ber.1)
+            }
         }
     }
-    value_at(2, usize::from(first))
 }
 
 /// Iterates over a run of TLVs. Stops at the first error, which it yields once.
 pub struct TlvIter<'a> {
     input: &'a [u8],
-    offset: usize,
+    pos: usize,
     failed: bool,
+    /// [`complete_runs`] of `input`, computed at the first ambiguous length.
+    complete: Option<Vec<bool>>,
 }
 
 impl<'a> Iterator for TlvIter<'a> {
     type Item = Result<Tlv<'a>, TlvError>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.input.is_empty() {
+        if self.failed || self.pos >= self.input.len() {
             return None;
         }
-        match read_one(self.input, self.offset) {
+        match read_at(self.input, self.pos, self.pos, &mut self.complete) {
             Ok((tlv, used)) => {
-                self.input = &self.input[used..];
-                self.offset += used;
+                self.pos += used;
                 Some(Ok(tlv))
             }
             Err(e) => {
@@ -150,8 +246,9 @@ impl<'a> Iterator for TlvIter<'a> {
 pub fn iter(input: &[u8]) -> TlvIter<'_> {
     TlvIter {
         input,
-        offset: 0,
+        pos: 0,
         failed: false,
+        complete: None,
     }
 }
 
@@ -256,6 +353,61 @@ mod tests {
     }
 
     #[test]
+    fn plain_long_length_followed_by_more_tlvs() {
+        // `D1 81 <0x81 bytes> D2 03 …`: read as BER, `81 05` would take 5 bytes and leave
+        // `FF FF …`, which is no TLV run; the plain reading leaves `D2 03 AA BB CC`.
+        for (len_byte, len) in [(0x81u8, 0x81usize), (0x82, 0x82), (0x83, 0x83)] {
+            let mut value = vec![0x05, 0x00, 0x01];
+            value.resize(len, 0xFF);
+            let mut data = vec![0xD1, len_byte];
+            data.extend_from_slice(&value);
+            data.extend_from_slice(&[0xD2, 0x03, 0xAA, 0xBB, 0xCC]);
+            let run = parse_all(&data).unwrap();
+            assert_eq!(run.len(), 2, "length byte {len_byte:02X}");
+            assert_eq!(run[0].tag, 0xD1);
+            assert_eq!(run[0].value, value.as_slice());
+            assert_eq!(run[1].tag, 0xD2);
+            assert_eq!(run[1].value, &[0xAA, 0xBB, 0xCC]);
+            // One TLV at a time, with the rest of the run as context, gives the same.
+            let (first, used) = read_one(&data, 0).unwrap();
+            assert_eq!((first.value.len(), used), (len, len + 2));
+        }
+    }
+
+    #[test]
+    fn ber_long_length_followed_by_more_tlvs() {
+        // The other way round: the plain reading of `81` would cut into the value and leave
+        // `FF …`; BER leaves `9E 02 01 02`.
+        let mut data = vec![0x9B, 0x81, 0x90];
+        data.extend_from_slice(&[0xFF; 0x90]);
+        data.extend_from_slice(&[0x9E, 0x02, 0x01, 0x02]);
+        let run = parse_all(&data).unwrap();
+        assert_eq!(run.len(), 2);
+        assert_eq!(run[0].value, &[0xFF; 0x90][..]);
+        assert_eq!(run[1].value, &[1, 2]);
+        // BER with two length bytes, then more.
+        let mut data = vec![0x34, 0x82, 0x01, 0x00];
+        data.extend_from_slice(&[0xEE; 256]);
+        data.extend_from_slice(&[0x84, 0x01, 0x07]);
+        let run = parse_all(&data).unwrap();
+        assert_eq!((run[0].value.len(), run[1].value), (256, &[7u8][..]));
+    }
+
+    #[test]
+    fn both_readings_parse_then_ber_wins() {
+        // `D1 81 02 AA BB` + `00 × 126` + `D2 01 CC`: as BER, D1 holds AA BB and the zeros read
+        // as 63 empty TLVs; as a plain byte, D1 holds 129 bytes. Both leave a run that parses;
+        // BER is the standard form, so it is the reading taken.
+        let mut data = vec![0xD1, 0x81, 0x02, 0xAA, 0xBB];
+        data.extend_from_slice(&[0x00; 126]);
+        data.extend_from_slice(&[0xD2, 0x01, 0xCC]);
+        let run = parse_all(&data).unwrap();
+        assert_eq!(run[0].value, &[0xAA, 0xBB]);
+        assert_eq!(run.last().unwrap().value, &[0xCC]);
+        assert_eq!(run.len(), 2 + 63);
+    }
+
+    #[test]
     fn truncation_is_an_error() {
         assert!(matches!(
             parse_all(&[0x84]),
@@ -307,6 +459,26 @@ mod tests {
                 prop_assert_eq!(p.tag, *tag);
                 prop_assert_eq!(p.value, value.as_slice());
             }
+        }
+
+        #[test]
+        fn mixed_length_forms_parse_to_the_end(items in proptest::collection::vec(
+            (any::<u8>().prop_filter("not the signature tag", |t| *t != TAG_SIGNATURE),
+             // Half of the values get the lengths whose plain byte looks like a BER long form.
+             prop_oneof![
+                 proptest::collection::vec(any::<u8>(), 0x81..=0x83),
+                 proptest::collection::vec(any::<u8>(), 0..300),
+             ],
+             any::<bool>()), 1..6)) {
+            // Some applets write plain one-byte lengths, others BER: whatever mix a card sends,
+            // the run is read to its end (which reading is taken where both work is another test).
+            let mut out = Vec::new();
+            for (tag, value, plain) in &items {
+                let form = if *plain && value.len() <= 0xFF { LengthForm::OneByte } else { LengthForm::Ber };
+                prop_assert!(write(&mut out, *tag, value, form));
+            }
+            let parsed = parse_all(&out);
+            prop_assert!(parsed.is_ok(), "{:?}", parsed);
         }
 
         #[test]
