@@ -358,7 +358,8 @@ impl Card {
         let put = s.run(Operation::PutPublicKey, |link, cla, config| {
             put_public(link, cla, config, slot, point)
         })?;
-        Ok(s.keep(put))
+        s.keep(put);
+        Ok(())
     }
 
     /// COMPUTE SIGNATURE in mode 03: the host hashed, the card pads and signs `digest`.
@@ -821,7 +822,7 @@ impl Session {
         let kept_state = self.state == ChannelState::Lost;
         match previous {
             Some(sel) if kept_state && sel.opened_by_us => {
-                if self.reselect(&sel)? {
+                if self.counted_select(|s| s.reselect(&sel))? {
                     self.state = ChannelState::Up;
                     return Ok(());
                 }
@@ -863,9 +864,18 @@ impl Session {
 
     /// Opens the channel and selects the applet.
     fn connect(&mut self) -> Result<(), Error> {
+        self.counted_select(Session::connect_inner)
+    }
+
+    /// Runs one selection step (opening and selecting, or selecting again on the old channel),
+    /// counted as a [`Operation::Select`].
+    fn counted_select<T>(
+        &mut self,
+        step: impl FnOnce(&mut Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let started = Instant::now();
         let before = self.stats.apdus;
-        let result = self.connect_inner();
+        let result = step(self);
         let entry = self.stats.operations.entry(Operation::Select).or_default();
         entry.count += 1;
         entry.apdus += self.stats.apdus - before;

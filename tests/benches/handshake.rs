@@ -8,6 +8,8 @@
 //!   by the caller after the handshake (idle time between handshakes, not timed).
 //! * `anchor/*`: wolfSSL's IoT-SAFE card calls for the same handshake, replayed on the same card
 //!   model.
+//! * `signature_check/*`: the host-side verification of the card's signature against the key's
+//!   public point (`Card::sign_digest_checked`), once per handshake.
 //!
 //! `cargo bench -p iotsafe-tests --bench handshake` also prints a report (medians of its own
 //! runs, APDUs, bytes, card-busy time, the floor, throughput of N threads on one card); set
@@ -123,6 +125,26 @@ fn anchor(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("wolfssl_replay_3_verifies", |b| {
         b.iter(|| replay_wolfssl_handshake(&card, 3))
+    });
+    group.finish();
+}
+
+/// What checking one card signature on the host costs: one P-256 ECDSA verification (with the
+/// public key parsed), the extra work per handshake of `Card::sign_digest_checked`.
+fn signature_check(c: &mut Criterion) {
+    use iotsafe_core::signature_check::verifies_p256;
+    use iotsafe_core::{CardSignature, EcPoint};
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::ecdsa::{Signature, SigningKey};
+    let key = SigningKey::from_slice(&[0x42; 32]).expect("test key");
+    let point = key.verifying_key().to_encoded_point(false);
+    let public = EcPoint::from_slice(point.as_bytes()).expect("P-256 point");
+    let digest = [0x5A; 32];
+    let signature: Signature = key.sign_prehash(&digest).expect("signature");
+    let raw = CardSignature::RawRs(signature.to_bytes().to_vec());
+    let mut group = c.benchmark_group("signature_check");
+    group.bench_function("p256_verify_per_handshake", |b| {
+        b.iter(|| assert!(verifies_p256(&raw, &public, &digest)))
     });
     group.finish();
 }
@@ -317,6 +339,7 @@ fn report() {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     host_overhead(&mut c);
+    signature_check(&mut c);
     if bench_mode() {
         critical_path(&mut c);
         anchor(&mut c);
