@@ -2,16 +2,20 @@
 //! serial-over-IP bridge, and for tests that want no device node.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::at::{AtHandle, AtModem, AtOptions};
+use super::at::{AtHandle, AtModem, AtOptions, SharedModem};
 use super::{ensure_loopback, sleep_unless_stopped, FrontendHandle, SharedCard};
 
-/// A listening AT modem. One host at a time, as on a serial line; each connection gets a fresh
-/// modem (echo back to default), and the logical channels it left open are closed when it goes.
+/// A listening AT modem. Every connection is served at once on its own thread, each with a fresh
+/// AT parser (echo back to default) in front of the same SIM and the same modem state
+/// ([`SharedModem`]): a second host can reset the SIM (`AT+CFUN=1,1`) while the first stays
+/// connected. The logical channels a host left open are closed when it goes; a connection the
+/// modem drops on purpose ([`AtOptions::drop_every`]) leaves them open for the next connection.
 pub struct TcpModem {
     listener: TcpListener,
+    modem: SharedModem,
 }
 
 impl TcpModem {
@@ -26,7 +30,10 @@ impl TcpModem {
         let listener = TcpListener::bind(addr)?;
         // Non-blocking accept, so the loop sees its stop flag.
         listener.set_nonblocking(true)?;
-        Ok(Self { listener })
+        Ok(Self {
+            listener,
+            modem: SharedModem::new(),
+        })
     }
 
     /// The address it listens on (useful after binding port 0).
@@ -34,24 +41,45 @@ impl TcpModem {
         self.listener.local_addr()
     }
 
-    /// Serves hosts one after the other on this thread until `stop` is raised.
+    /// The modem state its connections share (e.g. to attach an in-process [`super::at::AtModem`]
+    /// to the same modem).
+    pub fn shared_modem(&self) -> SharedModem {
+        self.modem.clone()
+    }
+
+    /// Serves hosts on this thread (one more thread per connection) until `stop` is raised; then
+    /// waits for every connection to end.
     pub fn serve(&self, card: SharedCard, options: AtOptions, stop: &AtomicBool) -> io::Result<()> {
-        while !stop.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    tracing::info!(%peer, "AT host connected");
-                    if let Err(err) = serve_one(stream, &card, &options, stop) {
-                        tracing::debug!(%peer, %err, "AT host connection ended");
+        std::thread::scope(|scope| {
+            let mut connections = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                connections.retain(|c: &std::thread::ScopedJoinHandle<'_, ()>| !c.is_finished());
+                match self.listener.accept() {
+                    Ok((stream, peer)) => {
+                        tracing::info!(%peer, "AT host connected");
+                        let (card, options) = (card.clone(), &options);
+                        let modem = &self.modem;
+                        let spawned = std::thread::Builder::new()
+                            .name("iotsafe-at-tcp-host".to_owned())
+                            .spawn_scoped(scope, move || {
+                                if let Err(err) = serve_one(stream, &card, options, modem, stop) {
+                                    tracing::debug!(%peer, %err, "AT host connection ended");
+                                }
+                            });
+                        match spawned {
+                            Ok(handle) => connections.push(handle),
+                            Err(err) => tracing::warn!(%peer, %err, "no thread for an AT host"),
+                        }
                     }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        sleep_unless_stopped(options.poll_interval.min(POLL_ACCEPT), stop);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(err),
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    sleep_unless_stopped(options.poll_interval.min(POLL_ACCEPT), stop);
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Serves on a background thread.
@@ -69,14 +97,19 @@ fn serve_one(
     mut stream: TcpStream,
     card: &SharedCard,
     options: &AtOptions,
+    modem: &SharedModem,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(options.poll_interval))?;
     stream.set_write_timeout(Some(options.write_timeout))?;
-    let mut modem = AtModem::new(card.clone(), options.clone());
-    let result = modem.serve(&mut stream, stop);
-    modem.close_all_sessions(stop);
+    let mut at = AtModem::attached(card.clone(), options.clone(), modem);
+    let result = at.serve(&mut stream, stop);
+    if at.hung_up() {
+        tracing::info!("AT connection dropped by the modem (planned)");
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    at.finish(stop);
     result
 }

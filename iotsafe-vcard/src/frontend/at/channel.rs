@@ -59,6 +59,15 @@ impl Sessions {
         Some(self.open.remove(index).channel)
     }
 
+    /// Takes over sessions another connection of the same modem left behind; their ids stay valid
+    /// and are never handed out again.
+    pub fn adopt(&mut self, sessions: Vec<Session>) {
+        for session in sessions {
+            self.last_id = self.last_id.max(session.id);
+            self.open.push(session);
+        }
+    }
+
     /// Forgets every session (the SIM was lost or reset) and returns them.
     pub fn take_all(&mut self) -> Vec<Session> {
         std::mem::take(&mut self.open)

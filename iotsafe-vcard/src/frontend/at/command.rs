@@ -30,6 +30,18 @@ pub enum Command {
     Cgla(u32, Vec<u8>),
     /// `AT+CCHC=<sid>`: close the channel of session `sid`.
     Cchc(u32),
+    /// `AT+CFUN=<fun>[,<rst>]`: functionality level 0 (SIM off), 1 (full) or 4 (radio off); with
+    /// `<rst>` = 1 the modem resets first, the SIM with it.
+    SetFunctionality {
+        /// The level: 0, 1 or 4.
+        fun: u8,
+        /// `<rst>` = 1: reset (power-cycle) before setting the level.
+        reset: bool,
+    },
+    /// `AT+CFUN?`
+    FunctionalityStatus,
+    /// `AT#CHANNELS?`: this emulation's own query for the card's count of open logical channels.
+    ChannelCount,
     /// Starts with `AT` but is not a command this modem knows.
     Unknown,
     /// A known command with bad arguments, or a line that does not start with `AT`.
@@ -43,6 +55,8 @@ pub enum TestedCommand {
     Csim,
     /// `AT+CCHO=?`, `AT+CGLA=?` or `AT+CCHC=?`
     LogicalChannels,
+    /// `AT+CFUN=?`
+    Functionality,
 }
 
 /// The longest AID `AT+CCHO` takes (ISO 7816-4: 5 to 16 bytes; shorter is accepted).
@@ -65,6 +79,8 @@ pub fn parse(line: &[u8]) -> Command {
         "Z" | "Z0" | "&F" | "&F0" => return Command::Reset,
         "I" | "I0" => return Command::Identify,
         "+CPIN?" => return Command::PinStatus,
+        "+CFUN?" => return Command::FunctionalityStatus,
+        "#CHANNELS?" => return Command::ChannelCount,
         _ => {}
     }
     if let Some(args) = strip_prefix_ci(rest, "+CSIM") {
@@ -78,6 +94,9 @@ pub fn parse(line: &[u8]) -> Command {
     }
     if let Some(args) = strip_prefix_ci(rest, "+CCHC") {
         return with_args(args, TestedCommand::LogicalChannels, parse_cchc);
+    }
+    if let Some(args) = strip_prefix_ci(rest, "+CFUN") {
+        return with_args(args, TestedCommand::Functionality, parse_cfun);
     }
     if let Some(args) = strip_prefix_ci(rest, "+CMEE") {
         return match args.trim_start().strip_prefix('=').map(str::trim) {
@@ -125,6 +144,25 @@ fn parse_cgla(args: &str) -> Option<Command> {
 fn parse_cchc(args: &str) -> Option<Command> {
     let [sid] = split_args::<1>(args)?;
     Some(Command::Cchc(number(sid)?))
+}
+
+fn parse_cfun(args: &str) -> Option<Command> {
+    let mut fields = args.split(',').map(str::trim);
+    let fun = match fields.next()? {
+        "0" => 0,
+        "1" => 1,
+        "4" => 4,
+        _ => return None,
+    };
+    let reset = match fields.next() {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return None,
+    };
+    fields
+        .next()
+        .is_none()
+        .then_some(Command::SetFunctionality { fun, reset })
 }
 
 /// `<len>,"<hex>"`: the length counts hex characters and must match; the APDU must not be empty.
@@ -288,6 +326,43 @@ mod tests {
             p("AT+CCHC=?"),
             Command::Test(TestedCommand::LogicalChannels)
         );
+    }
+
+    #[test]
+    fn functionality_commands() {
+        assert_eq!(
+            p("AT+CFUN=1,1"),
+            Command::SetFunctionality {
+                fun: 1,
+                reset: true
+            }
+        );
+        assert_eq!(
+            p("at+cfun=0"),
+            Command::SetFunctionality {
+                fun: 0,
+                reset: false
+            }
+        );
+        assert_eq!(
+            p("AT+CFUN= 4 , 0"),
+            Command::SetFunctionality {
+                fun: 4,
+                reset: false
+            }
+        );
+        assert_eq!(p("AT+CFUN?"), Command::FunctionalityStatus);
+        assert_eq!(p("AT+CFUN=?"), Command::Test(TestedCommand::Functionality));
+        for bad in [
+            "AT+CFUN=2",
+            "AT+CFUN=1,2",
+            "AT+CFUN=1,1,1",
+            "AT+CFUN=",
+            "AT+CFUN",
+        ] {
+            assert_eq!(p(bad), Command::Malformed, "{bad}");
+        }
+        assert_eq!(p("AT#CHANNELS?"), Command::ChannelCount);
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //! modems do: errors, garbage, silence, and unsolicited result codes in the middle of an exchange.
 
 /// What the modem does instead of forwarding one card command (`AT+CSIM`, `AT+CCHO`, `AT+CGLA`,
-/// `AT+CCHC`). The APDU never reaches the card.
+/// `AT+CCHC`). The APDU never reaches the card, except with [`AtFault::Truncate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AtFault {
+    /// Forward the command to the card, then cut the hex of the `+CSIM:`/`+CGLA:` answer line to
+    /// at most this many characters while the announced length stays the full one (a modem whose
+    /// buffer cut the line): the length then disagrees with the hex. Answers without such a line
+    /// (`AT+CCHO`, `AT+CCHC`) are left whole.
+    Truncate(usize),
     /// Answer `ERROR`.
     Error,
     /// Answer `+CME ERROR: <n>` (or `ERROR` after `AT+CMEE=0`).
@@ -108,9 +113,33 @@ pub fn garbage_line(seed: u64) -> String {
     line
 }
 
+/// Cuts the quoted hex of a `+CSIM: <n>,"<hex>"` / `+CGLA: …` line to `keep` characters; `<n>` stays.
+pub(crate) fn truncate_data_line(line: &str, keep: usize) -> String {
+    let is_data = line.starts_with("+CSIM: ") || line.starts_with("+CGLA: ");
+    let Some((head, rest)) = line.split_once(",\"").filter(|_| is_data) else {
+        return line.to_owned();
+    };
+    let hex = rest.strip_suffix('"').unwrap_or(rest);
+    let cut = hex.get(..keep.min(hex.len())).unwrap_or(hex);
+    format!("{head},\"{cut}\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncated_lines_keep_their_announced_length() {
+        assert_eq!(
+            truncate_data_line("+CSIM: 8,\"01029000\"", 4),
+            "+CSIM: 8,\"0102\""
+        );
+        assert_eq!(
+            truncate_data_line("+CGLA: 4,\"9000\"", 10),
+            "+CGLA: 4,\"9000\""
+        );
+        assert_eq!(truncate_data_line("+CCHO: 1", 0), "+CCHO: 1");
+    }
 
     #[test]
     fn injection_schedule() {

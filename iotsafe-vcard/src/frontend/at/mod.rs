@@ -5,8 +5,19 @@
 //! until `ATE0`, as on real modems, and repeats the line with the character that ended it (the
 //! `\n` of a `\r\n` pair is swallowed, not echoed). Answers use the V.250 verbose format:
 //! `\r\n+CSIM: 6,"019000"\r\n\r\nOK\r\n`. Besides the SIM commands the modem knows `AT`,
-//! `ATE0`/`ATE1`, `ATZ`/`AT&F`, `ATI`, `AT+CMEE=0|1|2` and `AT+CPIN?`, so ordinary modem start-up
-//! sequences work.
+//! `ATE0`/`ATE1`, `ATZ`/`AT&F`, `ATI`, `AT+CMEE=0|1|2`, `AT+CPIN?` and `AT+CFUN`, so ordinary
+//! modem start-up sequences work, plus `AT#CHANNELS?` (answered `#CHANNELS: <n>`, the card's own
+//! count of open logical channels besides the basic one) for tests that check nothing leaked.
+//!
+//! Several [`AtModem`]s can share one modem ([`SharedModem`]): the TCP front end serves every
+//! connection at once, each with its own AT parser (echo, `AT+CMEE`, `AT+CCHO` sessions), all in
+//! front of the same SIM. A SIM reset from one (`AT+CFUN=1,1`) voids the sessions of all.
+//!
+//! `AT+CFUN`: `=0` powers the SIM off (card commands and `AT+CPIN?` then answer
+//! `+CME ERROR: 13`), `=1` (or `=4`, radio off) powers it on again, `=1,1` (or `=4,1`) resets the
+//! modem with the SIM: the card is power-cycled, so its logical channels, sessions and (by default)
+//! volatile keys are gone. The connection stays up and the AT parser keeps its settings; the
+//! result `OK` comes once the SIM is back.
 //!
 //! Choices where real modems differ, fixed here so hosts can be tested against them:
 //! - A malformed command (bad syntax, odd or non-hex payload, a length that does not equal the
@@ -23,9 +34,15 @@ mod channel;
 mod command;
 mod fault;
 
+mod line;
+mod state;
+
+use line::LineBuffer;
+
 pub use channel::{cla_for_channel, Session, Sessions, MAX_CHANNEL};
 pub use command::{decode_hex, encode_hex, parse, Command, TestedCommand};
 pub use fault::{garbage_line, AtFault, AtInjection, UrcPlan};
+pub use state::{DropPlan, DropWhen, SharedModem};
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +104,8 @@ pub struct AtOptions {
     pub write_timeout: Duration,
     /// The `ATI` answer.
     pub identity: String,
+    /// Drop the host's connection every N card commands, keeping the SIM's state ([`DropPlan`]).
+    pub drop_every: Option<DropPlan>,
 }
 
 impl Default for AtOptions {
@@ -101,6 +120,7 @@ impl Default for AtOptions {
             poll_interval: Duration::from_millis(100),
             write_timeout: Duration::from_secs(5),
             identity: "iotsafe-vcard virtual modem".to_owned(),
+            drop_every: None,
         }
     }
 }
@@ -140,47 +160,76 @@ enum CardError {
     Lost,
 }
 
-/// One emulated modem: AT parser, echo, logical-channel sessions, fault plan.
+/// One emulated modem connection: AT parser, echo, logical-channel sessions, fault plan, in front
+/// of a SIM whose power it shares with the other connections of the same [`SharedModem`].
 pub struct AtModem {
     card: SharedCard,
     options: AtOptions,
+    modem: SharedModem,
     echo: bool,
     /// `AT+CMEE` mode: 0 plain `ERROR`, 1 numeric, 2 verbose.
     cmee: u8,
     sessions: Sessions,
-    /// Whether the modem has powered the SIM on.
-    powered: bool,
+    /// The modem's SIM epoch the sessions belong to; when it moves on, they are void.
+    epoch: u64,
     commands: u64,
     card_commands: u64,
+    /// The modem dropped this connection ([`AtOptions::drop_every`]).
+    hung_up: bool,
     line: LineBuffer,
 }
 
 impl AtModem {
-    /// A modem in front of `card`. The card is powered on at the first card command.
+    /// A modem of its own in front of `card`. The card is powered on at the first card command.
     pub fn new(card: SharedCard, options: AtOptions) -> Self {
+        Self::attached(card, options, &SharedModem::new())
+    }
+
+    /// Another connection of `modem` (same SIM power, `AT+CFUN` level and drop count). It takes over
+    /// the `AT+CCHO` sessions of a connection the modem dropped.
+    pub fn attached(card: SharedCard, options: AtOptions, modem: &SharedModem) -> Self {
+        let mut sessions = Sessions::default();
+        let epoch = {
+            let mut state = modem.lock();
+            sessions.adopt(std::mem::take(&mut state.orphans));
+            state.epoch
+        };
         Self {
             card,
             echo: options.echo,
             cmee: 1,
-            sessions: Sessions::default(),
-            powered: false,
+            modem: modem.clone(),
+            sessions,
+            epoch,
             commands: 0,
             card_commands: 0,
+            hung_up: false,
             line: LineBuffer::default(),
             options,
         }
     }
 
-    /// The open `AT+CCHO` sessions.
-    pub fn sessions(&self) -> &Sessions {
-        &self.sessions
+    /// The open `AT+CCHO` sessions of this connection.
+    pub fn sessions(&self) -> Sessions {
+        let mut sessions = self.sessions.clone();
+        if self.modem.lock().epoch != self.epoch {
+            sessions.take_all();
+        }
+        sessions
     }
 
-    /// Serves `port` until `stop` is raised or the host closes it (end of file). Reads that time
-    /// out (`WouldBlock`, `TimedOut`) just let the stop flag be checked; other I/O errors end it.
+    /// Whether the modem dropped this connection on purpose ([`AtOptions::drop_every`]); the front
+    /// end then closes it and serves the next one.
+    pub fn hung_up(&self) -> bool {
+        self.hung_up
+    }
+
+    /// Serves `port` until `stop` is raised, the host closes it (end of file) or the modem drops it
+    /// ([`AtModem::hung_up`]). Reads that time out (`WouldBlock`, `TimedOut`) just let the stop flag
+    /// be checked; other I/O errors end it.
     pub fn serve<S: Read + Write>(&mut self, port: &mut S, stop: &AtomicBool) -> io::Result<()> {
         let mut buf = [0u8; 1024];
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && !self.hung_up {
             match port.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.feed(buf.get(..n).unwrap_or_default(), port, stop)?,
@@ -199,6 +248,7 @@ impl AtModem {
 
     /// Takes bytes from the host and writes the echo and answers to `out`. The echo of a line is
     /// flushed before its command runs, so a slow card shows up as a slow answer, not a slow echo.
+    /// Once the modem drops the connection ([`AtModem::hung_up`]) the rest of the input is ignored.
     pub fn feed<W: Write>(
         &mut self,
         input: &[u8],
@@ -206,6 +256,9 @@ impl AtModem {
         stop: &AtomicBool,
     ) -> io::Result<()> {
         for &byte in input {
+            if self.hung_up {
+                break;
+            }
             let Some(line) = self.line.push(byte, self.options.max_line) else {
                 continue;
             };
@@ -223,22 +276,60 @@ impl AtModem {
             } else {
                 self.command(&line.text, stop)
             };
+            if self.hung_up && self.dropped_before_answer() {
+                break;
+            }
             out.write_all(&self.render(answer))?;
             out.flush()?;
         }
         Ok(())
     }
 
-    /// Closes every open session on the card (a host went away; its channels would leak).
+    fn dropped_before_answer(&self) -> bool {
+        matches!(
+            self.options.drop_every,
+            Some(DropPlan {
+                when: DropWhen::BeforeAnswer,
+                ..
+            })
+        )
+    }
+
+    /// Closes every open session of this connection on the card (a host went away; its channels
+    /// would leak). Sessions voided by a SIM reset are only forgotten.
     pub fn close_all_sessions(&mut self, stop: &AtomicBool) {
+        self.sync_epoch();
         for session in self.sessions.take_all() {
             let _ = self.transmit(&[0x00, 0x70, 0x80, session.channel], stop);
+        }
+    }
+
+    /// What a front end calls when the connection is over: a host that left gets its channels
+    /// closed ([`AtModem::close_all_sessions`]); a connection the modem dropped leaves them open for
+    /// the next connection to take over.
+    pub fn finish(&mut self, stop: &AtomicBool) {
+        if self.hung_up {
+            self.sync_epoch();
+            let sessions = self.sessions.take_all();
+            self.modem.lock().orphans.extend(sessions);
+        } else {
+            self.close_all_sessions(stop);
+        }
+    }
+
+    /// Forgets the sessions when the SIM lost its channels since they were opened.
+    fn sync_epoch(&mut self) {
+        let epoch = self.modem.lock().epoch;
+        if epoch != self.epoch {
+            self.sessions.take_all();
+            self.epoch = epoch;
         }
     }
 
     /// Runs one command line and returns its answer (URC and faults included).
     fn command(&mut self, line: &[u8], stop: &AtomicBool) -> Answer {
         self.commands += 1;
+        self.sync_epoch();
         let command = parse(line);
         let is_card_command = match command {
             Command::Csim(_) => self.options.csim,
@@ -247,10 +338,21 @@ impl AtModem {
         };
         let mut answer = if is_card_command {
             self.card_commands += 1;
-            match self.injected_fault() {
-                Some(answer) => answer,
-                None => self.card_command(command, stop),
+            let total = {
+                let mut state = self.modem.lock();
+                state.card_commands += 1;
+                state.card_commands
+            };
+            let answer = self.card_command_with_faults(command, stop);
+            if self
+                .options
+                .drop_every
+                .is_some_and(|plan| plan.fires(total))
+            {
+                tracing::info!(command = total, "modem drops the connection (planned)");
+                self.hung_up = true;
             }
+            answer
         } else {
             self.modem_command(command)
         };
@@ -261,18 +363,35 @@ impl AtModem {
         answer
     }
 
-    fn injected_fault(&self) -> Option<Answer> {
-        let plan = self.options.inject.as_ref()?;
-        if !plan.fires(self.card_commands) {
-            return None;
+    /// A card command, unless the fault plan answers it instead (or truncates its answer).
+    fn card_command_with_faults(&mut self, command: Command, stop: &AtomicBool) -> Answer {
+        if self.modem.lock().fun == 0 {
+            // The SIM is switched off (`AT+CFUN=0`).
+            return Answer::result(Final::Cme(cme::SIM_FAILURE));
         }
-        tracing::info!(fault = ?plan.fault, command = self.card_commands, "AT fault injected");
-        Some(match plan.fault {
+        let fault = self
+            .options
+            .inject
+            .as_ref()
+            .filter(|plan| plan.fires(self.card_commands))
+            .map(|plan| plan.fault.clone());
+        let Some(fault) = fault else {
+            return self.card_command(command, stop);
+        };
+        tracing::info!(?fault, command = self.card_commands, "AT fault injected");
+        match fault {
             AtFault::Error => Answer::result(Final::Error),
             AtFault::CmeError(code) => Answer::result(Final::Cme(code)),
             AtFault::Garbage => Answer::with(vec![garbage_line(self.card_commands)], Final::Ok),
             AtFault::Silence => Answer::result(Final::Silence),
-        })
+            AtFault::Truncate(keep) => {
+                let mut answer = self.card_command(command, stop);
+                for line in &mut answer.lines {
+                    *line = fault::truncate_data_line(line, keep);
+                }
+                answer
+            }
+        }
     }
 
     /// Commands the modem answers itself.
@@ -293,11 +412,48 @@ impl AtModem {
                 self.cmee = mode;
                 Answer::ok()
             }
+            Command::PinStatus if self.modem.lock().fun == 0 => {
+                Answer::result(Final::Cme(cme::SIM_FAILURE))
+            }
             Command::PinStatus => Answer::with(vec!["+CPIN: READY".to_owned()], Final::Ok),
+            Command::SetFunctionality { fun, reset } => self.set_functionality(fun, reset),
+            Command::FunctionalityStatus => Answer::with(
+                vec![format!("+CFUN: {}", self.modem.functionality())],
+                Final::Ok,
+            ),
+            Command::ChannelCount => match lock(&self.card).open_channel_count() {
+                Some(n) => Answer::with(vec![format!("#CHANNELS: {n}")], Final::Ok),
+                None => Answer::result(Final::Error),
+            },
             Command::Test(TestedCommand::Csim) if self.options.csim => Answer::ok(),
             Command::Test(TestedCommand::LogicalChannels) if self.options.cgla => Answer::ok(),
+            Command::Test(TestedCommand::Functionality) => {
+                Answer::with(vec!["+CFUN: (0,1,4),(0,1)".to_owned()], Final::Ok)
+            }
             _ => Answer::result(Final::Error),
         }
+    }
+
+    /// `AT+CFUN=<fun>[,<rst>]`: powers the SIM off (0), on (1, 4), or power-cycles it (`<rst>`=1).
+    fn set_functionality(&mut self, fun: u8, reset: bool) -> Answer {
+        let mut state = self.modem.lock();
+        let mut card = lock(&self.card);
+        if reset || fun == 0 {
+            if state.powered || reset {
+                card.power_off();
+                state.powered = false;
+            }
+            state.channels_lost();
+        }
+        if fun != 0 && !state.powered {
+            card.power_on();
+            state.powered = true;
+        }
+        state.fun = fun;
+        drop(card);
+        drop(state);
+        self.sync_epoch();
+        Answer::ok()
     }
 
     /// Commands that reach the card.
@@ -312,8 +468,13 @@ impl AtModem {
         result.unwrap_or_else(|CardError::Lost| {
             tracing::info!("SIM lost (card removed); answering SIM failure");
             self.sessions.take_all();
-            self.powered = false;
-            lock(&self.card).power_off();
+            {
+                let mut state = self.modem.lock();
+                state.powered = false;
+                state.channels_lost();
+                lock(&self.card).power_off();
+                self.epoch = state.epoch;
+            }
             Answer::result(Final::Cme(cme::SIM_FAILURE))
         })
     }
@@ -373,9 +534,12 @@ impl AtModem {
 
     /// One APDU to the card, powering it on first if the modem has not yet.
     fn transmit(&mut self, apdu: &[u8], stop: &AtomicBool) -> Result<Vec<u8>, CardError> {
-        if !self.powered {
-            lock(&self.card).power_on();
-            self.powered = true;
+        {
+            let mut state = self.modem.lock();
+            if !state.powered {
+                lock(&self.card).power_on();
+                state.powered = true;
+            }
         }
         match exchange(&self.card, apdu, stop) {
             Exchange::Answer(response) => Ok(response),
@@ -429,356 +593,5 @@ fn data_answer(prefix: &str, response: &[u8]) -> Answer {
     )
 }
 
-/// One line taken from the host.
-struct Line {
-    text: Vec<u8>,
-    /// The byte that ended it (echoed back).
-    terminator: u8,
-    /// The line was longer than allowed; `text` holds its start only.
-    overflowed: bool,
-}
-
-/// Collects bytes into lines ending in `\r`, `\n` or `\r\n` (the `\n` of a `\r\n` pair is
-/// swallowed, not taken for an empty line), with a bound on the line length.
-#[derive(Default)]
-struct LineBuffer {
-    text: Vec<u8>,
-    overflowed: bool,
-    after_cr: bool,
-}
-
-impl LineBuffer {
-    fn push(&mut self, byte: u8, max_line: usize) -> Option<Line> {
-        let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
-        match byte {
-            b'\n' if after_cr => None,
-            b'\r' | b'\n' => Some(Line {
-                text: std::mem::take(&mut self.text),
-                terminator: byte,
-                overflowed: std::mem::take(&mut self.overflowed),
-            }),
-            _ if self.text.len() >= max_line => {
-                self.overflowed = true;
-                None
-            }
-            _ => {
-                self.text.push(byte);
-                None
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{CardHandler, Reply};
-    use std::sync::{Arc, Mutex};
-
-    /// Records APDUs; answers MANAGE CHANNEL like a card with channels, everything else `9000`
-    /// preceded by the APDU's CLA (so tests see the class byte the card got).
-    #[derive(Default)]
-    struct Recorder {
-        seen: Vec<Vec<u8>>,
-        powered_on: u32,
-        drop_next: bool,
-    }
-
-    impl CardHandler for Recorder {
-        fn atr(&self) -> Vec<u8> {
-            vec![0x3B, 0x00]
-        }
-        fn power_on(&mut self) {
-            self.powered_on += 1;
-        }
-        fn power_off(&mut self) {}
-        fn reset(&mut self) {}
-        fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
-            self.seen.push(apdu.to_vec());
-            match apdu {
-                [_, 0x70, 0x00, 0x00, ..] => vec![0x02, 0x90, 0x00],
-                [_, 0xA4, 0x04, 0x00, _, 0xEE, ..] => vec![0x6A, 0x82],
-                [cla, ..] => vec![*cla, 0x90, 0x00],
-                [] => vec![0x67, 0x00],
-            }
-        }
-        fn handle(&mut self, apdu: &[u8]) -> Reply {
-            if std::mem::take(&mut self.drop_next) {
-                return Reply::Disconnect;
-            }
-            Reply::Answer(self.process(apdu))
-        }
-    }
-
-    fn modem(options: AtOptions) -> (AtModem, Arc<Mutex<Recorder>>) {
-        let card = Arc::new(Mutex::new(Recorder::default()));
-        let shared: SharedCard = card.clone();
-        (AtModem::new(shared, options), card)
-    }
-
-    fn talk(modem: &mut AtModem, input: &str) -> String {
-        let mut out = Vec::new();
-        modem
-            .feed(input.as_bytes(), &mut out, &AtomicBool::new(false))
-            .unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn echo_then_answer_and_echo_off() {
-        let (mut m, _) = modem(AtOptions::default());
-        assert_eq!(talk(&mut m, "AT\r\n"), "AT\r\r\nOK\r\n");
-        assert_eq!(talk(&mut m, "ATE0\r"), "ATE0\r\r\nOK\r\n");
-        assert_eq!(talk(&mut m, "AT\r"), "\r\nOK\r\n");
-        assert_eq!(talk(&mut m, "\r\n\r"), "");
-        assert_eq!(talk(&mut m, "ATE1\n"), "\r\nOK\r\n");
-        assert_eq!(talk(&mut m, "AT\n"), "AT\n\r\nOK\r\n");
-    }
-
-    #[test]
-    fn split_reads_make_one_line() {
-        let (mut m, _) = modem(AtOptions {
-            echo: false,
-            ..AtOptions::default()
-        });
-        assert_eq!(talk(&mut m, "AT+CSIM=10,\"00700"), "");
-        assert_eq!(
-            talk(&mut m, "00001\"\r"),
-            "\r\n+CSIM: 6,\"029000\"\r\n\r\nOK\r\n"
-        );
-        assert_eq!(talk(&mut m, "\nAT\r"), "\r\nOK\r\n");
-    }
-
-    #[test]
-    fn overlong_line_is_error_and_bounded() {
-        let (mut m, _) = modem(AtOptions {
-            echo: false,
-            max_line: 16,
-            ..AtOptions::default()
-        });
-        let long = format!("AT{}\r", "0".repeat(10_000));
-        assert_eq!(talk(&mut m, &long), "\r\nERROR\r\n");
-        assert!(m.line.text.len() <= 16);
-        assert_eq!(talk(&mut m, "AT\r"), "\r\nOK\r\n");
-    }
-
-    #[test]
-    fn logical_channels_patch_the_class_byte() {
-        let (mut m, card) = modem(AtOptions {
-            echo: false,
-            ..AtOptions::default()
-        });
-        assert_eq!(
-            talk(&mut m, "AT+CCHO=\"A0000005590010\"\r"),
-            "\r\n+CCHO: 1\r\n\r\nOK\r\n"
-        );
-        assert_eq!(
-            talk(&mut m, "AT+CGLA=1,10,\"80CB000000\"\r"),
-            "\r\n+CGLA: 6,\"829000\"\r\n\r\nOK\r\n"
-        );
-        assert_eq!(
-            talk(&mut m, "AT+CGLA=7,4,\"00B0\"\r"),
-            "\r\n+CME ERROR: 21\r\n"
-        );
-        assert_eq!(talk(&mut m, "AT+CCHC=1\r"), "\r\nOK\r\n");
-        assert_eq!(talk(&mut m, "AT+CCHC=1\r"), "\r\n+CME ERROR: 21\r\n");
-        let seen = card.lock().unwrap().seen.clone();
-        assert_eq!(
-            seen,
-            vec![
-                vec![0x00, 0x70, 0x00, 0x00, 0x01],
-                vec![0x02, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10],
-                vec![0x82, 0xCB, 0x00, 0x00, 0x00],
-                vec![0x00, 0x70, 0x80, 0x02],
-            ]
-        );
-        assert_eq!(card.lock().unwrap().powered_on, 1);
-    }
-
-    #[test]
-    fn ccho_of_a_missing_application_closes_the_channel() {
-        let (mut m, card) = modem(AtOptions {
-            echo: false,
-            ..AtOptions::default()
-        });
-        assert_eq!(talk(&mut m, "AT+CCHO=\"EE01\"\r"), "\r\n+CME ERROR: 22\r\n");
-        assert_eq!(
-            card.lock().unwrap().seen.last().unwrap(),
-            &vec![0x00, 0x70, 0x80, 0x02]
-        );
-        assert!(m.sessions().is_empty());
-        assert_eq!(talk(&mut m, "AT+CMEE=2\r"), "\r\nOK\r\n");
-        assert_eq!(
-            talk(&mut m, "AT+CCHO=\"EE01\"\r"),
-            "\r\n+CME ERROR: not found\r\n"
-        );
-        assert_eq!(talk(&mut m, "AT+CMEE=0\r"), "\r\nOK\r\n");
-        assert_eq!(talk(&mut m, "AT+CCHO=\"EE01\"\r"), "\r\nERROR\r\n");
-    }
-
-    #[test]
-    fn lost_sim_is_sim_failure_then_recovers() {
-        let (mut m, card) = modem(AtOptions {
-            echo: false,
-            ..AtOptions::default()
-        });
-        assert_eq!(
-            talk(&mut m, "AT+CCHO=\"A0000005590010\"\r"),
-            "\r\n+CCHO: 1\r\n\r\nOK\r\n"
-        );
-        card.lock().unwrap().drop_next = true;
-        assert_eq!(
-            talk(&mut m, "AT+CSIM=8,\"00B00000\"\r"),
-            "\r\n+CME ERROR: 13\r\n"
-        );
-        assert!(m.sessions().is_empty());
-        assert_eq!(
-            talk(&mut m, "AT+CSIM=8,\"00B00000\"\r"),
-            "\r\n+CSIM: 6,\"009000\"\r\n\r\nOK\r\n"
-        );
-        assert_eq!(card.lock().unwrap().powered_on, 2);
-    }
-
-    #[test]
-    fn switched_off_commands_are_errors() {
-        let (mut m, card) = modem(AtOptions {
-            echo: false,
-            csim: false,
-            cgla: false,
-            ..AtOptions::default()
-        });
-        for line in [
-            "AT+CSIM=4,\"0000\"\r",
-            "AT+CCHO=\"A000\"\r",
-            "AT+CSIM=?\r",
-            "AT+CCHC=?\r",
-        ] {
-            assert_eq!(talk(&mut m, line), "\r\nERROR\r\n", "{line}");
-        }
-        assert!(card.lock().unwrap().seen.is_empty());
-    }
-
-    #[test]
-    fn urc_comes_before_the_answer() {
-        let (mut m, _) = modem(AtOptions {
-            echo: false,
-            urc: Some(UrcPlan {
-                every: 2,
-                lines: vec!["RING".to_owned()],
-            }),
-            ..AtOptions::default()
-        });
-        assert_eq!(talk(&mut m, "AT\r"), "\r\nOK\r\n");
-        assert_eq!(
-            talk(&mut m, "AT+CSIM=4,\"0000\"\r"),
-            "\r\nRING\r\n\r\n+CSIM: 6,\"009000\"\r\n\r\nOK\r\n"
-        );
-    }
-
-    /// Every line a modem with echo off may write.
-    fn is_known_line(line: &str) -> bool {
-        let quoted = |rest: &str| {
-            let Some((n, hex)) = rest.split_once(',') else {
-                return false;
-            };
-            let hex = hex.trim_matches('"');
-            n.parse() == Ok(hex.len()) && decode_hex(hex).is_some()
-        };
-        matches!(
-            line,
-            "OK" | "ERROR" | "+CPIN: READY" | "iotsafe-vcard virtual modem"
-        ) || line
-            .strip_prefix("+CME ERROR: ")
-            .is_some_and(|n| n.parse::<u16>().is_ok())
-            || line
-                .strip_prefix("+CCHO: ")
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-            || line.strip_prefix("+CSIM: ").is_some_and(quoted)
-            || line.strip_prefix("+CGLA: ").is_some_and(quoted)
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_bytes_in_any_pieces_get_only_well_formed_answers(
-            input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
-            piece in 1usize..64,
-        ) {
-            let (mut m, _) = modem(AtOptions {
-                echo: false,
-                max_line: 128,
-                ..AtOptions::default()
-            });
-            let mut out = Vec::new();
-            let stop = AtomicBool::new(false);
-            for chunk in input.chunks(piece) {
-                m.feed(chunk, &mut out, &stop).unwrap();
-            }
-            let text = String::from_utf8(out).unwrap();
-            for line in text.split("\r\n").filter(|l| !l.is_empty()) {
-                proptest::prop_assert!(is_known_line(line), "{line:?}");
-            }
-            proptest::prop_assert!(m.line.text.len() <= 128);
-        }
-
-        #[test]
-        fn any_apdu_round_trips_through_csim(
-            apdu in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300),
-            spaces in 0usize..3,
-            lower in proptest::prelude::any::<bool>(),
-        ) {
-            let (mut m, card) = modem(AtOptions {
-                echo: false,
-                ..AtOptions::default()
-            });
-            let mut hex = encode_hex(&apdu);
-            if lower {
-                hex = hex.to_ascii_lowercase();
-            }
-            let pad = " ".repeat(spaces);
-            let line = format!("AT+CSIM={pad}{},{pad}\"{hex}\"\r", hex.len());
-            let answer = talk(&mut m, &line);
-            let expected = card.lock().unwrap().seen.last().cloned();
-            proptest::prop_assert_eq!(expected.as_deref(), Some(&apdu[..]));
-            let response = encode_hex(&[apdu[0], 0x90, 0x00]);
-            let want = match apdu[..] {
-                [_, 0x70, 0x00, 0x00, ..] => "\r\n+CSIM: 6,\"029000\"\r\n\r\nOK\r\n".to_owned(),
-                [_, 0xA4, 0x04, 0x00, _, 0xEE, ..] => "\r\n+CSIM: 4,\"6A82\"\r\n\r\nOK\r\n".to_owned(),
-                _ => format!("\r\n+CSIM: 6,\"{response}\"\r\n\r\nOK\r\n"),
-            };
-            proptest::prop_assert_eq!(answer, want);
-        }
-    }
-
-    #[test]
-    fn t0_channel_open_follows_61xx() {
-        struct T0;
-        impl CardHandler for T0 {
-            fn atr(&self) -> Vec<u8> {
-                Vec::new()
-            }
-            fn power_on(&mut self) {}
-            fn power_off(&mut self) {}
-            fn reset(&mut self) {}
-            fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
-                match apdu {
-                    [0x00, 0x70, 0x00, 0x00, 0x01] => vec![0x61, 0x01],
-                    [0x00, 0xC0, 0x00, 0x00, 0x01] => vec![0x05, 0x90, 0x00],
-                    [0x41, 0xA4, ..] => vec![0x61, 0x10],
-                    _ => vec![0x6E, 0x00],
-                }
-            }
-        }
-        let mut m = AtModem::new(
-            super::super::share(T0),
-            AtOptions {
-                echo: false,
-                ..AtOptions::default()
-            },
-        );
-        assert_eq!(
-            talk(&mut m, "AT+CCHO=\"A0000005590010\"\r"),
-            "\r\n+CCHO: 1\r\n\r\nOK\r\n"
-        );
-        assert_eq!(m.sessions().channel(1), Some(5));
-    }
-}
+mod tests;
