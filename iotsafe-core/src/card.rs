@@ -3,7 +3,8 @@
 
 use crate::apdu::{class_byte, ClassStyle, Command, Le};
 use crate::commands::{
-    self, CardSignature, GeneratedKeyPair, HashAlgorithm, SignMode, SignatureAlgorithm,
+    self, CardSignature, GeneratedKeyPair, HashAlgorithm, ParsedSignature, SignMode,
+    SignatureAlgorithm,
 };
 use crate::config::{CardConfig, ChannelStrategy};
 use crate::error::{hex, CommandKind, Error};
@@ -369,6 +370,16 @@ impl Card {
         hash: HashAlgorithm,
         digest: &[u8],
     ) -> Result<CardSignature, Error> {
+        Ok(self.sign_digest_parsed(key, hash, digest)?.signature)
+    }
+
+    /// [`Card::sign_digest`], with the wire form the card's answer came in.
+    fn sign_digest_parsed(
+        &self,
+        key: &ObjectRef,
+        hash: HashAlgorithm,
+        digest: &[u8],
+    ) -> Result<ParsedSignature, Error> {
         let mut s = self.lock()?;
         let signed = s.run(Operation::Sign, |link, cla, config| {
             let le = case4_le(config);
@@ -395,19 +406,14 @@ impl Card {
         digest: &[u8],
         public: &EcPoint,
     ) -> Result<CardSignature, Error> {
-        let signature = self.sign_digest(key, hash, digest)?;
+        let ParsedSignature { signature, form } = self.sign_digest_parsed(key, hash, digest)?;
         if crate::signature_check::verifies_p256(&signature, public, digest) {
             return Ok(signature);
         }
-        if let Ok(mut s) = self.session.lock() {
-            s.stats.bad_signatures += 1;
-        }
+        self.lock()?.stats.bad_signatures += 1;
         Err(Error::SignatureCheck {
             key: key.to_string(),
-            form: match signature {
-                CardSignature::RawRs(_) => String::from("r‖s"),
-                CardSignature::Der(_) => String::from("DER"),
-            },
+            form: form.to_string(),
         })
     }
 
@@ -431,7 +437,7 @@ impl Card {
             )?;
             sign(link, cla, config, key, SignMode::FullText, hash, &updates)
         })?;
-        Ok(s.keep(signed))
+        Ok(s.keep(signed).signature)
     }
 
     /// VERIFY SIGNATURE in mode 03 with a public key on the card. `raw_rs` is `r ‖ s`, each half
@@ -1170,7 +1176,7 @@ fn sign(
     mode: SignMode,
     hash: HashAlgorithm,
     updates: &[Command],
-) -> Result<Closed<CardSignature>, Error> {
+) -> Result<Closed<ParsedSignature>, Error> {
     let sess = config.sessions.sign;
     let init = commands::sign_init(cla, sess, key, mode, hash, SignatureAlgorithm::Ecdsa)?;
     success(
@@ -1197,7 +1203,7 @@ fn sign(
         CommandKind::ComputeSignature,
     );
     Ok(Closed {
-        value: commands::parse_signature(&result?)?,
+        value: commands::parse_signature_for(&result?, commands::P256_FIELD_LEN)?,
         close_error,
     })
 }

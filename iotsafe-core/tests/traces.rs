@@ -216,9 +216,11 @@ fn thales_cinterion_constants() {
             &format!("3340{NTT_R}{NTT_S}9000"),
         ),
         Step::apdu("002A010100", "9000"),
-        // No GET DATA on this card: read until a short chunk.
+        // No GET DATA on this card: read until the card reports the end (a short chunk alone is
+        // not the end: some modems cut long answers).
         Step::apdu("00 CB C3 00 03 83 01 02 00", "6D00"),
         Step::apdu("00 B0 00 00 03 83 01 02 00", &format!("{cert}9000")),
+        Step::apdu("00 B0 00 64 03 83 01 02 00", "6B00"),
         Step::apdu(
             "00 B9 00 00 03 84 01 04 00",
             &format!("34454943864104{}9000", "CD".repeat(64)),
