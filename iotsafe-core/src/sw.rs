@@ -24,6 +24,8 @@ pub enum Meaning {
     MoreData,
     /// `63CF`: success, but a remote administration session has completed.
     RemoteAdminCompleted,
+    /// `63C0`..`63CE`: ISO 7816-4 warning with a counter (the low digit); not a success.
+    WarningCounter(u8),
     /// `6400`: integrity issue in the applet store.
     IntegrityError,
     /// `6700`: wrong length.
@@ -84,6 +86,7 @@ impl StatusWord {
             (0x6C, n) => Meaning::WrongLe(n),
             (0x63, 0x00) => Meaning::MoreData,
             (0x63, 0xCF) => Meaning::RemoteAdminCompleted,
+            (0x63, n) if n & 0xF0 == 0xC0 => Meaning::WarningCounter(n & 0x0F),
             (0x64, 0x00) => Meaning::IntegrityError,
             (0x67, 0x00) => Meaning::WrongLength,
             (0x68, 0x81) => Meaning::ChannelNotSupported,
@@ -103,11 +106,22 @@ impl StatusWord {
         }
     }
     /// True for `9000`, `91xx` and `63CF` (success with a side note).
+    ///
+    /// `63CF` is a warning in ISO 7816-4 terms (`63CX`, counter F) that IoT SAFE applets use for
+    /// "done, and a remote administration session has completed". Over T=0 a warning to a command
+    /// that returns data comes without the data (ISO 7816-3, case 4 with a warning): the link
+    /// fetches it with GET RESPONSE and keeps the warning as the status word, so by the time this
+    /// is asked, a `63CF` answer carries its data. Other `63Cx` are not successes.
     pub fn is_success(self) -> bool {
         matches!(
             self.meaning(),
             Meaning::Success | Meaning::SuccessProactivePending | Meaning::RemoteAdminCompleted
         )
+    }
+    /// True for the ISO 7816-4 warnings, `62xx` and `63xx` (state of non-volatile memory unchanged
+    /// / changed): the command was processed, with something to report.
+    pub fn is_warning(self) -> bool {
+        matches!(self.sw1(), 0x62 | 0x63)
     }
     /// A short English description for error messages.
     pub fn describe(self) -> &'static str {
@@ -120,6 +134,7 @@ impl StatusWord {
             Meaning::WrongLe(_) => "wrong Le",
             Meaning::MoreData => "more data available",
             Meaning::RemoteAdminCompleted => "success, remote administration completed",
+            Meaning::WarningCounter(_) => "warning with a counter (e.g. tries left)",
             Meaning::IntegrityError => "integrity issue in the applet store",
             Meaning::WrongLength => "wrong length",
             Meaning::ChannelNotSupported => "logical channel not supported",
@@ -182,12 +197,22 @@ mod tests {
             (0x6C30, Meaning::WrongLe(0x30)),
             (0x9F10, Meaning::ResponseAvailableSim(0x10)),
             (0x9110, Meaning::SuccessProactivePending),
+            (0x63C2, Meaning::WarningCounter(2)),
+            (0x63C0, Meaning::WarningCounter(0)),
+            (0x6381, Meaning::Other),
         ];
         for (sw, meaning) in table {
             assert_eq!(StatusWord(sw).meaning(), meaning, "{sw:04X}");
         }
         assert!(StatusWord(0x9112).is_success());
         assert!(!StatusWord(0x6A82).is_success());
+        // 63CX: only the IoT SAFE 63CF is a success; the others are warnings with a counter.
+        assert!(StatusWord(0x63CF).is_success());
+        for sw in [0x63C0, 0x63C3, 0x63CE, 0x6300, 0x6283] {
+            assert!(!StatusWord(sw).is_success(), "{sw:04X}");
+            assert!(StatusWord(sw).is_warning(), "{sw:04X}");
+        }
+        assert!(!StatusWord(0x9000).is_warning() && !StatusWord(0x6A82).is_warning());
         assert_eq!(
             StatusWord::new(0x6A, 0x82).to_string(),
             "6A82 (object, file or applet not found)"
