@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use iotsafe_vcard::frontend::at::{AtFault, AtInjection, AtOptions, UrcPlan};
+use iotsafe_vcard::frontend::at::{AtInjection, AtOptions, DropPlan, UrcPlan};
 use iotsafe_vcard::frontend::pty::PtyModem;
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdOptions, DEFAULT_VPCD_ADDR};
 use iotsafe_vcard::frontend::{ensure_loopback, FrontendHandle, SharedCard};
 use iotsafe_vcard::{
-    CardOptions, CardProfile, ClaPolicy, FaultPlan, Latency, SignatureFormat, TransportMode,
+    CardOptions, CardProfile, ClaPolicy, DhOutput, FaultPlan, InfoFieldOrder, Latency,
+    ObjectListLayout, SignatureFormat, SignaturePrefix, StatusWord, TlvLengths, TransportMode,
     VirtualCard,
 };
 use nix::sys::signal::{SigSet, Signal};
@@ -74,9 +75,48 @@ struct CardArgs {
     /// Latency model: none, or sim (a typical SIM: sign ≈150 ms, keygen ≈250 ms, …).
     #[arg(long, default_value = "none", value_parser = parse_from_str::<Latency>)]
     latency: Latency,
-    /// Signature TLV format: 33-00-40, 33-40 or der. Default: the card's.
-    #[arg(long, value_parser = parse_from_str::<SignatureFormat>)]
+    /// Signature format: 33-00-40, 33-40, der, or bare (r‖s without a 33 TLV). Default: the
+    /// card's.
+    #[arg(long, alias = "signature-format", value_parser = parse_from_str::<SignatureFormat>)]
     sig_format: Option<SignatureFormat>,
+    /// Pick each ECDSA nonce so that the raw r‖s begins with these 1 or 2 bytes (hex, e.g. 303E
+    /// or 333E): valid but unlucky signatures (in every --sig-format).
+    #[arg(long, value_name = "HEX", value_parser = parse_from_str::<SignaturePrefix>)]
+    signature_prefix: Option<SignaturePrefix>,
+    /// End sign/verify/put-key sessions after their last Update (P1=80); the host's explicit close
+    /// of such a session is then answered with this status word (hex, e.g. 6985).
+    #[arg(long, value_name = "SW", value_parser = parse_from_str::<StatusWord>)]
+    close_after_final_update: Option<StatusWord>,
+    /// Wipe volatile keys (ephemeral pair, peer key slot) on every reset and power cycle (vpcd
+    /// power codes, AT+CFUN=1,1 or AT+CFUN=0/1), as a Java Card SIM does; DH then answers 6985.
+    #[arg(long)]
+    wipe_volatile_on_reset: bool,
+    /// Logical channels offered besides the basic one (1..=19; many SIMs offer 3). MANAGE CHANNEL
+    /// open beyond them answers 6A81. Default 19.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=19))]
+    channels: Option<u8>,
+    /// GET DATA object list layout: per-object (C1 L key1 C1 L key2 …) or grouped (one C1 holding
+    /// every private key, one C2, C4, C3). Default per-object.
+    #[arg(long, value_name = "LAYOUT", value_parser = parse_from_str::<ObjectListLayout>)]
+    object_list: Option<ObjectListLayout>,
+    /// Field order inside information structures: label-first (74 84 60 …), id-first
+    /// (84 74 60 …) or attributes-first (60 … 74 84). Default label-first.
+    #[arg(long, value_name = "ORDER", value_parser = parse_from_str::<InfoFieldOrder>)]
+    info_order: Option<InfoFieldOrder>,
+    /// READ FILE returns at most N bytes (with 9000) even when more were asked.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    read_file_max: Option<u16>,
+    /// COMPUTE DH output: raw (the x-coordinate, 32 bytes) or sha1 (SHA-1 of x, 20 bytes, as Java
+    /// Card's ALG_EC_SVDP_DH). Default raw.
+    #[arg(long, value_name = "OUTPUT", value_parser = parse_from_str::<DhOutput>)]
+    dh_output: Option<DhOutput>,
+    /// A strict T=0 card: GET RESPONSE with a Le above the bytes waiting (Le=00 included) answers
+    /// 6Cxx instead of the data.
+    #[arg(long)]
+    get_response_strict: bool,
+    /// TLV lengths of 128..=255 bytes in answers: ber (81 xx) or one-byte (xx). Default ber.
+    #[arg(long, value_name = "STYLE", value_parser = parse_from_str::<TlvLengths>)]
+    tlv_lengths: Option<TlvLengths>,
     /// Class bytes accepted for IoT SAFE commands: lenient, 0x (interindustry) or 8x
     /// (proprietary). Default: the card's.
     #[arg(long, value_parser = parse_from_str::<ClaPolicy>)]
@@ -118,6 +158,10 @@ struct ServeArgs {
     /// Emulate an AT modem on a new pty; prints `pty: /dev/pts/N`.
     #[arg(long)]
     at_pty: bool,
+    /// With --at-pty: also make PATH a symlink to the pty that follows it when it is re-created
+    /// after a planned drop (--at-drop-every); prints `pty-link: PATH`.
+    #[arg(long, value_name = "PATH", requires = "at_pty")]
+    at_pty_link: Option<PathBuf>,
     /// Emulate an AT modem on TCP HOST:PORT (port 0 picks one); prints `at-tcp: HOST:PORT`.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_socket_addr)]
     at_tcp: Option<SocketAddr>,
@@ -130,8 +174,16 @@ struct ServeArgs {
     /// The modem starts with echo off (real modems: on until ATE0).
     #[arg(long)]
     at_echo_off: bool,
-    /// Modem fault KIND@N[/EVERY] on the N-th card command: error, cme:CODE, garbage, silence.
-    #[arg(long, value_name = "KIND@N[/EVERY]", value_parser = parse_at_fault)]
+    /// Drop the host's connection every N card commands (AT+CSIM/CCHO/CGLA/CCHC over all
+    /// connections), as a USB modem re-enumerating; the SIM keeps its channels and keys. N:after
+    /// (default) answers the N-th command first, N:before drops it unanswered (it still runs).
+    /// TCP closes the socket and accepts the next connection; the pty hangs up and is re-created.
+    #[arg(long, value_name = "N[:after|:before]", value_parser = parse_from_str::<DropPlan>)]
+    at_drop_every: Option<DropPlan>,
+    /// Modem fault KIND@N[/EVERY] on the N-th card command: error, cme:CODE, garbage, silence, or
+    /// truncate:KEEP (the command runs, but its +CSIM:/+CGLA: line keeps only KEEP hex characters
+    /// while the announced length stays the full one).
+    #[arg(long, value_name = "KIND@N[/EVERY]", value_parser = parse_from_str::<AtInjection>)]
     at_fault: Option<AtInjection>,
     /// Write an unsolicited result code before every K-th answer.
     #[arg(long, value_name = "K")]
@@ -224,8 +276,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let at_options = at_options(&args);
     if args.at_pty {
-        let pty = PtyModem::open().map_err(|e| format!("opening a pty: {e}"))?;
+        let pty = match &args.at_pty_link {
+            Some(link) => PtyModem::open_linked(link)
+                .map_err(|e| format!("opening a pty linked at {}: {e}", link.display()))?,
+            None => PtyModem::open().map_err(|e| format!("opening a pty: {e}"))?,
+        };
         let path = pty.path().to_owned();
+        if let Some(link) = pty.link() {
+            let _ = writeln!(out, "pty-link: {}", link.display());
+        }
         let handle = pty
             .spawn(card.clone(), at_options.clone())
             .map_err(|e| format!("starting the pty modem: {e}"))?;
@@ -303,6 +362,36 @@ impl CardArgs {
         if !self.aids.is_empty() {
             quirks.aids = self.aids.clone();
         }
+        if let Some(prefix) = self.signature_prefix {
+            quirks.signature_prefix = Some(prefix);
+        }
+        if let Some(sw) = self.close_after_final_update {
+            quirks.close_after_final_update = Some(sw.0);
+        }
+        if self.wipe_volatile_on_reset {
+            quirks.wipe_volatile_on_reset = true;
+        }
+        if let Some(channels) = self.channels {
+            quirks.logical_channels = channels;
+        }
+        if let Some(layout) = self.object_list {
+            quirks.object_list_layout = layout;
+        }
+        if let Some(order) = self.info_order {
+            quirks.info_field_order = order;
+        }
+        if let Some(max) = self.read_file_max {
+            quirks.read_file_max = Some(max);
+        }
+        if let Some(output) = self.dh_output {
+            quirks.dh_output = output;
+        }
+        if self.get_response_strict {
+            quirks.get_response_strict = true;
+        }
+        if let Some(style) = self.tlv_lengths {
+            quirks.tlv_lengths = style;
+        }
         options
     }
 }
@@ -325,6 +414,7 @@ fn at_options(args: &ServeArgs) -> AtOptions {
         cgla: !args.at_no_cgla,
         inject: args.at_fault.clone(),
         urc,
+        drop_every: args.at_drop_every,
         ..AtOptions::default()
     }
 }
@@ -365,140 +455,10 @@ fn parse_stall_at(text: &str) -> Result<(u64, Duration), String> {
     Ok((n, Duration::from_millis(ms)))
 }
 
-/// `error@3`, `cme:13@2`, `garbage@1/2`, `silence@5`.
-fn parse_at_fault(text: &str) -> Result<AtInjection, String> {
-    let (kind, when) = text
-        .split_once('@')
-        .ok_or("expected KIND@N[/EVERY], e.g. error@3 or cme:13@2/5")?;
-    let fault = match kind.split_once(':') {
-        None if kind == "error" => AtFault::Error,
-        None if kind == "garbage" => AtFault::Garbage,
-        None if kind == "silence" => AtFault::Silence,
-        Some(("cme", code)) => {
-            AtFault::CmeError(code.parse().map_err(|e| format!("CME code: {e}"))?)
-        }
-        _ => {
-            return Err(format!(
-                "unknown fault {kind:?} (error, cme:CODE, garbage, silence)"
-            ))
-        }
-    };
-    let (at, every) = match when.split_once('/') {
-        Some((at, every)) => (at, Some(every.parse().map_err(|e| format!("EVERY: {e}"))?)),
-        None => (when, None),
-    };
-    let at = at.parse().map_err(|e| format!("N: {e}"))?;
-    Ok(AtInjection { fault, at, every })
-}
-
 fn hex(bytes: &[u8]) -> String {
     iotsafe_vcard::frontend::at::encode_hex(bytes)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn at_fault_syntax() {
-        assert_eq!(
-            parse_at_fault("error@3").unwrap(),
-            AtInjection::once(AtFault::Error, 3)
-        );
-        assert_eq!(
-            parse_at_fault("cme:13@2/5").unwrap(),
-            AtInjection {
-                fault: AtFault::CmeError(13),
-                at: 2,
-                every: Some(5)
-            }
-        );
-        assert!(parse_at_fault("garbage@x").is_err());
-        assert!(parse_at_fault("boom@1").is_err());
-        assert!(parse_at_fault("silence").is_err());
-    }
-
-    #[test]
-    fn card_flags_make_options() {
-        let cli = Cli::try_parse_from([
-            "iotsafe-vcard",
-            "serve",
-            "--state",
-            "s.json",
-            "--profile",
-            "t0",
-            "--sig-format",
-            "33-40",
-            "--cla",
-            "proprietary",
-            "--no-implicit-channel",
-            "--aid",
-            "A0000002480400",
-            "--fault-sw-at",
-            "3:6F00",
-            "--at-pty",
-        ])
-        .unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("serve expected");
-        };
-        let options = args.card.options();
-        assert_eq!(options.transport, TransportMode::T0);
-        assert_eq!(
-            options.quirks.signature_format,
-            SignatureFormat::OneByteLength
-        );
-        assert_eq!(options.quirks.cla, ClaPolicy::ProprietaryOnly);
-        assert!(!options.quirks.implicit_channel_on_select);
-        assert_eq!(options.quirks.aids, vec![vec![0xA0, 0, 0, 2, 0x48, 4, 0]]);
-        assert_eq!(options.faults.status_word_at, Some((3, 0x6F00)));
-        assert!(args.vpcd.is_none() && args.at_pty);
-    }
-
-    #[test]
-    fn a_card_profile_then_overrides() {
-        let options = |extra: &[&str]| {
-            let mut argv = vec!["iotsafe-vcard", "serve", "--state", "s"];
-            argv.extend_from_slice(extra);
-            match Cli::try_parse_from(argv).unwrap().command {
-                Command::Serve(args) => args.card.options(),
-                Command::Provision { .. } => unreachable!(),
-            }
-        };
-        let standard = options(&[]);
-        assert_eq!(standard.transport, TransportMode::T1);
-        assert!(standard.quirks.implicit_channel_on_select);
-        let ntt = options(&["--card", "ntt"]);
-        assert_eq!(ntt.transport, TransportMode::T0);
-        assert_eq!(ntt.quirks.signature_format, SignatureFormat::OneByteLength);
-        assert_eq!(ntt.quirks.aids.len(), 2);
-        let ntt_t1 = options(&["--card", "ntt", "--profile", "t1", "--cla", "8x"]);
-        assert_eq!(ntt_t1.transport, TransportMode::T1);
-        assert_eq!(ntt_t1.quirks.cla, ClaPolicy::ProprietaryOnly);
-        assert_eq!(
-            ntt_t1.quirks.signature_format,
-            SignatureFormat::OneByteLength
-        );
-        assert!(options(&["--card", "no-applet"]).quirks.aids.is_empty());
-    }
-
-    #[test]
-    fn vpcd_flag_takes_an_optional_address() {
-        let parse = |extra: &[&str]| {
-            let mut argv = vec!["iotsafe-vcard", "serve", "--state", "s"];
-            argv.extend_from_slice(extra);
-            match Cli::try_parse_from(argv).unwrap().command {
-                Command::Serve(args) => args.vpcd,
-                Command::Provision { .. } => None,
-            }
-        };
-        assert_eq!(parse(&[]), None);
-        assert_eq!(parse(&["--vpcd"]), Some(DEFAULT_VPCD_ADDR.parse().unwrap()));
-        assert_eq!(
-            parse(&["--vpcd", "127.0.0.1:35964"]),
-            Some("127.0.0.1:35964".parse().unwrap())
-        );
-        let local = parse(&["--vpcd", "localhost:35964"]).unwrap();
-        assert!(local.ip().is_loopback() && local.port() == 35964);
-    }
-}
+#[path = "main_tests.rs"]
+mod tests;

@@ -33,6 +33,39 @@ pub struct AtInjection {
     pub every: Option<u64>,
 }
 
+impl std::str::FromStr for AtInjection {
+    type Err = String;
+    /// `KIND@N[/EVERY]`: `error@3`, `cme:13@2/5`, `garbage@1`, `silence@5`, `truncate:4@2`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (kind, when) = text
+            .split_once('@')
+            .ok_or("expected KIND@N[/EVERY], e.g. error@3 or cme:13@2/5")?;
+        let fault = match kind.split_once(':') {
+            None if kind == "error" => AtFault::Error,
+            None if kind == "garbage" => AtFault::Garbage,
+            None if kind == "silence" => AtFault::Silence,
+            Some(("cme", code)) => {
+                AtFault::CmeError(code.parse().map_err(|e| format!("CME code: {e}"))?)
+            }
+            Some(("truncate", keep)) => AtFault::Truncate(
+                keep.parse()
+                    .map_err(|e| format!("hex characters kept: {e}"))?,
+            ),
+            _ => {
+                return Err(format!(
+                    "unknown fault {kind:?} (error, cme:CODE, garbage, silence, truncate:KEEP)"
+                ))
+            }
+        };
+        let (at, every) = match when.split_once('/') {
+            Some((at, every)) => (at, Some(every.parse().map_err(|e| format!("EVERY: {e}"))?)),
+            None => (when, None),
+        };
+        let at = at.parse().map_err(|e| format!("N: {e}"))?;
+        Ok(AtInjection { fault, at, every })
+    }
+}
+
 impl AtInjection {
     /// The fault once, at the `at`-th card command.
     pub fn once(fault: AtFault, at: u64) -> Self {
@@ -127,6 +160,30 @@ pub(crate) fn truncate_data_line(line: &str, keep: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_syntax() {
+        assert_eq!(
+            "error@3".parse::<AtInjection>().unwrap(),
+            AtInjection::once(AtFault::Error, 3)
+        );
+        assert_eq!(
+            "cme:13@2/5".parse::<AtInjection>().unwrap(),
+            AtInjection {
+                fault: AtFault::CmeError(13),
+                at: 2,
+                every: Some(5)
+            }
+        );
+        assert_eq!(
+            "truncate:4@1".parse::<AtInjection>().unwrap(),
+            AtInjection::once(AtFault::Truncate(4), 1)
+        );
+        assert!("garbage@x".parse::<AtInjection>().is_err());
+        assert!("boom@1".parse::<AtInjection>().is_err());
+        assert!("silence".parse::<AtInjection>().is_err());
+        assert!("truncate:x@1".parse::<AtInjection>().is_err());
+    }
 
     #[test]
     fn truncated_lines_keep_their_announced_length() {

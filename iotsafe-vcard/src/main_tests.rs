@@ -1,0 +1,158 @@
+//! Tests of the command line: flags become card and modem options.
+
+use super::*;
+
+#[test]
+fn card_flags_make_options() {
+    let cli = Cli::try_parse_from([
+        "iotsafe-vcard",
+        "serve",
+        "--state",
+        "s.json",
+        "--profile",
+        "t0",
+        "--sig-format",
+        "33-40",
+        "--cla",
+        "proprietary",
+        "--no-implicit-channel",
+        "--aid",
+        "A0000002480400",
+        "--fault-sw-at",
+        "3:6F00",
+        "--at-pty",
+    ])
+    .unwrap();
+    let Command::Serve(args) = cli.command else {
+        panic!("serve expected");
+    };
+    let options = args.card.options();
+    assert_eq!(options.transport, TransportMode::T0);
+    assert_eq!(
+        options.quirks.signature_format,
+        SignatureFormat::OneByteLength
+    );
+    assert_eq!(options.quirks.cla, ClaPolicy::ProprietaryOnly);
+    assert!(!options.quirks.implicit_channel_on_select);
+    assert_eq!(options.quirks.aids, vec![vec![0xA0, 0, 0, 2, 0x48, 4, 0]]);
+    assert_eq!(options.faults.status_word_at, Some((3, 0x6F00)));
+    assert!(args.vpcd.is_none() && args.at_pty);
+}
+
+#[test]
+fn quirk_flags_make_options() {
+    let cli = Cli::try_parse_from([
+        "iotsafe-vcard",
+        "serve",
+        "--state",
+        "s.json",
+        "--signature-format",
+        "bare",
+        "--signature-prefix",
+        "303E",
+        "--close-after-final-update",
+        "6985",
+        "--wipe-volatile-on-reset",
+        "--channels",
+        "3",
+        "--object-list",
+        "grouped",
+        "--info-order",
+        "id-first",
+        "--read-file-max",
+        "50",
+        "--dh-output",
+        "sha1",
+        "--get-response-strict",
+        "--tlv-lengths",
+        "one-byte",
+        "--at-tcp",
+        "127.0.0.1:0",
+        "--at-drop-every",
+        "5:before",
+        "--at-fault",
+        "truncate:4@2",
+    ])
+    .unwrap();
+    let Command::Serve(args) = cli.command else {
+        panic!("serve expected");
+    };
+    let q = args.card.options().quirks;
+    assert_eq!(q.signature_format, SignatureFormat::Bare);
+    assert_eq!(q.signature_prefix.unwrap().as_bytes(), [0x30, 0x3E]);
+    assert_eq!(q.close_after_final_update, Some(0x6985));
+    assert!(q.wipe_volatile_on_reset && q.get_response_strict);
+    assert_eq!(q.logical_channels, 3);
+    assert_eq!(q.object_list_layout, ObjectListLayout::Grouped);
+    assert_eq!(q.info_field_order, InfoFieldOrder::IdFirst);
+    assert_eq!(q.read_file_max, Some(50));
+    assert_eq!(q.dh_output, DhOutput::Sha1);
+    assert_eq!(q.tlv_lengths, TlvLengths::OneByte);
+    let at = at_options(&args);
+    assert_eq!(at.drop_every, Some("5:before".parse().unwrap()));
+    assert_eq!(
+        at.inject,
+        Some(iotsafe_vcard::frontend::at::AtInjection::once(
+            iotsafe_vcard::frontend::at::AtFault::Truncate(4),
+            2
+        ))
+    );
+    for bad in [
+        &["--channels", "20"][..],
+        &["--channels", "0"],
+        &["--signature-prefix", "303E01"],
+        &["--close-after-final-update", "69"],
+        &["--read-file-max", "0"],
+    ] {
+        let mut argv = vec!["iotsafe-vcard", "serve", "--state", "s"];
+        argv.extend_from_slice(bad);
+        assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_card_profile_then_overrides() {
+    let options = |extra: &[&str]| {
+        let mut argv = vec!["iotsafe-vcard", "serve", "--state", "s"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args.card.options(),
+            Command::Provision { .. } => unreachable!(),
+        }
+    };
+    let standard = options(&[]);
+    assert_eq!(standard.transport, TransportMode::T1);
+    assert!(standard.quirks.implicit_channel_on_select);
+    let ntt = options(&["--card", "ntt"]);
+    assert_eq!(ntt.transport, TransportMode::T0);
+    assert_eq!(ntt.quirks.signature_format, SignatureFormat::OneByteLength);
+    assert_eq!(ntt.quirks.aids.len(), 2);
+    let ntt_t1 = options(&["--card", "ntt", "--profile", "t1", "--cla", "8x"]);
+    assert_eq!(ntt_t1.transport, TransportMode::T1);
+    assert_eq!(ntt_t1.quirks.cla, ClaPolicy::ProprietaryOnly);
+    assert_eq!(
+        ntt_t1.quirks.signature_format,
+        SignatureFormat::OneByteLength
+    );
+    assert!(options(&["--card", "no-applet"]).quirks.aids.is_empty());
+}
+
+#[test]
+fn vpcd_flag_takes_an_optional_address() {
+    let parse = |extra: &[&str]| {
+        let mut argv = vec!["iotsafe-vcard", "serve", "--state", "s"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args.vpcd,
+            Command::Provision { .. } => None,
+        }
+    };
+    assert_eq!(parse(&[]), None);
+    assert_eq!(parse(&["--vpcd"]), Some(DEFAULT_VPCD_ADDR.parse().unwrap()));
+    assert_eq!(
+        parse(&["--vpcd", "127.0.0.1:35964"]),
+        Some("127.0.0.1:35964".parse().unwrap())
+    );
+    let local = parse(&["--vpcd", "localhost:35964"]).unwrap();
+    assert!(local.ip().is_loopback() && local.port() == 35964);
+}
