@@ -301,3 +301,72 @@ fn refuses_remote_addresses_and_missing_state() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "usage error");
 }
+
+#[test]
+fn the_binary_with_quirk_flags_two_tcp_hosts_and_planned_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = provisioned(dir.path());
+    let mut served = Served::start(&[
+        "serve",
+        "--state",
+        state.to_str().unwrap(),
+        "--at-tcp",
+        "127.0.0.1:0",
+        "--at-echo-off",
+        "--channels",
+        "1",
+        "--wipe-volatile-on-reset",
+        "--at-drop-every",
+        "3",
+    ]);
+    let banner = served.banner();
+    let addr = Served::value(&banner, "at-tcp");
+    let connect = || {
+        let stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        stream
+    };
+    let mut first = connect();
+    assert_eq!(
+        at(&mut first, "AT+CCHO=\"A0000005590010\"\r"),
+        "\r\n+CCHO: 1\r\n\r\nOK\r\n"
+    );
+    // One logical channel only (--channels 1): a second open is refused by the card.
+    assert_eq!(
+        at(&mut first, "AT+CSIM=10,\"0070000001\"\r"),
+        "\r\n+CSIM: 4,\"6A81\"\r\n\r\nOK\r\n"
+    );
+    // A second host resets the SIM while the first stays connected.
+    let mut second = connect();
+    assert_eq!(at(&mut second, "AT+CFUN=1,1\r"), "\r\nOK\r\n");
+    assert_eq!(
+        at(&mut first, "AT#CHANNELS?\r"),
+        "\r\n#CHANNELS: 0\r\n\r\nOK\r\n"
+    );
+    // The third card command (over both connections) is answered, then its connection closes.
+    assert_eq!(
+        at(&mut first, "AT+CCHO=\"A0000005590010\"\r"),
+        "\r\n+CCHO: 2\r\n\r\nOK\r\n"
+    );
+    let deadline = Instant::now() + DEADLINE;
+    let mut buf = [0u8; 16];
+    loop {
+        match first.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => panic!("unexpected {:?}", &buf[..n]),
+            Err(_) => assert!(Instant::now() < deadline, "the connection stayed open"),
+        }
+    }
+    // The next connection takes the session over; the channel stayed open.
+    let mut third = connect();
+    assert_eq!(
+        at(&mut third, "AT#CHANNELS?\r"),
+        "\r\n#CHANNELS: 1\r\n\r\nOK\r\n"
+    );
+    let random = at(&mut third, "AT+CGLA=2,10,\"8084000008\"\r");
+    assert!(payload(&random).ends_with("9000"), "{random:?}");
+    drop((second, third));
+    assert!(served.terminate().success());
+}
