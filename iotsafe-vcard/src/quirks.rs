@@ -271,7 +271,8 @@ pub struct Quirks {
     pub wipe_volatile_on_reset: bool,
     /// Logical channels the card offers besides the basic channel, 1..=19 (ISO allows up to 19;
     /// many SIMs offer 3). MANAGE CHANNEL open beyond them answers `6A81` (function not supported),
-    /// a command or implicit-open SELECT on a higher channel `6881`. Default 19.
+    /// a command or implicit-open SELECT on a higher channel `6881`. 0 offers the basic channel
+    /// only; values above 19 act as 19. Default 19.
     pub logical_channels: u8,
     /// How GET DATA P1=01 packs the information structures. Default one structure per object.
     pub object_list_layout: ObjectListLayout,
