@@ -155,6 +155,26 @@ pub struct PcscTransport {
     failed_since_connect: bool,
 }
 
+/// Leaves the card as it is: other applications may hold channels and volatile keys on it (a
+/// PKCS#11 module and a TLS client sharing the SIM). Dropping a `pcsc::Card` handle would reset
+/// the card instead (the crate's `Drop` disconnects with `SCARD_RESET_CARD`).
+fn release(card: Option<Card>) {
+    let Some(card) = card else {
+        return;
+    };
+    if let Err((card, err)) = card.disconnect(Disposition::LeaveCard) {
+        tracing::debug!(error = %err, "SCardDisconnect failed; the handle is abandoned");
+        // Dropping it would try again with a reset; the handle is unusable either way.
+        std::mem::forget(card);
+    }
+}
+
+impl Drop for PcscTransport {
+    fn drop(&mut self) {
+        release(self.card.take());
+    }
+}
+
 impl std::fmt::Debug for PcscTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PcscTransport")
@@ -286,7 +306,7 @@ impl PcscTransport {
         // pcsc-lite checks context validity on the client side only, so after a pcscd restart
         // `is_valid` still says yes while every call answers NoService: treat that as dead too.
         if self.stale_context || self.context.is_valid().is_err() {
-            self.card = None; // handles die with their context
+            release(self.card.take()); // handles die with their context
             self.context = establish()?;
             self.stale_context = false;
         }
@@ -315,7 +335,7 @@ impl PcscTransport {
                 }
                 Err(err) => {
                     tracing::debug!(reader = %self.reader, error = %err, "SCardReconnect failed; connecting afresh");
-                    self.card = None;
+                    release(self.card.take());
                 }
             }
         }
