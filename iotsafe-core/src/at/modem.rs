@@ -331,14 +331,6 @@ impl<P: AtPort> AtTransport<P> {
                 parser::redact_answer_line(&info)
             ))
         })?;
-        if payload.length_mismatch {
-            tracing::warn!(
-                command = %shown,
-                announced = ?payload.announced_len,
-                received = payload.bytes.len() * 2,
-                "the modem's length does not match its data; using the data"
-            );
-        }
         if payload.bytes.len() < 2 {
             return Err(TransportError::Protocol(format!(
                 "{shown}: the answer {:?} lacks a status word",

@@ -344,11 +344,9 @@ pub struct HexPayload {
     /// The decoded bytes (response data followed by SW1 SW2), in a block of their exact size. They
     /// may be a secret (a DH output): whoever takes them wipes them (`Zeroizing`).
     pub bytes: Vec<u8>,
-    /// The length the modem announced, in hex characters, when it gave one.
+    /// The length the modem announced, in hex characters, when it gave one (it always matches
+    /// the hex: a length that does not is refused with [`PayloadError::LengthMismatch`]).
     pub announced_len: Option<usize>,
-    /// Always false: a length that does not match the hex is refused with
-    /// [`PayloadError::LengthMismatch`]. Kept so that existing readers of the field still build.
-    pub length_mismatch: bool,
 }
 
 /// Why an information line could not be decoded.
@@ -445,7 +443,6 @@ pub fn parse_hex_payload(line: &str, prefix: &str) -> Result<HexPayload, Payload
     Ok(HexPayload {
         bytes,
         announced_len,
-        length_mismatch: false,
     })
 }
 
@@ -557,7 +554,6 @@ mod tests {
         assert_eq!(answer.info, vec!["+CSIM: 6,\"019000\"".to_string()]);
         let payload = parse_hex_payload(&answer.info[0], "+CSIM:").unwrap();
         assert_eq!(payload.bytes, vec![0x01, 0x90, 0x00]);
-        assert!(!payload.length_mismatch);
     }
 
     #[test]
@@ -608,7 +604,6 @@ mod tests {
         // The right length still decodes, spaces and all.
         let p = parse_hex_payload("+CSIM: 6 , \"01 90 00\"", "+CSIM:").unwrap();
         assert_eq!(p.announced_len, Some(6));
-        assert!(!p.length_mismatch);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What real modems do differently when they carry APDUs, as data.
 //!
 //! The parser already tolerates every reading quirk below for every modem (missing quotes, lower
-//! case, wrong lengths, URCs, split reads); the table exists for the quirks that change what the
+//! case, URCs, split reads; a length that disagrees with the hex is refused, since it means a cut
+//! line); the table exists for the quirks that change what the
 //! transport *sends* or *decides*, and to document what was seen where.
 //!
 //! | Modem (match on `AT+CGMM`) | Answer shape | `61xx` | Quirk and what the transport does | Max APDU | Source |
