@@ -1,8 +1,9 @@
 //! Real-SIM behaviours through the virtual card's AT modem on loopback TCP, with the core client's
 //! real AT transport: a modem connection that drops every few card commands while the SIM keeps its
-//! state (no logical channel may leak), and a SIM reset by another AT connection (`AT+CFUN=1,1`)
-//! under a session that holds a pre-generated ephemeral key (the session recovers, TLS handshakes go
-//! on).
+//! state (no logical channel may leak); a SIM reset by another AT connection (`AT+CFUN=1,1`) under
+//! a session that holds a pre-generated ephemeral key (the session recovers, TLS handshakes go on);
+//! short READ FILE answers; a strict T=0 card answering GET RESPONSE `Le=00` with `6Cxx`; a Java
+//! Card DH output (SHA-1 of x, refused); a `+CSIM:` line cut short (refused).
 #![cfg(feature = "at")]
 #![forbid(unsafe_code)]
 
@@ -12,12 +13,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iotsafe_core::at::{AtMode, AtOptions as HostOptions, AtTransport, Deadlines};
-use iotsafe_core::{Card, CardConfig, Error, ObjectRef};
+use iotsafe_core::config::GetResponseLe;
+use iotsafe_core::{
+    Card, CardConfig, CommandKind, EcPoint, Error, HashAlgorithm, ObjectRef, TransportError,
+};
 use iotsafe_tests::handshake::TlsFixture;
-use iotsafe_vcard::frontend::at::{AtHandle, AtOptions as ModemOptions, DropPlan, DropWhen};
+use iotsafe_tests::provisioned;
+use iotsafe_tests::workout::sign_and_check;
+use iotsafe_vcard::frontend::at::{
+    AtFault, AtHandle, AtInjection, AtOptions as ModemOptions, DropPlan, DropWhen,
+};
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::frontend::SharedCard;
-use iotsafe_vcard::{CardOptions, VirtualCard};
+use iotsafe_vcard::{CardOptions, DhOutput, ProvisionReport, TransportMode, VirtualCard};
 
 fn host_options(mode: AtMode) -> HostOptions {
     HostOptions {
@@ -177,4 +185,138 @@ fn a_sim_reset_by_another_connection_leaves_the_session_working() {
         drop(fixture);
         handle.stop().unwrap();
     }
+}
+
+/// A provisioned card with `options` behind a modem, and a session on it over AT in `mode`.
+struct Rig {
+    card: Card,
+    report: ProvisionReport,
+    handle: AtHandle,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(options: CardOptions, modem: ModemOptions, mode: AtMode, config: CardConfig) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, vcard) = provisioned(dir.path(), options);
+    let (addr, handle) = self::modem(Arc::new(Mutex::new(vcard)), modem);
+    let transport = AtTransport::connect_tcp_with(addr, host_options(mode)).unwrap();
+    let card = Card::open(transport, config).expect("open over AT");
+    Rig {
+        card,
+        report,
+        handle,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn short_read_file_answers_are_read_to_the_end() {
+    for mode in [AtMode::Csim, AtMode::Cgla] {
+        let mut options = CardOptions::default();
+        options.quirks.read_file_max = Some(50);
+        let r = rig(
+            options,
+            ModemOptions::default(),
+            mode,
+            CardConfig::default(),
+        );
+        let cert = &r.report.device_cert_der;
+        assert!(cert.len() > 240, "the certificate spans several chunks");
+        // Size from GET DATA for the file, then from the object list.
+        assert_eq!(&r.card.read_file(&ObjectRef::id([2])).unwrap(), cert);
+        r.card.objects().unwrap();
+        assert_eq!(&r.card.read_file(&ObjectRef::id([2])).unwrap(), cert);
+        drop(r.card);
+        r.handle.stop().unwrap();
+    }
+}
+
+#[test]
+fn a_strict_t0_card_gets_get_response_with_the_length_it_names() {
+    for mode in [AtMode::Csim, AtMode::Cgla] {
+        let mut options = CardOptions {
+            transport: TransportMode::T0,
+            ..CardOptions::default()
+        };
+        options.quirks.get_response_strict = true;
+        let config = CardConfig {
+            get_response_le: GetResponseLe::Zero,
+            ..CardConfig::default()
+        };
+        let r = rig(options, ModemOptions::default(), mode, config);
+        let point = r.card.read_public_key(&ObjectRef::id([1])).unwrap();
+        assert_eq!(point.as_bytes(), &r.report.device_public_key[..]);
+        sign_and_check(&r.card, &r.report.device_public_key, b"strict T=0");
+        assert_eq!(
+            &r.card.read_file(&ObjectRef::id([2])).unwrap(),
+            &r.report.device_cert_der
+        );
+        drop(r.card);
+        r.handle.stop().unwrap();
+    }
+}
+
+#[test]
+fn a_hashed_dh_output_is_refused_and_the_session_goes_on() {
+    let mut options = CardOptions::default();
+    options.quirks.dh_output = DhOutput::Sha1;
+    let r = rig(
+        options,
+        ModemOptions::default(),
+        AtMode::Cgla,
+        CardConfig::default(),
+    );
+    let key = r.card.generate_ephemeral(&ObjectRef::id([4])).unwrap();
+    let peer = EcPoint::from_slice(&r.report.device_public_key).unwrap();
+    let err = r
+        .card
+        .ephemeral_agreement(&key, &ObjectRef::id([5]), &peer)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Malformed {
+                command: CommandKind::ComputeDh,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("20 bytes"), "{err}");
+    sign_and_check(&r.card, &r.report.device_public_key, b"after the DH");
+    drop(r.card);
+    r.handle.stop().unwrap();
+}
+
+#[test]
+fn a_cut_csim_line_is_refused_and_the_session_goes_on() {
+    // Card commands on the connection: MANAGE CHANNEL (1), SELECT (2), then COMPUTE SIGNATURE
+    // Init (3) and Update (4): the Update's answer line loses its tail.
+    let modem = ModemOptions {
+        inject: Some(AtInjection::once(AtFault::Truncate(40), 4)),
+        ..ModemOptions::default()
+    };
+    let r = rig(
+        CardOptions::default(),
+        modem,
+        AtMode::Csim,
+        CardConfig::default(),
+    );
+    let err = r
+        .card
+        .sign_digest(&ObjectRef::id([1]), HashAlgorithm::Sha256, &[7; 32])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                source: TransportError::Protocol(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    sign_and_check(&r.card, &r.report.device_public_key, b"after the cut line");
+    drop(r.card);
+    r.handle.stop().unwrap();
 }
