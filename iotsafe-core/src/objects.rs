@@ -303,10 +303,28 @@ impl ObjectInfo {
 /// One structure per object is what the reference recommends, but a structure holding several
 /// objects is accepted too (Thales PKCS#11 reads them), with the fields of each object in any
 /// order: see [`split_objects`] for where one object ends and the next begins.
+///
+/// A card writes all its lengths one way. The structures are read with BER lengths first (the
+/// standard); when the list does not parse that way, with one plain length byte each: a
+/// structure of 129..=131 bytes written `C2 81 …` with more structures after it reads as BER
+/// `81 xx` too, and only the whole list tells the two apart.
 pub fn parse_object_list(data: &[u8]) -> Result<Vec<ObjectInfo>, Error> {
+    let ber = tlv::parse_all(data)
+        .map_err(|_| Error::malformed(CommandKind::GetData, "an object list", data))
+        .and_then(|structures| objects_of(&structures, data));
+    match ber {
+        Ok(list) => Ok(list),
+        Err(error) => match tlv::parse_all_one_byte(data) {
+            Ok(structures) => objects_of(&structures, data).map_err(|_| error),
+            Err(_) => Err(error),
+        },
+    }
+}
+
+/// The objects of a run of information structures.
+fn objects_of(structures: &[tlv::Tlv<'_>], data: &[u8]) -> Result<Vec<ObjectInfo>, Error> {
     let mut out = Vec::new();
-    for t in tlv::iter(data) {
-        let t = t.map_err(|_| Error::malformed(CommandKind::GetData, "an object list", data))?;
+    for t in structures {
         let Some(kind) = ObjectKind::from_info_tag(t.tag) else {
             // Unknown structures are skipped: newer applets may list more kinds.
             continue;

@@ -257,6 +257,32 @@ pub fn parse_all(input: &[u8]) -> Result<Vec<Tlv<'_>>, TlvError> {
     iter(input).collect()
 }
 
+/// Parses a whole run of TLVs whose lengths are all one plain byte (`00`..`FF`), as some cards
+/// write every length. For an answer [`parse_all`] cannot read as the writer meant: a plain
+/// length `81`..`83` in the middle of a run can also be read as BER, and sometimes both readings
+/// parse.
+pub fn parse_all_one_byte(input: &[u8]) -> Result<Vec<Tlv<'_>>, TlvError> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < input.len() {
+        let rest = &input[offset..];
+        let (&tag, &len) = rest
+            .first()
+            .zip(rest.get(1))
+            .ok_or(TlvError::TruncatedLength { offset })?;
+        let len = usize::from(len);
+        let value = rest.get(2..2 + len).ok_or(TlvError::TruncatedValue {
+            tag,
+            offset,
+            announced: len,
+            available: rest.len() - 2,
+        })?;
+        out.push(Tlv { tag, value });
+        offset += 2 + len;
+    }
+    Ok(out)
+}
+
 /// The first TLV with `tag` in a run (a malformed run yields its error).
 pub fn find(input: &[u8], tag: u8) -> Result<Option<&[u8]>, TlvError> {
     for tlv in iter(input) {

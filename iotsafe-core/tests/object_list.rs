@@ -224,3 +224,50 @@ proptest! {
         }
     }
 }
+
+/// A card writing every length as one plain byte: a grouped `C2` of exactly 129..=131 bytes is
+/// `C2 81 …` (or `82`, `83`) with `C3` after it, which also reads as a BER long form.
+#[test]
+fn one_byte_lengths_81_to_83_before_more_structures() {
+    for extra in 0..3usize {
+        let mut keys = Vec::new();
+        let mut expected = Vec::new();
+        let mut id = 1u8;
+        // Public keys of 21 bytes (the last one longer) until the structure is 129 + extra bytes.
+        while keys.len() < 129 + extra {
+            let left = 129 + extra - keys.len();
+            let label_len = if left >= 42 { 10 } else { left - 11 };
+            let label: String = "k".repeat(label_len);
+            let mut content = tlv(0x75, label.as_bytes());
+            content.extend(tlv(0x85, &[id]));
+            content.extend(tlv(0x60, &[0x01]));
+            content.extend(tlv(0x4B, &[0x13]));
+            keys.extend(content);
+            expected.push(key(id, &label, 0x01, 0x13));
+            id += 1;
+        }
+        assert_eq!(keys.len(), 129 + extra);
+        let mut list = vec![0xC2, keys.len() as u8];
+        list.extend(&keys);
+        let file = [
+            tlv(0x73, b"cert"),
+            tlv(0x83, &[0x02]),
+            tlv(0x20, &[0x01, 0x00]),
+        ]
+        .concat();
+        list.extend(tlv(0xC3, &file));
+        let parsed = parse_object_list(&list).unwrap_or_else(|e| panic!("C2 {:02X}: {e}", list[1]));
+        let public: Vec<_> = parsed
+            .iter()
+            .filter(|o| o.kind == Some(ObjectKind::PublicKey))
+            .cloned()
+            .collect();
+        assert_eq!(summary(&public), expected, "C2 {:02X}", list[1]);
+        let files: Vec<_> = parsed
+            .iter()
+            .filter(|o| o.kind == Some(ObjectKind::File))
+            .collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].file_size, Some(256));
+    }
+}

@@ -24,7 +24,8 @@ use iotsafe_tests::{
 };
 use iotsafe_vcard::frontend::SharedCard;
 use iotsafe_vcard::{
-    CardOptions, InfoFieldOrder, ObjectListLayout, SignatureFormat, SignaturePrefix, VirtualCard,
+    CardOptions, InfoFieldOrder, ObjectListLayout, SignatureFormat, SignaturePrefix, TlvLengths,
+    VirtualCard,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -110,7 +111,15 @@ fn openssl_accepts_the_card_acting_out_real_sim_behaviours() {
     let mut grouped = CardOptions::default();
     grouped.quirks.object_list_layout = ObjectListLayout::Grouped;
     grouped.quirks.info_field_order = InfoFieldOrder::IdFirst;
-    variants.push(("grouped object list, ID first".into(), grouped));
+    variants.push(("grouped object list, ID first".into(), grouped.clone()));
+    // Grouped structures pass 128 bytes: a card writing their lengths as one plain byte (`C1 9A`)
+    // puts a length of 81..FF before more structures.
+    grouped.quirks.tlv_lengths = TlvLengths::OneByte;
+    grouped.quirks.info_field_order = InfoFieldOrder::AttributesFirst;
+    variants.push((
+        "grouped object list, attributes first, one-byte lengths".into(),
+        grouped,
+    ));
     for prefix in [[0x30, 0x3E], [0x33, 0x3E]] {
         for format in [
             SignatureFormat::TwoByteLength,
@@ -133,8 +142,18 @@ fn openssl_accepts_the_card_acting_out_real_sim_behaviours() {
 
     for (n, (what, options)) in variants.into_iter().enumerate() {
         let closes_refused = options.quirks.close_after_final_update.is_some();
-        let vcard = VirtualCard::open_state(&dir.path().join("card.json"), options)
+        let one_byte_lengths = options.quirks.tlv_lengths == TlvLengths::OneByte;
+        let mut vcard = VirtualCard::open_state(&dir.path().join("card.json"), options)
             .expect("open the card state");
+        if one_byte_lengths {
+            // One more public key makes the grouped `C2` exactly 129 bytes, written `C2 81` with
+            // `C3` after it: read as BER, `81` would take the next byte for the length.
+            let keys = &mut vcard.store_mut().public_keys;
+            let mut extra = keys[0].clone();
+            extra.id = vec![0x06];
+            extra.label = Some(String::from("backend"));
+            keys.push(extra);
+        }
         let vcard = Arc::new(Mutex::new(vcard));
         let plugged = vpcd::plug(vcard.clone() as SharedCard);
         let card = vpcd::open_card();
@@ -149,6 +168,10 @@ fn openssl_accepts_the_card_acting_out_real_sim_behaviours() {
         };
         assert_eq!(labelled(ObjectKind::PrivateKey, 0x01), b"device", "{what}");
         assert_eq!(labelled(ObjectKind::PrivateKey, 0x04), b"ecdhe", "{what}");
+        assert_eq!(labelled(ObjectKind::File, 0x02), b"device-cert", "{what}");
+        if one_byte_lengths {
+            assert_eq!(labelled(ObjectKind::PublicKey, 0x06), b"backend", "{what}");
+        }
         let config = client_config(card.clone(), &pki.join("ca.pem"));
         let used = handshake_and_echo(&card, config, &mut server, addr, &format!("variant {n}"));
         eprintln!("{what}: {used:?}");
