@@ -540,15 +540,22 @@ impl Card {
         let put = s.run(Operation::PutPublicKey, |link, cla, config| {
             put_public(link, cla, config, peer_slot, peer)
         });
+        let Closed { value, close_error } = put?;
+        if let Some(Error::Transport { command, source }) = close_error {
+            // The link dropped at the put's session close: whether the card kept the key is
+            // unknown, and the DH cannot run on this connection. Report the drop itself.
+            s.connection_lost(&source);
+            return Err(Error::Transport { command, source });
+        }
+        s.keep(Closed { value, close_error });
         // A reset found while putting the peer's key (the card had forgotten the session's
-        // channel, or the link dropped and came back) took the ephemeral key with it.
+        // channel, and the retried put succeeded on a new one) took the ephemeral key with it.
         if s.ephemeral_generation != key.generation {
             return Err(Error::StaleEphemeral {
                 started: key.generation,
                 current: s.ephemeral_generation,
             });
         }
-        s.keep(put?);
         s.run(Operation::Dh, |link, cla, config| {
             dh(link, cla, config, &key.key_pair.private, peer_slot)
         })

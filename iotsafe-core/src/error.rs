@@ -131,8 +131,9 @@ pub enum Error {
     /// An object named by the caller is not on the card.
     #[error("object {0} is not on the card")]
     UnknownObject(String),
-    /// The ephemeral key slot was regenerated since this key exchange started.
-    #[error("the ephemeral key of generation {started} was replaced (now generation {current}); restart the key exchange")]
+    /// The ephemeral key slot was regenerated since this key exchange started, or the card was
+    /// reset (or the connection lost) since, which retires the key.
+    #[error("the ephemeral key of generation {started} was replaced or lost to a card reset (now generation {current}); restart the key exchange")]
     StaleEphemeral {
         /// Generation that was started.
         started: u64,

@@ -361,6 +361,7 @@ fn exercise(options: CardOptions, config: CardConfig, label: &str) -> Tally {
                 },
             );
             let what = format!("{label}: disconnect at APDU {k}/{n}");
+            let closes_failed = r.card.stats().close_failures;
             let out = bounded(op, &r);
             record(&mut tally, op, &what, &out);
             match &out {
@@ -368,6 +369,8 @@ fn exercise(options: CardOptions, config: CardConfig, label: &str) -> Tally {
                     source: TransportError::Disconnected,
                     ..
                 }) => {}
+                // The drop hit the session close: the result had arrived and is kept.
+                Ok(true) if r.card.stats().close_failures == closes_failed + 1 => {}
                 // With an implicit channel, close sends nothing: the re-select after it reconnects
                 // (which is what clears the fault) and succeeds.
                 Ok(true) if op == Op::Close => {}
@@ -397,9 +400,11 @@ fn exercise(options: CardOptions, config: CardConfig, label: &str) -> Tally {
                     Err(Error::Status { sw: got, .. }) if got.0 == sw => {}
                     // 6700/6985 to a step that then makes the next one fail differently.
                     Err(Error::Status { .. }) | Err(Error::Malformed { .. }) => {}
-                    // The refused command was the SELECT of a re-connection.
+                    // The refused command was the SELECT of a re-connection ...
                     Err(Error::AppletNotFound { tried })
                         if tried.contains(&format!("{sw:04X}")) => {}
+                    // ... or its MANAGE CHANNEL (no silent fall-back to the basic channel).
+                    Err(Error::NoLogicalChannel { sw: got }) if got.0 == sw => {}
                     other => panic!("{op:?} {what}: {other:?}"),
                 }
                 recovers(op, &r, &what);
@@ -461,6 +466,14 @@ fn exercise(options: CardOptions, config: CardConfig, label: &str) -> Tally {
                     source: TransportError::ResetCard,
                     ..
                 }) if op == Op::Close => {}
+                // A reset after the ephemeral key was made took the key with it (a SIM keeps it
+                // in transient memory): that key exchange cannot complete, and says why (the
+                // reset itself when it cut the put's session close).
+                Err(Error::StaleEphemeral { .. }) if op == Op::Ecdhe && k > 1 => {}
+                Err(Error::Transport {
+                    source: TransportError::ResetCard,
+                    ..
+                }) if op == Op::Ecdhe && k > 1 => {}
                 other => panic!("{op:?} {what}: {other:?}"),
             }
             recovers(op, &r, &what);
@@ -586,10 +599,12 @@ fn a_fault_under_concurrent_load_fails_one_operation_only() {
     // error, none panics or hangs, and all threads then succeed again.
     let r = rig(CardOptions::default(), CardConfig::default());
     let base = vcard_count(&r);
+    // A signature is 3 APDUs (Init, Update, close): APDU 20 is the 7th signature's Update. (A
+    // drop at a close, APDU 21, would keep the signature and fail nothing.)
     set_plan(
         &r,
         FaultPlan {
-            disconnect_after: Some(base + 20),
+            disconnect_after: Some(base + 19),
             ..FaultPlan::default()
         },
     );
