@@ -1,7 +1,8 @@
 //! Fault injection during TLS 1.3 handshakes whose key exchange and CertificateVerify run on the
 //! (virtual) card: a fault at each card APDU of a handshake makes that handshake fail cleanly (or,
-//! for a reported reset, succeed after the session's own retry) within a deadline, without a
-//! panic; the next handshake after the fault clears succeeds.
+//! for a reported reset, succeed after the session's own retry, and for a refused session close,
+//! succeed with the result kept) within a deadline, without a panic; the next handshake after the
+//! fault clears succeeds.
 
 mod tls_support;
 
