@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: system packages, services on loopback, fmt, clippy, tests.
+# The whole test suite, as CI runs it: system packages, services on loopback, fmt, clippy, rustdoc,
+# tests.
 #
 # Installs the Debian packages the tests need when run as root (otherwise prints the exact install
 # line and fails), starts pcscd (the vpcd driver inside it becomes the "Virtual PCD 00 00" reader the
@@ -79,6 +80,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "== cargo test"
 cargo test --workspace --all-features
 echo "== benchmark smoke (each zero-latency bench once)"

@@ -103,7 +103,7 @@ impl CardSelection {
         self.open_traced(None)
     }
 
-    /// [`Selection::open`] with a trace sink that sees every APDU from the first SELECT on.
+    /// [`Self::open`] with a trace sink that sees every APDU from the first SELECT on.
     pub fn open_traced(&self, trace: Option<TraceSink>) -> Result<OpenedCard, CliError> {
         let config = self.card_config()?;
         let chosen = [

@@ -2,7 +2,7 @@
 //!
 //! A host-side client for the GSMA IoT SAFE (IoT.05) applet: APDU encoding and response parsing,
 //! a tolerant TLV codec for the forms real cards use, every IoT.05 command, the object model, a
-//! thread-safe [`Card`](card::Card) session with counters, and transports (PC/SC behind the `pcsc`
+//! thread-safe [`Card`] session with counters, and transports (PC/SC behind the `pcsc`
 //! feature, AT modems behind the `at` feature).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "mqtt-demo", version)]
 struct Args {
-    /// Card selection (default: a virtual card in <target>/iotsafe-demo/card.json).
+    /// Card selection (default: a virtual card in `<target>/iotsafe-demo/card.json`).
     #[command(flatten)]
     card: CardSelection,
     /// A real broker, mqtts://HOST:PORT (default: an embedded broker on loopback).
@@ -33,7 +33,7 @@ struct Args {
     /// MQTT client identifier.
     #[arg(long, default_value = "device-0001")]
     client_id: String,
-    /// Topic (default: iotsafe/demo/<client-id>).
+    /// Topic (default: `iotsafe/demo/<client-id>`).
     #[arg(long)]
     topic: Option<String>,
     /// Messages to publish and receive back.
