@@ -792,15 +792,7 @@ impl Session {
         let stats = &mut self.stats;
         let trace = self.trace.as_ref();
         let result = self.transport.exclusive(&mut |t: &mut dyn Transport| {
-            let mut link = Link {
-                transport: t,
-                stats: &mut *stats,
-                trace,
-                extended,
-                get_response_class: config.get_response_class,
-                get_response_le: config.get_response_le,
-                max_rounds: config.max_rounds,
-            };
+            let mut link = link(t, &mut *stats, trace, config, extended);
             out = Some(body(&mut link, cla, config)?);
             Ok(())
         });
@@ -862,15 +854,13 @@ impl Session {
         let cla = class_byte(sel.channel, ClassStyle::Interindustry)?;
         let select = commands::select(cla, &sel.aid, self.config.select_le);
         let config = self.config.clone();
-        let mut link = Link {
-            transport: self.transport.as_dyn(),
-            stats: &mut self.stats,
-            trace: self.trace.as_ref(),
-            extended: false,
-            get_response_class: config.get_response_class,
-            get_response_le: config.get_response_le,
-            max_rounds: config.max_rounds,
-        };
+        let mut link = link(
+            self.transport.as_dyn(),
+            &mut self.stats,
+            self.trace.as_ref(),
+            &config,
+            false,
+        );
         let r = link.exchange(&select, CommandKind::Select, Secrecy::Public)?;
         Ok(r.sw.is_success())
     }
@@ -935,15 +925,7 @@ impl Session {
         let config = self.config.clone();
         let stats = &mut self.stats;
         let trace = self.trace.as_ref();
-        let mut link = Link {
-            transport: self.transport.as_dyn(),
-            stats,
-            trace,
-            extended: false,
-            get_response_class: config.get_response_class,
-            get_response_le: config.get_response_le,
-            max_rounds: config.max_rounds,
-        };
+        let mut link = link(self.transport.as_dyn(), stats, trace, &config, false);
         let (channel, opened_by_us) = match config.channel {
             ChannelStrategy::Basic => (0, false),
             ChannelStrategy::Implicit(ch) => (ch, false),
@@ -1038,15 +1020,13 @@ impl Session {
         }
         if sel.opened_by_us {
             let config = self.config.clone();
-            let mut link = Link {
-                transport: self.transport.as_dyn(),
-                stats: &mut self.stats,
-                trace: self.trace.as_ref(),
-                extended: false,
-                get_response_class: config.get_response_class,
-                get_response_le: config.get_response_le,
-                max_rounds: config.max_rounds,
-            };
+            let mut link = link(
+                self.transport.as_dyn(),
+                &mut self.stats,
+                self.trace.as_ref(),
+                &config,
+                false,
+            );
             let r = link.exchange(
                 &commands::close_channel(sel.channel),
                 CommandKind::CloseChannel,
@@ -1112,6 +1092,26 @@ impl Session {
                 point,
             })
         })
+    }
+}
+
+/// The link for one operation or selection step: `extended` only inside an operation (the
+/// selection is always short APDUs).
+fn link<'a>(
+    transport: &'a mut dyn Transport,
+    stats: &'a mut CardStats,
+    trace: Option<&'a TraceSink>,
+    config: &CardConfig,
+    extended: bool,
+) -> Link<'a> {
+    Link {
+        transport,
+        stats,
+        trace,
+        extended,
+        get_response_class: config.get_response_class,
+        get_response_le: config.get_response_le,
+        max_rounds: config.max_rounds,
     }
 }
 
