@@ -86,8 +86,11 @@ pub use config::{IotSafeTls, IotSafeTlsBuilder};
 #[cfg(feature = "rcgen")]
 pub use csr::{card_csr, csr_for};
 pub use der::{card_signature_to_der, SignatureFormatError};
-pub use error::{Error, Result};
-pub use kx::{check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions};
+pub use error::{Error, KxError, Result};
+pub use kx::{
+    check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions, QueueStats,
+    DEFAULT_SLOT_LEASE,
+};
 pub use provider::{card_crypto_provider, software_provider, CardProvider, EcdheOn, BACKEND};
 pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
 pub use rng::{CardEntropyRng, Reseed};
