@@ -273,9 +273,16 @@ impl CardKxGroup {
         // The thread owns the turn: when it ends, however it ends, the slot is released.
         let spawned = std::thread::Builder::new()
             .name("iotsafe-ecdhe-pregen".into())
-            .spawn(move || match exchange::generate(&card, &slot) {
-                Ok(key) => turn.set_ready((slot, key)),
-                Err(e) => tracing::warn!(error = %e, "background ephemeral key generation failed; the next handshake generates its own"),
+            .spawn(move || {
+                let generated = exchange::generate(&card, &slot);
+                // The card first: whoever waits for the background work to end (before dropping
+                // the last config and card, say) must not find the card still held here.
+                drop(card);
+                match generated {
+                    Ok(key) => turn.set_ready((slot, key)),
+                    Err(e) => tracing::warn!(error = %e, "background ephemeral key generation failed; the next handshake generates its own"),
+                }
+                drop(turn);
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start the ephemeral key pre-generation thread");
