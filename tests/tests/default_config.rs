@@ -54,13 +54,21 @@ fn all_succeed(fx: &TlsFixture, client: &Arc<ClientConfig>, threads: usize, each
     }
     let used = fx.card.stats().since(&before);
     let n = (threads * each) as u64;
-    assert_eq!(used.count(Operation::GenerateKeyPair), n, "N={threads}: {used:?}");
+    assert_eq!(
+        used.count(Operation::GenerateKeyPair),
+        n,
+        "N={threads}: {used:?}"
+    );
     assert_eq!(used.count(Operation::Dh), n, "N={threads}: {used:?}");
     assert_eq!(used.count(Operation::Sign), n, "N={threads}: {used:?}");
     let failures: u64 = used.operations.values().map(|o| o.failures).sum();
     assert_eq!(failures, 0, "N={threads}: {used:?}");
     let queue = fx.queue_stats();
-    assert_eq!(queue.turns - queue_before.turns, n, "N={threads}: {queue:?}");
+    assert_eq!(
+        queue.turns - queue_before.turns,
+        n,
+        "N={threads}: {queue:?}"
+    );
     assert_eq!(queue.overtaken, 0, "N={threads}: {queue:?}");
     eprintln!(
         "N={threads}: {n} handshakes, all succeeded; {} waited, longest wait so far {:?}",
@@ -138,7 +146,10 @@ fn ten_thousand_builds_reuse_one_group_and_keep_memory_flat() {
     // A group leaked per build is a few hundred bytes: 10,000 of them would be megabytes.
     let growth = after.saturating_sub(before);
     eprintln!("10,000 builds: RSS {before} → {after} bytes (+{growth})");
-    assert!(growth < 1024 * 1024, "RSS grew by {growth} bytes over 10,000 builds");
+    assert!(
+        growth < 1024 * 1024,
+        "RSS grew by {growth} bytes over 10,000 builds"
+    );
     // The configs still work.
     handshake(&default_client(&fx), &fx.server).expect("handshake after the builds");
 }
@@ -204,11 +215,19 @@ fn dropping_the_last_config_and_card_closes_the_channel() {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(open_channels(&vcard), 1, "{options:?}: the session's channel");
+        assert_eq!(
+            open_channels(&vcard),
+            1,
+            "{options:?}: the session's channel"
+        );
         drop((client, tls, fx));
         // A background generation still running owns a reference until it ends.
         assert!(group.wait_for_background(Duration::from_secs(30)));
         assert!(group.card().is_none(), "{options:?}: the card was dropped");
-        assert_eq!(open_channels(&vcard), 0, "{options:?}: channel closed on drop");
+        assert_eq!(
+            open_channels(&vcard),
+            0,
+            "{options:?}: channel closed on drop"
+        );
     }
 }
