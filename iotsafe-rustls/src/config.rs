@@ -74,7 +74,8 @@ impl IotSafeTlsBuilder {
         self
     }
 
-    /// Ephemeral and peer slots, pre-generation (defaults: IDs `04`, `05`, no pre-generation).
+    /// Ephemeral and peer slots, slot queue, pre-generation (defaults: IDs `04`, `05`, queued with
+    /// [`crate::DEFAULT_SLOT_LEASE`], no pre-generation).
     pub fn kx_options(mut self, options: KxOptions) -> Self {
         self.kx_options = options;
         self
@@ -110,8 +111,9 @@ impl IotSafeTlsBuilder {
     }
 
     /// Reads the key and certificate from the card, checks the ECDHE slots
-    /// ([`crate::kx::check_slots`]), sets up the key-exchange group (leaking it once, see
-    /// [`CardKxGroup::leak`]) and, if asked, the entropy seed.
+    /// ([`crate::kx::check_slots`]), takes the card's key-exchange group from the pool (see
+    /// [`CardKxGroup::for_card`]: building again on the same card reuses it) and, if asked, the
+    /// entropy seed.
     pub fn build(self) -> Result<IotSafeTls> {
         let (mut provider, kx) = match self.ecdhe {
             EcdheOn::Card => {
@@ -119,7 +121,7 @@ impl IotSafeTlsBuilder {
                     Some(kx) => kx,
                     None => {
                         crate::kx::check_slots(&self.card, &self.kx_options)?;
-                        CardKxGroup::leak(Arc::clone(&self.card), self.kx_options.clone())
+                        CardKxGroup::for_card(&self.card, self.kx_options.clone())
                     }
                 };
                 (CardProvider::card_ecdhe(kx), Some(kx))
@@ -128,9 +130,11 @@ impl IotSafeTlsBuilder {
         };
         let mut signing_key = CardSigningKey::new(Arc::clone(&self.card), self.key.clone())?;
         if let Some(kx) = kx.filter(|kx| kx.options().pregenerate) {
-            // The next ephemeral key is made after the signature, not between DH and signature.
-            kx.defer_pregeneration_to_signature();
-            signing_key = signing_key.with_after_sign(Arc::new(move || kx.after_signature()));
+            // The first key now, the next ones after each signature: never between DH and
+            // signature. The hook holds the `'static` group, which holds only a `Weak<Card>`.
+            kx.pregenerate_in_background();
+            signing_key =
+                signing_key.with_after_sign(Arc::new(move || kx.pregenerate_in_background()));
         }
         let mut resolver = CardCertResolver::builder(Arc::clone(&self.card))
             .signing_key(signing_key)
@@ -193,7 +197,7 @@ pub struct IotSafeTls {
 
 impl IotSafeTls {
     /// Starts a builder with the defaults: key ID `01`, certificate searched, ECDHE on the card
-    /// (slots `04`/`05`, no pre-generation), TLS 1.3 only, resumption on, no card entropy.
+    /// (slots `04`/`05`, concurrent handshakes queued for the slot, no pre-generation), TLS 1.3 only, resumption on, no card entropy.
     pub fn builder(card: Arc<Card>) -> IotSafeTlsBuilder {
         IotSafeTlsBuilder {
             card,

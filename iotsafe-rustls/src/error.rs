@@ -68,6 +68,49 @@ impl Error {
     }
 }
 
+/// Why a key exchange on the card failed inside rustls. rustls carries it as
+/// [`rustls::Error::Other`]; get it back with [`KxError::from_rustls`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KxError {
+    /// The card's ephemeral slot holds another key than the one this handshake started with.
+    #[error(
+        "IoT SAFE card, ECDHE: the ephemeral key of generation {started} was replaced (now generation {current}) {}",
+        if *.queued {
+            "after this key exchange held the slot past its lease (KxOptions::queue_for_slot), or by a card reset"
+        } else {
+            "by another handshake on this card (the slot queue is off: KxOptions::queue_for_slot is None), or by a card reset"
+        }
+    )]
+    Replaced {
+        /// The slot generation this handshake's key belongs to.
+        started: u64,
+        /// The slot's generation now.
+        current: u64,
+        /// Whether the key exchange queued for the slot.
+        queued: bool,
+    },
+    /// Every `Arc<Card>` of the card this group served was dropped.
+    #[error("IoT SAFE card, ECDHE: the card session was dropped; build the TLS configuration again with a live card")]
+    CardGone,
+}
+
+impl KxError {
+    /// The [`KxError`] inside a rustls error, if that is what it carries.
+    pub fn from_rustls(e: &rustls::Error) -> Option<&KxError> {
+        match e {
+            rustls::Error::Other(other) => other.0.downcast_ref::<KxError>(),
+            _ => None,
+        }
+    }
+}
+
+impl From<KxError> for rustls::Error {
+    fn from(e: KxError) -> Self {
+        rustls::Error::Other(rustls::OtherError(std::sync::Arc::new(e)))
+    }
+}
+
 /// A card failure inside a rustls callback, as the `rustls::Error` rustls expects. The message
 /// names the step ("card signature (COMPUTE SIGNATURE on key ID 01)") and the card's reason.
 pub(crate) fn card_failure(step: impl std::fmt::Display, e: &iotsafe_core::Error) -> rustls::Error {

@@ -51,6 +51,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Many connections on one card
+//! The card has one ephemeral key slot. By default, concurrent handshakes on one card take turns
+//! on it from key generation (in `ClientConnection::new`) to DH: first come, first served, each
+//! turn bounded by a lease ([`DEFAULT_SLOT_LEASE`]) so that a handshake stuck on a silent peer is
+//! overtaken. Signatures interleave freely, so the card stays busy and every handshake succeeds.
+//! The waiting happens in `ClientConnection::new`, on the calling thread: see below, and
+//! [`kx`] for what that means on a `current_thread` runtime. [`KxOptions::unqueued`] turns the
+//! queue off (a replaced key then fails the handshake with [`KxError::Replaced`]). The
+//! key-exchange group of a card is pooled: `build()` again on the same card reuses it, it holds
+//! only a `Weak<Card>`, and dropping the last config and the card closes the card's channel.
+//!
 //! ## Blocking under tokio
 //! Card I/O happens inside rustls's synchronous callbacks: `SupportedKxGroup::start()` runs inside
 //! `ClientConnection::new`, i.e. synchronously inside `tokio_rustls::TlsConnector::connect` before
@@ -86,8 +97,11 @@ pub use config::{IotSafeTls, IotSafeTlsBuilder};
 #[cfg(feature = "rcgen")]
 pub use csr::{card_csr, csr_for};
 pub use der::{card_signature_to_der, SignatureFormatError};
-pub use error::{Error, Result};
-pub use kx::{check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions};
+pub use error::{Error, KxError, Result};
+pub use kx::{
+    check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions, QueueStats,
+    DEFAULT_SLOT_LEASE,
+};
 pub use provider::{card_crypto_provider, software_provider, CardProvider, EcdheOn, BACKEND};
 pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
 pub use rng::{CardEntropyRng, Reseed};

@@ -18,7 +18,7 @@ use iotsafe_core::Card;
 use rustls::crypto::{GetRandomFailed, SecureRandom};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use zeroize::Zeroizing;
 
 /// When the card seed is refreshed.
@@ -35,7 +35,9 @@ const DOMAIN: &[u8] = b"iotsafe-rustls card entropy v1";
 
 /// The software RNG with card entropy mixed in. See the module docs.
 pub struct CardEntropyRng {
-    card: Arc<Card>,
+    /// Weak: a leaked RNG must not keep the card (and its logical channel) alive; once the card
+    /// is gone, reseeding is skipped and the current seed kept.
+    card: Weak<Card>,
     software: &'static dyn SecureRandom,
     reseed: Reseed,
     state: Mutex<MixState>,
@@ -59,7 +61,7 @@ impl CardEntropyRng {
             .map_err(|e| Error::card("GET RANDOM for the entropy seed", e))?;
         let seed = derive_seed(&[0u8; 32], &card_bytes);
         Ok(CardEntropyRng {
-            card,
+            card: Arc::downgrade(&card),
             software,
             reseed,
             state: Mutex::new(MixState {
@@ -70,7 +72,8 @@ impl CardEntropyRng {
         })
     }
 
-    /// [`CardEntropyRng::new`], leaked for rustls's `&'static dyn SecureRandom`. Call once per card.
+    /// [`CardEntropyRng::new`], leaked for rustls's `&'static dyn SecureRandom` (about a hundred
+    /// bytes per call; the card itself is not kept alive).
     pub fn leak(
         card: Arc<Card>,
         software: &'static dyn SecureRandom,
@@ -86,7 +89,11 @@ impl CardEntropyRng {
         if n == 0 || state.calls_since_seed < n {
             return;
         }
-        match self.card.get_random(32) {
+        let Some(card) = self.card.upgrade() else {
+            state.calls_since_seed = 0;
+            return;
+        };
+        match card.get_random(32) {
             Ok(bytes) => {
                 state.seed = derive_seed(&state.seed, &bytes);
                 state.calls_since_seed = 0;

@@ -355,9 +355,12 @@ fn assert_many_signatures_verify(key: &iotsafe_rustls::CardSigningKey) {
 }
 
 #[test]
-fn stale_complete_fails_cleanly() {
+fn stale_complete_fails_cleanly_without_the_queue() {
     let fx = Fixture::new();
-    let tls = card_tls(&fx);
+    let tls = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::default().unqueued())
+        .build()
+        .unwrap();
     let kx = tls.kx_group().unwrap();
     let first = kx.start().unwrap();
     let second = kx.start().unwrap(); // regenerates the single slot
@@ -374,9 +377,14 @@ fn stale_complete_fails_cleanly() {
         Ok(_) => panic!("a replaced ephemeral key must not be used"),
         Err(e) => e,
     };
+    // Typed, and naming the cause.
+    match iotsafe_rustls::KxError::from_rustls(&err) {
+        Some(iotsafe_rustls::KxError::Replaced { queued: false, .. }) => {}
+        other => panic!("expected KxError::Replaced: {other:?} ({err})"),
+    }
     let text = err.to_string();
     assert!(
-        text.contains("replaced") || text.contains("generation"),
+        text.contains("was replaced") && text.contains("queue is off"),
         "{text}"
     );
     assert_eq!(
@@ -394,9 +402,10 @@ fn stale_complete_fails_cleanly() {
 }
 
 #[test]
-fn interleaved_handshakes_fail_the_stale_one_and_finish_the_other() {
+fn interleaved_handshakes_without_the_queue_fail_the_stale_one_and_finish_the_other() {
     let fx = Fixture::new();
     let tls = IotSafeTls::builder(fx.card.clone())
+        .kx_options(KxOptions::default().unqueued())
         .resumption(false)
         .build()
         .unwrap();
@@ -762,8 +771,10 @@ fn pregeneration_takes_key_generation_off_connect_on_a_slow_card() {
     let plain = IotSafeTls::builder(fx.card.clone()).build().unwrap();
     let config = Arc::new(plain.client_config(fx.roots.clone()).unwrap());
     let started = std::time::Instant::now();
-    let _client = ClientConnection::new(config, server_name.clone()).unwrap();
+    let client = ClientConnection::new(config, server_name.clone()).unwrap();
     let without = started.elapsed();
+    // Abandoned: its key exchange releases the card's slot (which it holds while in flight).
+    drop(client);
     assert!(
         without >= KEYGEN,
         "connect waited for the card: {without:?}"

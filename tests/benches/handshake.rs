@@ -12,13 +12,15 @@
 //!   public point (`Card::sign_digest_checked`), once per handshake.
 //!
 //! `cargo bench -p iotsafe-tests --bench handshake` also prints a report (medians of its own
-//! runs, APDUs, bytes, card-busy time, the floor, throughput of N threads on one card); set
+//! runs, APDUs, bytes, card-busy time, the floor, throughput of N = 1, 4, 8, 32 threads on one
+//! card with the default configuration and the longest wait for the card's slot); set
 //! `IOTSAFE_PERF_REPORT=0` to skip it. Under `cargo test --benches` only the zero-latency
 //! benches run, once each.
 #![forbid(unsafe_code)]
 
 use criterion::Criterion;
 use iotsafe_core::{Card, CardConfig, CardStats};
+use iotsafe_rustls::{IotSafeTls, KxOptions};
 use iotsafe_tests::handshake::{
     critical_path_floor, handshake, modelled_busy, replay_wolfssl_handshake, TlsFixture,
 };
@@ -158,13 +160,22 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Handshakes per second of `threads` threads sharing one card for `run`.
-fn throughput(fx: &TlsFixture, threads: usize, run: Duration, queued: bool) -> (f64, u64, u64) {
-    let client = if queued {
-        fx.queued_card_client()
-    } else {
-        fx.card_client.clone()
-    };
+/// What `threads` threads sharing one card achieved in one throughput run.
+struct Throughput {
+    rate: f64,
+    done: u64,
+    failed: u64,
+    /// The longest a handshake waited for its turn on the card's ephemeral slot.
+    max_wait: Duration,
+}
+
+/// Handshakes per second of `threads` threads sharing one card for `run`, with `client`.
+fn throughput(
+    fx: &TlsFixture,
+    client: &Arc<rustls::ClientConfig>,
+    threads: usize,
+    run: Duration,
+) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -191,11 +202,12 @@ fn throughput(fx: &TlsFixture, threads: usize, run: Duration, queued: bool) -> (
     // Handshakes in flight at the stop finish: count them over the whole elapsed time.
     let elapsed = started.elapsed();
     let n = done.load(Ordering::Relaxed);
-    (
-        n as f64 / elapsed.as_secs_f64(),
-        n,
-        failed.load(Ordering::Relaxed),
-    )
+    Throughput {
+        rate: n as f64 / elapsed.as_secs_f64(),
+        done: n,
+        failed: failed.load(Ordering::Relaxed),
+        max_wait: fx.queue_stats().max_wait,
+    }
 }
 
 /// Our own medians and the counts behind them, printed as markdown rows for
@@ -317,7 +329,8 @@ fn report() {
         }
     }
 
-    // 4. Throughput of N threads on one card.
+    // 4. Throughput of N threads on one card, with the default configuration (key exchanges
+    // queued for the one ephemeral slot); 4′ the same with the queue turned off.
     let fx = fixture(sim, false);
     let per = fx.card_handshake().expect("handshake");
     let busy = per.time_in_card;
@@ -326,12 +339,29 @@ fn report() {
         1.0 / busy.as_secs_f64(),
         ms(busy)
     );
-    for (threads, queued) in [(1, true), (4, true), (8, true), (4, false)] {
-        let (rate, n, failed) = throughput(&fx, threads, Duration::from_secs(6), queued);
+    for (threads, queued) in [(1, true), (4, true), (8, true), (32, true), (4, false)] {
+        // A fresh card per run, so that the longest wait is this run's.
+        let fx = fixture(sim, false);
+        let kx = if queued {
+            KxOptions::default()
+        } else {
+            KxOptions::default().unqueued()
+        };
+        let tls = IotSafeTls::builder(fx.card.clone())
+            .kx_options(kx)
+            .resumption(false)
+            .build()
+            .expect("IotSafeTls");
+        let client = Arc::new(tls.client_config(fx.roots.clone()).expect("client config"));
+        let t = throughput(&fx, &client, threads, Duration::from_secs(6));
         println!(
-            "throughput N={threads} {}: {rate:.2} handshakes/s ({n} done, {failed} failed) = {:.0}% of the bound",
-            if queued { "(key exchanges queued for the one ephemeral slot)" } else { "(no queue)" },
-            100.0 * rate * busy.as_secs_f64()
+            "throughput N={threads} {}: {:.2} handshakes/s ({} done, {} failed) = {:.0}% of the bound | max wait for the slot {}",
+            if queued { "(default configuration)" } else { "(queue off: KxOptions::unqueued)" },
+            t.rate,
+            t.done,
+            t.failed,
+            100.0 * t.rate * busy.as_secs_f64(),
+            ms(t.max_wait)
         );
     }
 }

@@ -32,7 +32,6 @@ pub struct TlsFixture {
     pub roots: Arc<RootCertStore>,
     /// The software rustls server: requires a client certificate, no session tickets.
     pub server: Arc<ServerConfig>,
-    pregenerate: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -118,7 +117,6 @@ impl TlsFixture {
             software_client: Arc::new(software_client),
             roots,
             server: Arc::new(server),
-            pregenerate,
             _dir: dir,
         }
     }
@@ -133,6 +131,14 @@ impl TlsFixture {
     /// One full handshake with the software client.
     pub fn software_handshake(&self) -> Result<(), String> {
         handshake(&self.software_client, &self.server)
+    }
+
+    /// What the card's ephemeral slot queue saw (turns, waits, the longest wait).
+    pub fn queue_stats(&self) -> iotsafe_rustls::QueueStats {
+        self.tls
+            .kx_group()
+            .map(|kx| kx.queue_stats())
+            .unwrap_or_default()
     }
 
     /// Waits for the key-exchange group's background generation to finish (no-op without one).
@@ -306,23 +312,4 @@ pub fn replay_wolfssl_handshake(card: &Card, verifies: usize) -> CardStats {
     card.sign_digest(&device, HashAlgorithm::Sha256, &digest)
         .expect("COMPUTE SIGNATURE");
     card.stats().since(&before)
-}
-
-impl TlsFixture {
-    /// A card client whose key exchanges take turns on the card's one ephemeral slot
-    /// ([`KxOptions::queue_for_slot`]), for several threads sharing one card. Its key-exchange
-    /// group is a second one on the card (built and leaked on each call), with the fixture's
-    /// pre-generation setting.
-    pub fn queued_card_client(&self) -> Arc<ClientConfig> {
-        let options = KxOptions::pregenerating(self.pregenerate).queued(Duration::from_secs(30));
-        let tls = IotSafeTls::builder(self.card.clone())
-            .kx_options(options)
-            .resumption(false)
-            .build()
-            .expect("IotSafeTls with a queued key exchange");
-        Arc::new(
-            tls.client_config(self.roots.clone())
-                .expect("queued card client"),
-        )
-    }
 }

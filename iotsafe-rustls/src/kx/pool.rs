@@ -1,0 +1,120 @@
+//! The process-wide pool of `'static` key exchange groups, one per card (and options) alive.
+//!
+//! rustls keeps `&'static dyn SupportedKxGroup`s, so a group is never freed. Instead of leaking
+//! one per `build()`, a group is found again by its card (`Arc::ptr_eq`), and a group whose card
+//! was dropped is re-targeted to the next card that needs one. The pool therefore holds at most
+//! as many groups as there were (card, options) pairs alive at the same time.
+
+use super::{CardKxGroup, KxOptions, SlotQueue, Target};
+use iotsafe_core::Card;
+use std::sync::{Arc, Mutex};
+
+static GROUPS: Mutex<Vec<&'static CardKxGroup>> = Mutex::new(Vec::new());
+
+/// See [`CardKxGroup::for_card`].
+pub(super) fn group_for(card: &Arc<Card>, options: KxOptions) -> &'static CardKxGroup {
+    // A list of references: consistent after a panic elsewhere.
+    let mut groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
+    // By address, without upgrading: a temporary strong reference could end up the last one and
+    // close another card's channel under this lock. `card` is alive, so its address is its own.
+    let on_card = |g: &CardKxGroup| std::ptr::eq(g.lock().card.as_ptr(), Arc::as_ptr(card));
+    if let Some(group) = groups
+        .iter()
+        .find(|g| on_card(g) && g.lock().options == options)
+    {
+        return group;
+    }
+    // One card, one slot, one queue: groups with other options on this card share it.
+    let queue = groups
+        .iter()
+        .find(|g| on_card(g))
+        .map(|g| Arc::clone(&g.lock().queue))
+        .unwrap_or_else(SlotQueue::new);
+    let target = Target {
+        card: Arc::downgrade(card),
+        options,
+        queue,
+    };
+    // A card once dropped never comes back, so nothing can start on an orphan while it moves.
+    if let Some(orphan) = groups.iter().find(|g| g.lock().card.strong_count() == 0) {
+        *orphan.lock() = target;
+        return orphan;
+    }
+    let group: &'static CardKxGroup = Box::leak(Box::new(CardKxGroup {
+        target: Mutex::new(target),
+    }));
+    groups.push(group);
+    group
+}
+
+/// How many groups the pool holds (for the tests of its bound).
+#[cfg(test)]
+pub(super) fn len() -> usize {
+    GROUPS.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotsafe_core::CardConfig;
+    use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
+
+    fn card() -> Arc<Card> {
+        let vcard = VirtualCard::with_default_layout(CardOptions::default());
+        Arc::new(Card::open(InProcessTransport::new(vcard), CardConfig::default()).unwrap())
+    }
+
+    /// The pool is process-wide: the tests that count its groups run one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn one_group_per_live_card_and_dead_cards_groups_are_reused() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let a = card();
+        let first = group_for(&a, KxOptions::default());
+        let again = group_for(&a, KxOptions::default());
+        assert!(std::ptr::eq(first, again), "same card, same group");
+        let before = len();
+        for _ in 0..100 {
+            let b = card();
+            let g = group_for(&b, KxOptions::default());
+            assert!(!std::ptr::eq(g, first), "another card, another group");
+            assert!(Arc::ptr_eq(&g.card().unwrap(), &b));
+        }
+        // Each card of the loop was dropped before the next asked: one group served them all.
+        assert!(len() <= before + 1, "{} groups after 100 cards", len());
+        assert!(
+            Arc::ptr_eq(&first.card().unwrap(), &a),
+            "a's group untouched"
+        );
+    }
+
+    #[test]
+    fn a_retargeted_group_starts_with_fresh_scheduling_state() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let options = KxOptions::pregenerating(true);
+        let a = card();
+        let g = group_for(&a, options.clone());
+        g.pregenerate_now().unwrap();
+        assert!(g.has_pregenerated_key());
+        let old_queue = Arc::clone(&g.lock().queue);
+        drop(a);
+        let b = card();
+        let g2 = group_for(&b, options);
+        if std::ptr::eq(g, g2) {
+            assert!(!g2.has_pregenerated_key(), "a's key is not b's");
+            assert!(!Arc::ptr_eq(&old_queue, &g2.lock().queue));
+        }
+        assert!(!g2.has_pregenerated_key());
+    }
+
+    #[test]
+    fn other_options_on_the_same_card_share_its_queue() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let a = card();
+        let plain = group_for(&a, KxOptions::default());
+        let pregen = group_for(&a, KxOptions::pregenerating(true));
+        assert!(!std::ptr::eq(plain, pregen));
+        assert!(Arc::ptr_eq(&plain.lock().queue, &pregen.lock().queue));
+    }
+}
