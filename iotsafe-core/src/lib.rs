@@ -18,6 +18,7 @@ pub mod transport;
 pub use error::{CommandKind, Error, Result};
 pub use sw::{Meaning, StatusWord};
 pub use transport::{Capabilities, Transport, TransportChannel, TransportError};
+pub mod answers;
 pub mod apdu;
 pub mod card;
 pub mod commands;
