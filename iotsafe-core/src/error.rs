@@ -68,11 +68,7 @@ impl fmt::Display for CommandKind {
 
 /// Hex for error messages and traces.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02X}"));
-    }
-    s
+    crate::hexutil::encode(bytes)
 }
 
 /// Everything that can go wrong talking to an IoT SAFE applet.

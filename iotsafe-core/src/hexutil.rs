@@ -1,8 +1,31 @@
-//! Hex helpers for configuration strings, traces and messages.
+//! The crate's one hex codec: configuration strings, traces, messages and the AT transport's
+//! hex payloads all go through it.
+
+use std::fmt::Write as _;
 
 /// Upper-case hex.
 pub fn encode(bytes: &[u8]) -> String {
-    crate::error::hex(bytes)
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_upper(&mut s, bytes);
+    s
+}
+
+/// Appends the upper-case hex of `bytes` to `out` (which the caller may have sized, and made
+/// `Zeroizing`, for a secret-bearing line).
+pub fn push_upper(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(out, "{b:02X}");
+    }
+}
+
+/// The value of one hex digit, either case; `None` for anything else.
+pub fn digit_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Decodes hex, ignoring ASCII white space; `None` on odd length or a non-hex character.
@@ -13,11 +36,7 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     }
     digits
         .chunks(2)
-        .map(|pair| {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
+        .map(|pair| Some(digit_value(pair[0])? << 4 | digit_value(pair[1])?))
         .collect()
 }
 

@@ -3,7 +3,6 @@
 //! 27.007 counts the `<length>` of `AT+CSIM` and `AT+CGLA` in **hex characters** (twice the byte
 //! count): `AT+CSIM=24,"01A4040007A0000005590010"` carries a 12-byte APDU.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -18,16 +17,7 @@ pub const SLOW_INSTRUCTIONS: [u8; 4] = [0xB9, 0x2B, 0x2D, 0x46];
 
 /// Upper-case hex of `bytes`.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex_upper(&mut s, bytes);
-    s
-}
-
-/// Appends the upper-case hex of `bytes` to `out`.
-fn push_hex_upper(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        let _ = write!(out, "{b:02X}");
-    }
+    crate::hexutil::encode(bytes)
 }
 
 /// `<head>"<HEX of apdu>"` in one block of its final size, wiped when dropped: the APDU may carry
@@ -37,7 +27,7 @@ fn apdu_line(head: &str, apdu: &[u8]) -> Zeroizing<String> {
     let mut line = Zeroizing::new(String::with_capacity(head.len() + apdu.len() * 2 + 2));
     line.push_str(head);
     line.push('"');
-    push_hex_upper(&mut line, apdu);
+    crate::hexutil::push_upper(&mut line, apdu);
     line.push('"');
     line
 }

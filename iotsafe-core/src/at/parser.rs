@@ -454,12 +454,8 @@ pub fn parse_session_id(line: &str) -> Option<u32> {
 }
 
 fn hex_value(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => 0, // callers only pass checked hex digits
-    }
+    // Callers only pass checked hex digits.
+    crate::hexutil::digit_value(digit).unwrap_or(0)
 }
 
 /// `line` without `prefix` when it starts with it, ignoring ASCII case.
