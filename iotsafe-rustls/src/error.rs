@@ -111,11 +111,73 @@ impl From<KxError> for rustls::Error {
     }
 }
 
-/// A card failure inside a rustls callback, as the `rustls::Error` rustls expects. The message
-/// names the step ("card signature (COMPUTE SIGNATURE on key ID 01)") and the card's reason.
-pub(crate) fn card_failure(step: impl std::fmt::Display, e: &iotsafe_core::Error) -> rustls::Error {
-    rustls::Error::General(format!("IoT SAFE card, {step}: {e}"))
+/// A card operation that failed inside a rustls callback (key generation, DH, signature).
+///
+/// rustls carries it as [`rustls::Error::Other`], so the card session's typed error survives the
+/// trip through rustls: get it back with [`CardFailure::from_rustls`] and inspect
+/// [`CardFailure::source`] (a status word, a lost transport, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("IoT SAFE card, {step}: {source}")]
+pub struct CardFailure {
+    /// What was being done, e.g. "COMPUTE SIGNATURE with key ID 01".
+    pub step: String,
+    /// The card session's error.
+    #[source]
+    pub source: iotsafe_core::Error,
+}
+
+impl CardFailure {
+    /// The [`CardFailure`] inside a rustls error, if that is what it carries.
+    pub fn from_rustls(e: &rustls::Error) -> Option<&CardFailure> {
+        match e {
+            rustls::Error::Other(other) => other.0.downcast_ref::<CardFailure>(),
+            _ => None,
+        }
+    }
+}
+
+impl From<CardFailure> for rustls::Error {
+    fn from(e: CardFailure) -> Self {
+        rustls::Error::Other(rustls::OtherError(std::sync::Arc::new(e)))
+    }
+}
+
+/// A card failure inside a rustls callback, as the `rustls::Error` rustls expects: a
+/// [`CardFailure`] naming the step and keeping the card's typed error.
+pub(crate) fn card_failure(step: impl std::fmt::Display, e: iotsafe_core::Error) -> rustls::Error {
+    CardFailure {
+        step: step.to_string(),
+        source: e,
+    }
+    .into()
 }
 
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotsafe_core::{CommandKind, StatusWord};
+
+    #[test]
+    fn card_failures_keep_their_typed_cause_through_rustls() {
+        let sw = StatusWord(0x6985);
+        let e = card_failure(
+            "COMPUTE DH",
+            iotsafe_core::Error::Status {
+                command: CommandKind::ComputeDh,
+                sw,
+            },
+        );
+        assert!(e.to_string().contains("IoT SAFE card, COMPUTE DH"), "{e}");
+        let failure = CardFailure::from_rustls(&e).expect("a CardFailure");
+        assert_eq!(failure.step, "COMPUTE DH");
+        assert!(matches!(
+            failure.source,
+            iotsafe_core::Error::Status { sw: got, .. } if got == sw
+        ));
+        assert!(KxError::from_rustls(&e).is_none());
+        assert!(CardFailure::from_rustls(&rustls::Error::DecryptError).is_none());
+    }
+}

@@ -10,10 +10,16 @@
 //! | device key on the card | [`rustls::sign::SigningKey`] | [`signer`] ([`CardSigningKey`]) |
 //! | ECDHE on the card | [`rustls::crypto::SupportedKxGroup`] | [`kx`] ([`CardKxGroup`]) |
 //! | certificate from the card | `ResolvesClientCert`, `ResolvesServerCert` | [`resolver`] ([`CardCertResolver`]) |
-//! | provider | [`rustls::crypto::CryptoProvider`] | [`provider`] ([`card_crypto_provider`]) |
-//! | configs | `ClientConfig`, `ServerConfig` | [`config`] ([`IotSafeTls`]) |
+//! | configs (**start here**) | `ClientConfig`, `ServerConfig` | [`config`] ([`IotSafeTls`]) |
+//! | provider (lower level) | [`rustls::crypto::CryptoProvider`] | [`provider`] ([`provider::CardProvider`]) |
 //! | card entropy | [`rustls::crypto::SecureRandom`] | [`rng`] |
 //! | CSR signed by the card | rcgen | `csr` (feature `rcgen`) |
+//!
+//! [`IotSafeTls`] is the one entry point most programs need: it reads the key and certificate
+//! from the card once, sets up the card's key-exchange group and signer, and makes the rustls
+//! configs. The pieces it assembles ([`CardSigningKey`], [`CardKxGroup`], [`CardCertResolver`],
+//! and the providers of [`provider`]) are public for callers who build a rustls configuration
+//! by hand, and are the lower level: each does one part of what `IotSafeTls` wires together.
 //!
 //! A full TLS 1.3 handshake with client authentication costs the card 1 key generation, 1 DH and
 //! 1 signature: 8 APDUs with the default card configuration (GENERATE KEY PAIR; PUT PUBLIC KEY
@@ -97,12 +103,12 @@ pub use config::{IotSafeTls, IotSafeTlsBuilder};
 #[cfg(feature = "rcgen")]
 pub use csr::{card_csr, csr_for};
 pub use der::{card_signature_to_der, SignatureFormatError};
-pub use error::{Error, KxError, Result};
+pub use error::{CardFailure, Error, KxError, Result};
 pub use kx::{
     check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions, QueueStats,
     DEFAULT_SLOT_LEASE,
 };
-pub use provider::{card_crypto_provider, software_provider, CardProvider, EcdheOn, BACKEND};
+pub use provider::{software_provider, EcdheOn, BACKEND};
 pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
 pub use rng::{CardEntropyRng, Reseed};
 pub use signer::{AfterSign, CardSigner, CardSigningKey};

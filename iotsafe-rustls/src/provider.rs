@@ -77,11 +77,18 @@ pub fn host_kx_groups() -> Vec<&'static dyn SupportedKxGroup> {
 }
 
 /// A provider whose only key-exchange group is the card's: [`CardProvider::card_ecdhe`]`(kx).build()`.
+///
+/// Lower level: [`IotSafeTls`](crate::IotSafeTls) makes this provider (and the configs around it)
+/// for you; use this only to assemble a rustls configuration by hand.
 pub fn card_crypto_provider(kx: &'static CardKxGroup) -> CryptoProvider {
     CardProvider::card_ecdhe(kx).build()
 }
 
 /// Assembles a [`CryptoProvider`] around the card.
+///
+/// Lower level: [`IotSafeTls`](crate::IotSafeTls) builds one with the right groups for its
+/// [`EcdheOn`] choice; use this to change the cipher suites, the groups or the RNG of a
+/// configuration you assemble yourself.
 #[derive(Debug, Clone)]
 pub struct CardProvider {
     kx_groups: Vec<&'static dyn SupportedKxGroup>,

@@ -98,7 +98,7 @@ impl CardSigningKey {
             hook();
         }
         let signature = signature
-            .map_err(|e| card_failure(format_args!("COMPUTE SIGNATURE with {}", self.key), &e))?;
+            .map_err(|e| card_failure(format_args!("COMPUTE SIGNATURE with {}", self.key), e))?;
         card_signature_to_der(&signature).map_err(|e| {
             rustls::Error::General(format!(
                 "IoT SAFE card, signature from {} unusable: {e}",

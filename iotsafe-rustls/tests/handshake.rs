@@ -9,7 +9,8 @@ mod common;
 
 use common::*;
 use iotsafe_core::Operation;
-use iotsafe_rustls::{software_provider, CardProvider, EcdheOn, IotSafeTls, KxOptions, BACKEND};
+use iotsafe_rustls::provider::CardProvider;
+use iotsafe_rustls::{software_provider, EcdheOn, IotSafeTls, KxOptions, BACKEND};
 use rustls::crypto::SupportedKxGroup;
 use rustls::{ClientConnection, HandshakeKind, NamedGroup, ServerConnection};
 use std::sync::Arc;

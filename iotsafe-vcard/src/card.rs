@@ -32,7 +32,7 @@ impl VirtualCard {
         }
     }
 
-    /// A card with the default layout of `design.md` and a fresh device key made inside it; no
+    /// A card with the default layout (`docs/architecture.md#default-layout`) and a fresh device key made inside it; no
     /// certificates until provisioned.
     pub fn with_default_layout(options: CardOptions) -> VirtualCard {
         VirtualCard::new(ObjectStore::default_layout(), options)

@@ -10,7 +10,7 @@ use crate::session::{decode_cla, Channel, CHANNELS};
 use crate::store::ObjectStore;
 use crate::sw;
 
-/// Instruction bytes (`iotsafe-apdu.md` §3).
+/// Instruction bytes (`docs/protocol.md#commands`).
 pub(crate) mod ins {
     pub const PUT_PUBLIC_KEY_INIT: u8 = 0x24;
     pub const COMPUTE_SIGNATURE_INIT: u8 = 0x2A;
@@ -136,7 +136,7 @@ impl Applet {
             return Err(sw::CHANNEL_NOT_SUPPORTED);
         }
         // Without the applet selected, whatever application is current does not know these INS
-        // (the non-IoT-SAFE SIM of `iotsafe-apdu.md` §7.1 answers `6D00`).
+        // (the non-IoT-SAFE SIM of `docs/protocol.md#traces` answers `6D00`).
         if !channel.selected {
             return Err(sw::INS_NOT_SUPPORTED);
         }

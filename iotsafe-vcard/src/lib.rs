@@ -5,12 +5,12 @@
 //!
 //! The applet parses raw APDU bytes with its own code (it shares nothing with `iotsafe-core` but the
 //! [`iotsafe_core::Transport`] seam), so both sides are pinned to the reference bytes of
-//! `iotsafe-apdu.md` independently.
+//! the published traces independently (`docs/protocol.md#traces`).
 //!
 //! - [`VirtualCard`]: the card; implements [`CardHandler`] for the front ends.
 //! - [`CardOptions`]: T=0/T=1 ([`TransportMode`]), [`Quirks`] of real applets, a [`Latency`] model and a
 //!   [`FaultPlan`].
-//! - [`store`]: the object store and the default layout of `design.md`; [`state`]: the state file.
+//! - [`store`]: the object store and the default layout (`docs/architecture.md#default-layout`); [`state`]: the state file.
 //! - [`InProcessTransport`]: the card as an [`iotsafe_core::Transport`] in the same process.
 //! - [`provision()`]: a test PKI whose device key is generated inside the card.
 //!

@@ -1,7 +1,7 @@
 //! How the card behaves on the wire: transport protocol, quirks of real applets, latency.
 //!
-//! Real IoT SAFE applets differ in details that hosts depend on (see `iotsafe-apdu.md` §1.4, §4.3,
-//! §6.4). A [`CardOptions`] picks one behaviour for each, so a test can reproduce exactly the card in a
+//! Real IoT SAFE applets differ in details that hosts depend on (see `docs/protocol.md`:
+//! `#class-bytes-and-channels`, `#signature-forms`, `#get-response`). A [`CardOptions`] picks one behaviour for each, so a test can reproduce exactly the card in a
 //! given trace.
 
 use std::str::FromStr;
@@ -13,7 +13,7 @@ pub use crate::quirks::{
     SignaturePrefix, StatusWord, TlvLengths, MAX_LOGICAL_CHANNELS,
 };
 
-/// The standard IoT SAFE AID (`iotsafe-apdu.md` §1.1).
+/// The standard IoT SAFE AID (`docs/protocol.md#aids`).
 pub const STANDARD_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
 
 /// Everything configurable about one virtual card.
@@ -52,17 +52,17 @@ impl FromStr for TransportMode {
     }
 }
 
-/// The Thales MVP applet AID (`iotsafe-apdu.md` §1.1).
+/// The Thales MVP applet AID (`docs/protocol.md#aids`).
 pub const THALES_MVP_AID: [u8; 15] = [
     0xA0, 0x00, 0x00, 0x00, 0x30, 0x53, 0xF1, 0x24, 0x01, 0x77, 0x01, 0x01, 0x49, 0x53, 0x41,
 ];
 
-/// The NTT docomo applet AID (`iotsafe-apdu.md` §1.1).
+/// The NTT docomo applet AID (`docs/protocol.md#aids`).
 pub const NTT_AID: [u8; 16] = [
     0xA0, 0x00, 0x00, 0x01, 0x15, 0x70, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x49, 0x53, 0x41, 0x02,
 ];
 
-/// Named behaviours of the real cards in the traces of `iotsafe-apdu.md` §7.1, so a test or the
+/// Named behaviours of the real cards in the traces of `docs/protocol.md#traces`, so a test or the
 /// binary can say "behave like the NTT card" in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CardProfile {
@@ -164,8 +164,8 @@ impl Latency {
         Latency::default()
     }
 
-    /// The typical-SIM latency model of `anchors.md` §5 (apdu 5, put 20, dh 120, sign 150, verify 150,
-    /// keygen 250, hkdf 20 ms), derived from the secure-element figures in `anchors.md` §3.1 (Java Card
+    /// The typical-SIM latency model (`docs/performance.md#latency-model`: apdu 5, put 20, dh 120, sign 150, verify 150,
+    /// keygen 250, hkdf 20 ms), derived from published secure-element figures (Java Card
     /// ECDSA ≈145–175 ms, ECDH 123–267 ms); PRF and GET RANDOM are set like HKDF (20 ms) and READ FILE
     /// to 10 ms per chunk, which no source measured.
     pub fn typical_sim() -> Latency {

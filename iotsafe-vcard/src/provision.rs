@@ -1,6 +1,6 @@
 //! A ready-to-use test PKI around a virtual card: a fresh test CA, a device certificate for the key
 //! made inside the card, a server certificate for loopback, and a second unrelated CA for negative
-//! tests. Follows `rustls-integration.md` §5: rcgen signs the device certificate for the card's public
+//! tests. rcgen signs the device certificate for the card's public
 //! point through [`CardPublicKey`]; the device private key never leaves the card object.
 
 use std::fs::{self, OpenOptions};
@@ -73,7 +73,7 @@ fn cert_error(e: rcgen::Error) -> VcardError {
 /// `server.pem`, `server.key`, `device.pem`.
 ///
 /// `server.key` is written 0644, not 0600: mosquitto started as root drops to user `mosquitto` before
-/// it reads its key file (`environment.md`), and it is a throwaway loopback test key.
+/// it reads its key file, and it is a throwaway loopback test key.
 pub fn provision(
     state: &Path,
     pki_out: &Path,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use crate::profile::STANDARD_AID;
 
-/// How the card encodes the signature it returns from COMPUTE SIGNATURE (`iotsafe-apdu.md` §4.3).
+/// How the card encodes the signature it returns from COMPUTE SIGNATURE (`docs/protocol.md#signature-forms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignatureFormat {
     /// `33 00 40 r‖s`: two-byte length (ZARIOT, newer Thales, wolfSSL's default).
@@ -36,7 +36,7 @@ impl FromStr for SignatureFormat {
     }
 }
 
-/// Which class bytes the card accepts for IoT SAFE commands (`iotsafe-apdu.md` §1.4).
+/// Which class bytes the card accepts for IoT SAFE commands (`docs/protocol.md#class-bytes-and-channels`).
 ///
 /// ISO commands (SELECT, MANAGE CHANNEL, GET RESPONSE) accept both classes under every policy, because
 /// hosts send GET RESPONSE with either (atsign uses `8X`, NTT `0X`).
@@ -134,7 +134,7 @@ impl FromStr for SignaturePrefix {
     }
 }
 
-/// How GET DATA P1=01 (object list) packs the information structures (`iotsafe-apdu.md` §3.3b).
+/// How GET DATA P1=01 (object list) packs the information structures (`docs/protocol.md#object-list`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ObjectListLayout {
     /// One structure per object: `C1 L <key 1> C1 L <key 2> … C2 … C4 … C3 …` (what Orange's parser
@@ -187,7 +187,7 @@ impl FromStr for InfoFieldOrder {
     }
 }
 
-/// What COMPUTE DH returns (`iotsafe-apdu.md` §3.9).
+/// What COMPUTE DH returns (`docs/protocol.md#compute-dh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DhOutput {
     /// The x-coordinate of the shared point (32 bytes), what every host expects.

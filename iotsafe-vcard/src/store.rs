@@ -1,5 +1,5 @@
 //! The applet's object store: private, public and secret keys and files, with the attributes IoT.05
-//! reports for them (`iotsafe-apdu.md` §3.3 and §4.1).
+//! reports for them (`docs/protocol.md#get-data` and `#identifier-values`).
 //!
 //! IDs are unique per object type only, as on real cards: the device private key and its public half
 //! both have ID `01`. Key material is held in [`SecretBytes`], which is wiped on drop, redacted in
@@ -10,7 +10,7 @@ use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// Attribute values from `iotsafe-apdu.md` §4.1.
+/// Attribute values (`docs/protocol.md#identifier-values`).
 pub mod attr {
     /// Key type `4B`: NIST P-256, persistent.
     pub const KEY_TYPE_P256_PERSISTENT: u8 = 0x13;
@@ -213,7 +213,7 @@ pub struct ObjectStore {
     pub files: Vec<FileObject>,
 }
 
-/// IDs of the default layout (`design.md`, "Default provisioning layout").
+/// IDs of the default layout (`docs/architecture.md#default-layout`).
 pub mod layout {
     /// Device key pair (private and public key ID).
     pub const DEVICE_KEY_ID: &[u8] = &[0x01];
@@ -228,9 +228,9 @@ pub mod layout {
 }
 
 impl ObjectStore {
-    /// The default layout of `design.md`, with a fresh P-256 device key generated here.
+    /// The default layout (`docs/architecture.md#default-layout`), with a fresh P-256 device key generated here.
     ///
-    /// Choices beyond the table in `design.md`:
+    /// Choices beyond that table:
     /// - the device private key `01` has functions signature + key generation (`03`) so that
     ///   `iotsafe keygen --key 01` can rotate it; usage TLS 1.3 CertificateVerify (`03`);
     /// - the ephemeral pair `04` is volatile (`14`) with key generation + key agreement (`06`);

@@ -1,4 +1,4 @@
-//! Status words the card answers (`iotsafe-apdu.md` §3.13), named for the reason the card gives them.
+//! Status words the card answers (`docs/protocol.md#status-words`), named for the reason the card gives them.
 
 /// Success.
 pub const OK: u16 = 0x9000;

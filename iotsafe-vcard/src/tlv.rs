@@ -1,6 +1,6 @@
 //! The card's own tolerant reader for the simple TLVs of IoT.05 command data.
 //!
-//! Hosts disagree on length encodings (see `iotsafe-apdu.md` §2): most write one length byte, tag `33`
+//! Hosts disagree on length encodings (see `docs/protocol.md#tlv-forms`): most write one length byte, tag `33`
 //! (signature) often carries a two-byte length (`33 00 40`), and Thales writes BER long forms (`81 xx`,
 //! `82 xx xx`) for long `9B`/`34` values while ZARIOT writes `9B FD` (one byte, 253). The reader accepts
 //! all of them and never panics: a value running past the end of the data is a [`TlvError`], which the

@@ -1,4 +1,4 @@
-//! Every enforcement rule of the applet, one negative test each (`iotsafe-apdu.md` §9 item 3).
+//! Every enforcement rule of the applet, one negative test each (`docs/protocol.md#commands`).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The AT modem in front of the real applet: the flows of `iotsafe-apdu.md` §5.5 and §6 (wolfSSL's
+//! The AT modem in front of the real applet: the flows of `docs/protocol.md#at-framing` and `#wolfssl-handshake-sequence` (wolfSSL's
 //! AT+CSIM with an implicit channel, Orange's MANAGE CHANNEL through AT+CSIM, NTT's AT+CCHO/CGLA)
 //! in both transport modes.
 

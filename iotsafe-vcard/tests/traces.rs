@@ -1,5 +1,5 @@
-//! Byte-exact replays of the real-card traces and known answers of `iotsafe-apdu.md` §7, each in the
-//! quirk profile of the card that produced it. APDUs are hex literals copied from the document.
+//! Byte-exact replays of the real-card traces and known answers of `docs/protocol.md#traces`, each in the
+//! quirk profile of the card that produced it. APDUs are hex literals copied from the published traces.
 
 mod common;
 
@@ -21,7 +21,7 @@ fn options(transport: TransportMode, signature_format: SignatureFormat) -> CardO
     }
 }
 
-/// §7.1 NTT docomo: T=0, `33 40` signatures, CLA 00 (the modem selected the applet through AT+CCHO).
+/// NTT docomo: T=0, `33 40` signatures, CLA 00 (the modem selected the applet through AT+CCHO).
 #[test]
 fn ntt_sign_trace() {
     let mut card = VirtualCard::with_default_layout(CardProfile::Ntt.options());
@@ -46,7 +46,7 @@ fn ntt_sign_trace() {
     assert!(verify_raw(&device_point(&card), &digest, &r[2..66]));
 }
 
-/// §7.1 Thales MVP applet over PC/SC (T=1): SELECT with Le, keygen answer `84 85 34`.
+/// Thales MVP applet over PC/SC (T=1): SELECT with Le, keygen answer `84 85 34`.
 #[test]
 fn thales_keygen_trace() {
     let mut card = VirtualCard::new(
@@ -69,7 +69,7 @@ fn thales_keygen_trace() {
     });
 }
 
-/// §7.1 ZARIOT SIM (atsign): T=0, CLA 8X on channel 1, 3-byte ASCII IDs, `33 00 40`.
+/// ZARIOT SIM (atsign): T=0, CLA 8X on channel 1, 3-byte ASCII IDs, `33 00 40`.
 #[test]
 fn zariot_trace() {
     let mut card = VirtualCard::new(
@@ -120,7 +120,7 @@ fn zariot_trace() {
     assert_eq!(send(&mut card, "0070800100"), h("9000"));
 }
 
-/// §7.1 a SIM without the IoT SAFE applet (no AID registered).
+/// A SIM without the IoT SAFE applet (no AID registered).
 #[test]
 fn non_iot_safe_sim_trace() {
     let mut card = VirtualCard::with_default_layout(CardOptions {
@@ -154,7 +154,7 @@ fn card_with_kat_key(transport: TransportMode) -> VirtualCard {
     card
 }
 
-/// §7.3 ECDSA verify known answer through the exact APDUs (wolfSSL encoding, slot 05).
+/// ECDSA verify known answer through the exact APDUs (wolfSSL encoding, slot 05).
 #[test]
 fn verify_known_answer() {
     for transport in [TransportMode::T1, TransportMode::T0] {
@@ -198,7 +198,7 @@ fn verify_known_answer() {
     }
 }
 
-/// §7.4 TLS 1.2 PRF vectors (Thales unit test), general mode with the secret in `D1`.
+/// TLS 1.2 PRF vectors (Thales unit test), general mode with the secret in `D1`.
 #[test]
 fn prf_vectors() {
     let mut card = VirtualCard::with_default_layout(CardOptions::default());
@@ -239,7 +239,7 @@ fn prf_vectors() {
     assert_eq!(expect(&mut t0, "81C0000010", 0x9000), master[..16].to_vec());
 }
 
-/// §7.5 HKDF-Extract: the TLS 1.3 early secret, with explicit zeros and with empty salt/IKM.
+/// HKDF-Extract: the TLS 1.3 early secret, with explicit zeros and with empty salt/IKM.
 #[test]
 fn hkdf_vectors() {
     let mut card = VirtualCard::with_default_layout(CardOptions::default());

@@ -1,5 +1,5 @@
 //! The APDUs wolfSSL's IoT-SAFE port sends for one TLS 1.3 mutual-auth handshake
-//! (`iotsafe-apdu.md` §5.2), over a T=0 AT+CSIM path: CLA 81, channel 1 opened by SELECT, one
+//! (`docs/protocol.md#wolfssl-handshake-sequence`), over a T=0 AT+CSIM path: CLA 81, channel 1 opened by SELECT, one
 //! GET RESPONSE with CLA 01 after each `61xx`. The server side is computed with p256 on the host.
 
 mod common;
@@ -107,7 +107,8 @@ fn tls13_client_handshake_as_wolfssl_sends_it() {
     assert!(verify_raw(&device_point(&card), &client_hash, &sig[3..]));
     exchange(&mut card, "812A010100");
 
-    // The 17 commands of §5.2 plus 6 GET RESPONSEs on this T=0 path (§5.2 counts 17–25).
+    // wolfSSL's 17 commands plus 6 GET RESPONSEs on this T=0 path (it sends 17–25 by the number of
+    // server signatures, `docs/protocol.md#wolfssl-handshake-sequence`).
     assert_eq!(card.apdu_count() - start, 17 + 6);
     // The volatile ephemeral key stays usable for the next handshake's keygen.
     assert_eq!(

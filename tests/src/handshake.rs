@@ -248,7 +248,7 @@ pub fn critical_path_floor(latency: &Latency, apdus: u64, keygen: bool) -> Durat
 }
 
 /// The card calls wolfSSL's IoT-SAFE port makes for one TLS 1.3 mutual-auth handshake
-/// (`anchors.md` §5, `iotsafe-apdu.md` §5.2), replayed through `card` (open it with
+/// (`docs/protocol.md#wolfssl-handshake-sequence`), replayed through `card` (open it with
 /// [`CardConfig::wolfssl_compatible`]): GENERATE KEY PAIR; PUT PUBLIC KEY + COMPUTE DH;
 /// HKDF-Extract ×2; `verifies` × (PUT PUBLIC KEY + VERIFY SIGNATURE) with genuine signatures;
 /// HKDF-Extract; COMPUTE SIGNATURE. Returns the card work.

@@ -2,7 +2,7 @@
 //! card (issue #7): APDUs and bytes exchanged with the card, asserted exactly. A regression (one
 //! more APDU, a longer command) fails here. Nothing is timed.
 //!
-//! Budget (`design.md`): 6–8 APDUs on T=1 — GENERATE KEY PAIR (1), PUT PUBLIC KEY Init/Update/
+//! Budget (`docs/architecture.md#one-handshake`): 6–8 APDUs on T=1 — GENERATE KEY PAIR (1), PUT PUBLIC KEY Init/Update/
 //! close (3), COMPUTE DH (1), COMPUTE SIGNATURE Init/Update/close (3) with the default
 //! `CardConfig`. On T=0 each data-bearing answer (the key pair, the shared secret, the signature)
 //! costs one GET RESPONSE more: 11.
@@ -126,7 +126,7 @@ fn pregeneration_moves_the_key_generation_but_keeps_the_budget() {
     }
 }
 
-/// The anchor for comparison (`anchors.md` §5): wolfSSL's IoT-SAFE card calls for the same
+/// The anchor for comparison (`docs/protocol.md#wolfssl-handshake-sequence`): wolfSSL's IoT-SAFE card calls for the same
 /// handshake, replayed on the same card with the core client in its wolfSSL-compatible
 /// configuration. 29 APDUs with 3 server-side signatures verified on the card, 23 with 2.
 #[test]
@@ -158,7 +158,7 @@ fn wolfssl_replay_matches_the_anchor_apdu_count() {
     assert!(three.apdus > 3 * T1_APDUS);
 }
 
-/// APDUs of the anchor's handshake (`anchors.md` §5).
+/// APDUs of the anchor's handshake (`docs/performance.md#comparison-figures`).
 const ANCHOR_APDUS: u64 = 29;
 /// Bytes to / from the card of the replayed anchor handshake (3 verifies).
 const ANCHOR_BYTES: (u64, u64) = (1055, 330);

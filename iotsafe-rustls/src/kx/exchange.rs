@@ -11,7 +11,7 @@ use rustls::crypto::SharedSecret;
 pub(crate) fn generate(card: &Card, slot: &ObjectRef) -> Result<EphemeralKey, rustls::Error> {
     let key = card
         .generate_ephemeral(slot)
-        .map_err(|e| card_failure(format_args!("GENERATE KEY PAIR in {slot}"), &e))?;
+        .map_err(|e| card_failure(format_args!("GENERATE KEY PAIR in {slot}"), e))?;
     // A card answering a point off the curve would only fail later, at the peer.
     if p256::PublicKey::from_sec1_bytes(key.key_pair.point.as_bytes()).is_err() {
         return Err(rustls::Error::General(format!(
@@ -44,7 +44,7 @@ pub(crate) fn agree(
         }
         Err(e) => {
             let step = format_args!("ECDHE (PUT PUBLIC KEY into {peer_slot} + COMPUTE DH)");
-            return Err(card_failure(step, &e));
+            return Err(card_failure(step, e));
         }
     };
     if secret.len() != 32 {

@@ -1,4 +1,4 @@
-//! SELECT (by AID) and MANAGE CHANNEL (`iotsafe-apdu.md` §1.2, §1.3).
+//! SELECT (by AID) and MANAGE CHANNEL (`docs/protocol.md#select`, `#manage-channel`).
 
 use super::{CommandResult, Outcome};
 use crate::apdu::Command;

@@ -1,5 +1,5 @@
 //! GET DATA (applet information, object list, one object), READ FILE and GET RANDOM
-//! (`iotsafe-apdu.md` §3.1–§3.3).
+//! (`docs/protocol.md#get-random`, `#read-file`, `#get-data`).
 
 use rand_core::{OsRng, RngCore};
 
@@ -15,7 +15,7 @@ use crate::store::{
 use crate::sw;
 use crate::tlv::{push, push_with};
 
-/// Size of the applet information structure (`iotsafe-apdu.md` §3.3a).
+/// Size of the applet information structure (`docs/protocol.md#applet-information`).
 pub(crate) const APPLET_INFO_LEN: usize = 0x44;
 
 /// The 32-byte applet proprietary identifier (tag `11`), ASCII padded with spaces.

@@ -1,5 +1,5 @@
 //! COMPUTE DH, COMPUTE HKDF (extract) and COMPUTE PRF (TLS 1.2, P_SHA256)
-//! (`iotsafe-apdu.md` §3.9–§3.11, vectors §7.4–§7.5).
+//! (`docs/protocol.md#compute-dh`, `#compute-prf`, `#compute-hkdf`; vectors in `#traces`).
 
 use hmac::{Hmac, Mac};
 use zeroize::Zeroizing;

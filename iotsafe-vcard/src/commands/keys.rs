@@ -1,4 +1,4 @@
-//! GENERATE KEY PAIR, READ PUBLIC KEY and PUT PUBLIC KEY (`iotsafe-apdu.md` §3.4–§3.6, §4.4).
+//! GENERATE KEY PAIR, READ PUBLIC KEY and PUT PUBLIC KEY (`docs/protocol.md#generate-key-pair`, `#read-public-key`, `#put-public-key`, `#public-key-data`).
 
 use super::{
     object_ref, parse_tlvs, public_key_data, require_bits, require_p1p2_zero, CommandResult,

@@ -13,7 +13,7 @@ use crate::store::ObjectRef;
 use crate::sw;
 use crate::tlv::{self, Tlv};
 
-/// Largest ID (`8x`) and label (`7x`) lengths (`iotsafe-apdu.md` §2).
+/// Largest ID (`8x`) and label (`7x`) lengths (`docs/protocol.md#object-references`).
 const MAX_ID_LEN: usize = 20;
 const MAX_LABEL_LEN: usize = 60;
 

@@ -1,5 +1,5 @@
 //! COMPUTE SIGNATURE and VERIFY SIGNATURE: Init opens a session (P1=00) or closes it (P1=01); Updates
-//! carry the data (P1=00 more, P1=80 last) in one of three modes (`iotsafe-apdu.md` §3.7, §3.8, §4.3).
+//! carry the data (P1=00 more, P1=80 last) in one of three modes (`docs/protocol.md#compute-signature`, `#verify-signature`, `#signature-forms`).
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
@@ -245,7 +245,7 @@ fn session_for_update<'a>(
 /// Takes the mode's input TLVs from one Update.
 ///
 /// A final hash (`9E`) is kept in every mode: ZARIOT cards are opened in full-text mode (`A1 01 01`)
-/// by atsign, which then sends `9E <hash>`, and they sign that hash (`iotsafe-apdu.md` §7.1).
+/// by atsign, which then sends `9E <hash>`, and they sign that hash (the ZARIOT trace, `docs/protocol.md#traces`).
 fn gather(session: &mut Session, tlvs: &[Tlv<'_>]) -> Result<(), u16> {
     if let Some(hash) = tlv::find(tlvs, 0x9E) {
         session.final_hash = Zeroizing::new(hash.to_vec());
