@@ -12,7 +12,7 @@ use crate::link::{success, Link, Secrecy, TraceSink};
 use crate::objects::{AppletInfo, EcPoint, ObjectInfo, ObjectKind, ObjectRef};
 use crate::stats::{CardStats, Operation};
 use crate::sw::{Meaning, StatusWord};
-use crate::transport::{Transport, TransportError};
+use crate::transport::{DirectTransaction, Transaction, Transport, TransportError};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 use zeroize::Zeroizing;
@@ -691,12 +691,11 @@ impl Session {
         let mut retried = false;
         loop {
             let was_up = self.state == ChannelState::Up && self.selected.is_some();
-            let apdus_before = self.stats.apdus;
-            let result = self.run_once(op, &mut body);
+            let (result, sent) = self.run_once(op, &mut body);
             let retry = match &result {
                 Err(Error::Transport { source, .. }) if source.needs_reconnect() => {
                     self.connection_lost(source);
-                    let untouched = was_up && self.stats.apdus == apdus_before;
+                    let untouched = was_up && !sent;
                     untouched || matches!(source, TransportError::ResetCard)
                 }
                 Err(Error::Status { sw, .. }) if self.channel_lost(*sw) => {
@@ -778,24 +777,36 @@ impl Session {
         &mut self,
         op: Operation,
         body: &mut impl FnMut(&mut Link<'_>, u8, &CardConfig) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    ) -> (Result<T, Error>, bool) {
         if self.state != ChannelState::Up || self.selected.is_none() {
-            self.reconnect()?;
+            if let Err(e) = self.reconnect() {
+                return (Err(e), false);
+            }
         }
         let channel = self.selected.as_ref().map(|s| s.channel).unwrap_or(0);
-        let cla = class_byte(channel, self.config.class)?;
+        let cla = match class_byte(channel, self.config.class) {
+            Ok(cla) => cla,
+            Err(e) => return (Err(e), false),
+        };
         let before = self.stats.apdus;
         let started = Instant::now();
         let extended = self.transport.capabilities().extended_length;
-        let mut out = None;
         let config = &self.config;
         let stats = &mut self.stats;
         let trace = self.trace.as_ref();
-        let result = self.transport.exclusive(&mut |t: &mut dyn Transport| {
-            let mut link = link(t, &mut *stats, trace, config, extended);
-            out = Some(body(&mut link, cla, config)?);
-            Ok(())
-        });
+        let mut sent = false;
+        let result = match self.transport.transaction() {
+            Ok(mut transaction) => {
+                let mut link = link(&mut *transaction, stats, trace, config, extended);
+                let result = body(&mut link, cla, config);
+                sent = link.sent;
+                result
+            }
+            Err(source) => Err(Error::Transport {
+                command: CommandKind::Raw,
+                source,
+            }),
+        };
         let entry = self.stats.operations.entry(op).or_default();
         entry.count += 1;
         entry.apdus += self.stats.apdus - before;
@@ -803,8 +814,7 @@ impl Session {
         if result.is_err() {
             entry.failures += 1;
         }
-        result?;
-        out.ok_or_else(|| Error::malformed(CommandKind::Raw, "an operation result", &[]))
+        (result, sent)
     }
 
     /// Re-establishes the connection and the applet selection after a loss.
@@ -854,8 +864,9 @@ impl Session {
         let cla = class_byte(sel.channel, ClassStyle::Interindustry)?;
         let select = commands::select(cla, &sel.aid, self.config.select_le);
         let config = self.config.clone();
+        let mut direct = DirectTransaction(&mut *self.transport);
         let mut link = link(
-            self.transport.as_dyn(),
+            &mut direct,
             &mut self.stats,
             self.trace.as_ref(),
             &config,
@@ -925,7 +936,8 @@ impl Session {
         let config = self.config.clone();
         let stats = &mut self.stats;
         let trace = self.trace.as_ref();
-        let mut link = link(self.transport.as_dyn(), stats, trace, &config, false);
+        let mut direct = DirectTransaction(&mut *self.transport);
+        let mut link = link(&mut direct, stats, trace, &config, false);
         let (channel, opened_by_us) = match config.channel {
             ChannelStrategy::Basic => (0, false),
             ChannelStrategy::Implicit(ch) => (ch, false),
@@ -1020,8 +1032,9 @@ impl Session {
         }
         if sel.opened_by_us {
             let config = self.config.clone();
+            let mut direct = DirectTransaction(&mut *self.transport);
             let mut link = link(
-                self.transport.as_dyn(),
+                &mut direct,
                 &mut self.stats,
                 self.trace.as_ref(),
                 &config,
@@ -1098,7 +1111,7 @@ impl Session {
 /// The link for one operation or selection step: `extended` only inside an operation (the
 /// selection is always short APDUs).
 fn link<'a>(
-    transport: &'a mut dyn Transport,
+    transport: &'a mut dyn Transaction,
     stats: &'a mut CardStats,
     trace: Option<&'a TraceSink>,
     config: &CardConfig,
@@ -1112,6 +1125,7 @@ fn link<'a>(
         get_response_class: config.get_response_class,
         get_response_le: config.get_response_le,
         max_rounds: config.max_rounds,
+        sent: false,
     }
 }
 

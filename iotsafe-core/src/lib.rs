@@ -17,7 +17,9 @@ pub mod transport;
 
 pub use error::{CommandKind, Error, Result};
 pub use sw::{Meaning, StatusWord};
-pub use transport::{Capabilities, Transport, TransportChannel, TransportError};
+pub use transport::{
+    Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
+};
 pub mod apdu;
 pub mod card;
 pub mod commands;
