@@ -1,6 +1,6 @@
 //! Command APDU encoding (ISO 7816-4 cases 1–4, short and extended) and response parsing.
 
-use crate::error::{CommandKind, Error};
+use crate::error::{hex, CommandKind, Error};
 use crate::sw::StatusWord;
 use zeroize::Zeroizing;
 
@@ -69,6 +69,44 @@ impl Command {
     pub fn with_le(mut self, le: Le) -> Self {
         self.le = le;
         self
+    }
+
+    /// Splits a short command APDU given as bytes (a raw APDU from the command line) into its
+    /// parts, so that the session can send it again with another Le on `6Cxx`. A lone P3 is read
+    /// as Le (case 2); extended-length APDUs are refused.
+    pub fn parse(apdu: &[u8]) -> Result<Command, Error> {
+        let bad = |reason: String| Error::InvalidRequest {
+            command: CommandKind::Raw,
+            reason,
+        };
+        let short_le = |b: u8| Le::Ne(if b == 0 { 256 } else { u32::from(b) });
+        let &[cla, ins, p1, p2, ref body @ ..] = apdu else {
+            return Err(bad(format!(
+                "an APDU has at least 4 bytes, got {}",
+                apdu.len()
+            )));
+        };
+        let cmd = Command::new(cla, ins, p1, p2);
+        let Some((&p3, rest)) = body.split_first() else {
+            return Ok(cmd);
+        };
+        if rest.is_empty() {
+            return Ok(cmd.with_le(short_le(p3)));
+        }
+        let refuse = |reason: &str| bad(format!("{reason}: {}", hex(apdu)));
+        if p3 == 0 {
+            return Err(refuse("extended-length raw APDUs are not supported"));
+        }
+        let lc = usize::from(p3);
+        let data = rest
+            .get(..lc)
+            .ok_or_else(|| refuse("Lc exceeds the APDU"))?;
+        let cmd = cmd.with_data(data.to_vec());
+        match rest[lc..] {
+            [] => Ok(cmd),
+            [le] => Ok(cmd.with_le(short_le(le))),
+            _ => Err(refuse("trailing bytes after Le")),
+        }
     }
 
     /// Encodes the command. Short form when it fits; extended form only when `extended` allows it.
@@ -206,6 +244,43 @@ mod tests {
 
     fn enc(c: &Command) -> Vec<u8> {
         c.encode(false, CommandKind::Raw).unwrap().to_vec()
+    }
+
+    #[test]
+    fn parse_reads_the_four_short_cases_back() {
+        for command in [
+            Command::new(0x00, 0x70, 0x80, 0x01),
+            Command::new(0x81, 0x84, 0x00, 0x00).with_le(Le::Ne(8)),
+            Command::new(0x81, 0x84, 0x00, 0x00).with_le(Le::Ne(256)),
+            Command::new(0x81, 0x2A, 0x80, 0x01).with_data(vec![0x9E, 0x01, 0xAA]),
+            Command::new(0x81, 0xCB, 0x00, 0xC0)
+                .with_data(vec![0x84, 0x01, 0x01])
+                .with_le(Le::Ne(256)),
+        ] {
+            assert_eq!(Command::parse(&enc(&command)).unwrap(), command);
+        }
+    }
+
+    #[test]
+    fn parse_refuses_what_it_cannot_resend() {
+        for bad in [
+            &[0x00, 0xA4, 0x04][..],
+            &[0x00, 0xA4, 0x04, 0x00, 0x00, 0x00, 0x01, 0xAA],
+            &[0x00, 0xA4, 0x04, 0x00, 0x03, 0xA0, 0x00],
+            &[0x00, 0xA4, 0x04, 0x00, 0x01, 0xA0, 0x00, 0x00],
+        ] {
+            let err = Command::parse(bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidRequest {
+                        command: CommandKind::Raw,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

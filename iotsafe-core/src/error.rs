@@ -156,7 +156,9 @@ pub enum Error {
         /// The wire form the card's answer was read as.
         form: String,
     },
-    /// The session lock was poisoned by a panic in another thread.
+    /// The session lock was poisoned by a panic in another thread. [`Card`](crate::Card) does
+    /// not return it: it takes a poisoned lock over and selects the applet again (the rule is
+    /// stated on its `lock` in `card/mod.rs`); the variant stays for code that matches on it.
     #[error("the card session is unusable: a thread panicked while holding it")]
     Poisoned,
 }

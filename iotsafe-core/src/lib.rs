@@ -3,37 +3,46 @@
 //! A host-side client for the GSMA IoT SAFE (IoT.05) applet: APDU encoding and response parsing,
 //! a tolerant TLV codec for the forms real cards use, every IoT.05 command, the object model, a
 //! thread-safe [`Card`] session with counters, and transports (PC/SC behind the `pcsc`
-//! feature, AT modems behind the `at` feature).
+//! feature, AT modems behind the `at` feature). A scripted transport for tests is behind the
+//! `testing` feature.
+//!
+//! The session, the transport seam, errors and status words are used through the items
+//! re-exported here; the modules that stay public are the lower levels a caller may want on
+//! their own (APDUs, commands and their answers, TLV, the object model, configuration, counters,
+//! hex).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "at")]
-pub mod at;
-pub mod error;
-#[cfg(feature = "pcsc")]
-pub mod pcsc;
-pub mod sw;
-pub mod transport;
-
-pub use error::{CommandKind, Error, Result};
-pub use sw::{Meaning, StatusWord};
-pub use transport::{Capabilities, Transport, TransportChannel, TransportError};
 pub mod answers;
 pub mod apdu;
-pub mod card;
+#[cfg(feature = "at")]
+pub mod at;
+mod card;
 pub mod commands;
 pub mod config;
+mod error;
 pub mod hexutil;
 mod link;
 pub mod objects;
-pub mod signature_check;
+#[cfg(feature = "pcsc")]
+pub mod pcsc;
+mod signature_check;
 pub mod stats;
+mod sw;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tlv;
+mod transport;
 
 pub use card::{Card, EphemeralKey, KeyPair};
 pub use commands::{CardSignature, HashAlgorithm};
 pub use config::CardConfig;
+pub use error::{CommandKind, Error, Result};
 pub use link::{Direction, Secrecy, TraceEvent, TraceSink};
 pub use objects::{AppletInfo, EcPoint, ObjectInfo, ObjectKind, ObjectRef};
+pub use signature_check::verifies_p256;
 pub use stats::{CardStats, Operation};
+pub use sw::{Meaning, StatusWord};
+pub use transport::{
+    Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
+};

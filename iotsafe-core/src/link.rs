@@ -7,7 +7,7 @@ use crate::config::{GetResponseClass, GetResponseLe};
 use crate::error::{hex, CommandKind, Error};
 use crate::stats::CardStats;
 use crate::sw::{Meaning, StatusWord};
-use crate::transport::Transport;
+use crate::transport::Transaction;
 use std::sync::Arc;
 use std::time::Instant;
 use zeroize::Zeroizing;
@@ -60,13 +60,16 @@ pub type TraceSink = Arc<dyn Fn(&TraceEvent) + Send + Sync>;
 
 /// A transport borrowed for one operation, with the counters and trace it feeds.
 pub(crate) struct Link<'a> {
-    pub transport: &'a mut dyn Transport,
+    pub transport: &'a mut dyn Transaction,
     pub stats: &'a mut CardStats,
     pub trace: Option<&'a TraceSink>,
     pub extended: bool,
     pub get_response_class: GetResponseClass,
     pub get_response_le: GetResponseLe,
     pub max_rounds: usize,
+    /// Set once an APDU has been handed to the transport: from then on the card may have acted on
+    /// the operation, and the session must not send it again (see `card::session`).
+    pub sent: bool,
 }
 
 impl Link<'_> {
@@ -95,6 +98,7 @@ impl Link<'_> {
         };
         self.emit(Direction::Command, kind, shown);
         let started = Instant::now();
+        self.sent = true;
         let result = self.transport.transmit(bytes);
         let elapsed = started.elapsed();
         self.stats.apdus += 1;
@@ -321,14 +325,16 @@ mod tests {
     ) -> (Result<Response, Error>, Result<(), String>) {
         let (mut transport, log) = ScriptedTransport::new(steps);
         let mut stats = CardStats::default();
+        let mut tx = crate::transport::DirectTransaction(&mut transport);
         let mut link = Link {
-            transport: &mut transport,
+            transport: &mut tx,
             stats: &mut stats,
             trace: None,
             extended: false,
             get_response_class: GetResponseClass::Interindustry,
             get_response_le: le,
             max_rounds: 32,
+            sent: false,
         };
         let result = link.exchange(command, kind, Secrecy::Public);
         let done = match (log.mismatch(), log.remaining()) {

@@ -2,7 +2,7 @@
 //!
 //! One connection is kept for the life of the transport: no establish/connect/disconnect per APDU
 //! (the Orange backend does that and pays for it on every command). Multi-APDU operations run
-//! inside a PC/SC transaction ([`Transport::exclusive`]) so no other application interleaves.
+//! inside a PC/SC transaction ([`Transport::transaction`]) so no other application interleaves.
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::error::{CommandKind, Error};
-use crate::transport::{Capabilities, Transport, TransportError};
+use crate::transport::{Capabilities, Transaction, Transport, TransportError};
 
 /// Which reader to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +48,7 @@ impl ReaderChoice {
 /// Whether other applications may use the card at the same time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PcscShare {
-    /// Others may connect too; [`Transport::exclusive`] uses transactions to keep operations whole.
+    /// Others may connect too; [`Transport::transaction`] uses transactions to keep operations whole.
     #[default]
     Shared,
     /// No other application may connect while this transport is connected.
@@ -149,10 +148,30 @@ pub struct PcscTransport {
     /// secrets (a DH output, random bytes): each is wiped from it once copied out, and the buffer
     /// is wiped when freed.
     buffer: Zeroizing<Vec<u8>>,
+    /// What failures since the last (re)connect say about the connection.
+    health: Health,
+}
+
+/// What the failures seen since the last (re)connect say about the connection; kept apart from
+/// the card handle so that a [`PcscTransaction`], which borrows the handle, can update it.
+#[derive(Debug, Default)]
+struct Health {
     /// The service answered NoService: the context is dead even if pcsc-lite says it is valid.
     stale_context: bool,
     /// A command failed in a way that calls for a reconnect since the last (re)connect.
     failed_since_connect: bool,
+}
+
+impl Health {
+    /// Remembers that the service went away, so that the next reconnect establishes a new context.
+    fn note(&mut self, err: &TransportError) {
+        if matches!(err, TransportError::NoService) {
+            self.stale_context = true;
+        }
+        if err.needs_reconnect() {
+            self.failed_since_connect = true;
+        }
+    }
 }
 
 /// Leaves the card as it is: other applications may hold channels and volatile keys on it (a
@@ -281,8 +300,7 @@ impl PcscTransport {
             reader,
             options,
             buffer: Zeroizing::new(vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED]),
-            stale_context: false,
-            failed_since_connect: false,
+            health: Health::default(),
         })
     }
 
@@ -305,16 +323,16 @@ impl PcscTransport {
     fn reconnect_once(&mut self) -> Result<(), TransportError> {
         // pcsc-lite checks context validity on the client side only, so after a pcscd restart
         // `is_valid` still says yes while every call answers NoService: treat that as dead too.
-        if self.stale_context || self.context.is_valid().is_err() {
+        if self.health.stale_context || self.context.is_valid().is_err() {
             release(self.card.take()); // handles die with their context
             self.context = establish()?;
-            self.stale_context = false;
+            self.health.stale_context = false;
         }
         if let Some(card) = self.card.as_mut() {
             // The session calls reconnect before its first operation too: a healthy connection
             // with no failure since the last (re)connect is left alone, not reset.
             let healthy = card.status2_owned().is_ok();
-            if healthy && !self.failed_since_connect {
+            if healthy && !self.health.failed_since_connect {
                 return Ok(());
             }
             // Healthy but a command failed (cut exchange, timeout): reset for a clean card state.
@@ -330,7 +348,7 @@ impl PcscTransport {
                 disposition,
             ) {
                 Ok(()) => {
-                    self.failed_since_connect = false;
+                    self.health.failed_since_connect = false;
                     return Ok(());
                 }
                 Err(err) => {
@@ -342,7 +360,7 @@ impl PcscTransport {
         match connect_card(&self.context, &self.reader, &self.options) {
             Ok(card) => {
                 self.card = Some(card);
-                self.failed_since_connect = false;
+                self.health.failed_since_connect = false;
                 Ok(())
             }
             Err(err) => {
@@ -352,14 +370,9 @@ impl PcscTransport {
         }
     }
 
-    /// Remembers that the service went away, so that the next reconnect establishes a new context.
+    /// Remembers what a failure says about the connection (see [`Health`]).
     fn note(&mut self, err: &TransportError) {
-        if matches!(err, TransportError::NoService) {
-            self.stale_context = true;
-        }
-        if err.needs_reconnect() {
-            self.failed_since_connect = true;
-        }
+        self.health.note(err);
     }
 }
 
@@ -435,42 +448,30 @@ impl Transport for PcscTransport {
         Capabilities::default()
     }
 
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let reader = self.reader.clone();
-        let card = self.card.as_mut().ok_or(Error::Transport {
-            command: CommandKind::Raw,
-            source: TransportError::Disconnected,
-        })?;
-        let transaction = match card.transaction() {
-            Ok(transaction) => transaction,
+    /// `SCardBeginTransaction`: until the transaction is dropped (`SCardEndTransaction`, leaving
+    /// the card as it is), no other application's APDU comes between this operation's.
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        let PcscTransport {
+            card,
+            reader,
+            buffer,
+            health,
+            ..
+        } = self;
+        let card = card.as_mut().ok_or(TransportError::Disconnected)?;
+        match card.transaction() {
+            Ok(transaction) => Ok(Box::new(PcscTransaction {
+                transaction: Some(transaction),
+                buffer: buffer.as_mut_slice(),
+                reader,
+                health,
+            })),
             Err(err) => {
-                let source = map_pcsc_error(err, &reader);
-                // (a field, not `self.note`: the card is still borrowed here)
-                self.stale_context |= matches!(source, TransportError::NoService);
-                self.failed_since_connect |= source.needs_reconnect();
-                return Err(Error::Transport {
-                    command: CommandKind::Raw,
-                    source,
-                });
+                let source = map_pcsc_error(err, reader);
+                health.note(&source);
+                Err(source)
             }
-        };
-        let mut inside = InTransaction {
-            card: &transaction,
-            buffer: self.buffer.as_mut_slice(),
-            reader: &reader,
-        };
-        let result = body(&mut inside);
-        if let Err((_, err)) = transaction.end(Disposition::LeaveCard) {
-            // The body's outcome stands; a card that went away shows on the next command.
-            tracing::warn!(reader = %reader, error = %err, "ending the PC/SC transaction failed");
         }
-        if let Err(Error::Transport { source, .. }) = &result {
-            self.note(source);
-        }
-        result
     }
 
     /// Leaves a healthy connection alone (no failure since the last connect); otherwise
@@ -497,47 +498,42 @@ impl Transport for PcscTransport {
         Err(last)
     }
 
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
-
     fn describe(&self) -> String {
         format!("PC/SC reader {:?}", self.reader)
     }
 }
 
-/// The transport seen by the body of [`PcscTransport::exclusive`]: APDUs go through the open
-/// transaction.
-struct InTransaction<'a> {
-    card: &'a Card,
+/// An open PC/SC transaction on a [`PcscTransport`]'s card, ended on drop.
+struct PcscTransaction<'a> {
+    /// `Some` until dropped.
+    transaction: Option<pcsc::Transaction<'a>>,
     buffer: &'a mut [u8],
     reader: &'a str,
+    health: &'a mut Health,
 }
 
-impl Transport for InTransaction<'_> {
+impl Transaction for PcscTransaction<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
-        transmit_on(self.card, self.buffer, command, self.reader)
+        let card = self
+            .transaction
+            .as_deref()
+            .ok_or(TransportError::Disconnected)?;
+        let result = transmit_on(card, self.buffer, command, self.reader);
+        if let Err(err) = &result {
+            self.health.note(err);
+        }
+        result
     }
+}
 
-    fn reconnect(&mut self) -> Result<(), TransportError> {
-        // The connection is borrowed by the transaction; the caller reconnects after it ends.
-        Err(TransportError::NotTransacted)
-    }
-
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        // Already inside a transaction.
-        body(self)
-    }
-
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
-
-    fn describe(&self) -> String {
-        format!("PC/SC reader {:?} (in a transaction)", self.reader)
+impl Drop for PcscTransaction<'_> {
+    fn drop(&mut self) {
+        if let Some(transaction) = self.transaction.take() {
+            if let Err((_, err)) = transaction.end(Disposition::LeaveCard) {
+                // The operation's outcome stands; a card that went away shows on the next command.
+                tracing::warn!(reader = %self.reader, error = %err, "ending the PC/SC transaction failed");
+            }
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! answers, so a test pins what the client sends byte for byte.
 
 use crate::hexutil;
-use crate::transport::{Capabilities, Transport, TransportChannel, TransportError};
+use crate::transport::{
+    Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
+};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +36,7 @@ pub enum Step {
     CloseChannel,
     /// Expect `reconnect()`.
     Reconnect,
-    /// Refuse the next exclusive section before any APDU, with this error: the connection was
+    /// Refuse the next transaction before any APDU, with this error: the connection was
     /// found dead when the operation began (PC/SC `SCardBeginTransaction` after pcscd restarted).
     Refuse {
         /// The error to return.
@@ -156,10 +158,8 @@ impl Transport for ScriptedTransport {
     fn capabilities(&self) -> Capabilities {
         self.capabilities
     }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), crate::Error>,
-    ) -> Result<(), crate::Error> {
+    /// Plays a [`Step::Refuse`] at the head of the script: the transaction cannot begin.
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
         let refused = self.script.0.lock().ok().and_then(|mut s| {
             if let Some(Step::Refuse { error }) = s.steps.front() {
                 let error = *error;
@@ -170,11 +170,8 @@ impl Transport for ScriptedTransport {
             }
         });
         match refused {
-            Some(source) => Err(crate::Error::Transport {
-                command: crate::CommandKind::Raw,
-                source,
-            }),
-            None => body(self.as_dyn()),
+            Some(error) => Err(error),
+            None => Ok(Box::new(DirectTransaction(self))),
         }
     }
     fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
@@ -207,9 +204,6 @@ impl Transport for ScriptedTransport {
             Step::Reconnect => Ok(()),
             other => Err(self.mismatch(format!("expected {other:?}, got reconnect"))),
         }
-    }
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
     }
     fn describe(&self) -> String {
         String::from("scripted transport")

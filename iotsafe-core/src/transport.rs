@@ -4,7 +4,9 @@
 //! by SW1 SW2). It knows nothing about IoT SAFE: GET RESPONSE, `6Cxx` re-sends, channel classes and
 //! status words are handled once, in [`crate::card`]. Optional primitives cover what some transports do
 //! differently: AT+CCHO opens a logical channel *and* selects the applet in one command, and PC/SC
-//! wraps a multi-APDU operation in a transaction so that no other application interleaves.
+//! wraps a multi-APDU operation in a [`Transaction`] so that no other application interleaves.
+//!
+//! The transport layer reports its own [`TransportError`]; the session adds which command failed.
 
 use std::time::Duration;
 
@@ -113,6 +115,21 @@ pub struct TransportChannel {
     pub number: Option<u8>,
 }
 
+/// One operation's exchange with the card, from [`Transport::transaction`] until dropped.
+pub trait Transaction {
+    /// Sends one command APDU and returns the response APDU, as [`Transport::transmit`] does.
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError>;
+}
+
+/// A [`Transaction`] that sends straight through its transport, with nothing to begin or end.
+pub struct DirectTransaction<'a, T: Transport + ?Sized>(pub &'a mut T);
+
+impl<T: Transport + ?Sized> Transaction for DirectTransaction<'_, T> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        self.0.transmit(command)
+    }
+}
+
 /// Moves APDUs to a card. Implemented by PC/SC, AT modems, the in-process virtual card and test scripts.
 pub trait Transport {
     /// Sends one command APDU and returns the response APDU: data followed by SW1 SW2.
@@ -138,13 +155,14 @@ pub trait Transport {
         Ok(())
     }
 
-    /// Runs `body` as one unit no other application may interleave with (a PC/SC transaction).
-    /// The default runs `body` directly on `self`.
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), crate::Error>,
-    ) -> Result<(), crate::Error> {
-        body(self.as_dyn())
+    /// Begins one operation's exchange: APDUs sent through the returned [`Transaction`] are not
+    /// interleaved with other applications' (a PC/SC transaction), and the transaction ends when it
+    /// is dropped. An error here means the transport was found unusable before any APDU went out.
+    ///
+    /// The default is the transport itself ([`DirectTransaction`]): right for transports that no
+    /// other application shares (a modem's port, an in-process card).
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        Ok(Box::new(DirectTransaction(self)))
     }
 
     /// Re-establishes the connection after the card was removed or reset, or the service restarted.
@@ -152,9 +170,6 @@ pub trait Transport {
     fn reconnect(&mut self) -> Result<(), TransportError> {
         Ok(())
     }
-
-    /// Upcast helper for [`Transport::exclusive`]'s default; implement as `self`.
-    fn as_dyn(&mut self) -> &mut dyn Transport;
 
     /// A short human-readable description (reader name, modem path, "virtual card").
     fn describe(&self) -> String {
@@ -175,17 +190,11 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn close_channel(&mut self) -> Result<(), TransportError> {
         (**self).close_channel()
     }
-    fn exclusive(
-        &mut self,
-        body: &mut dyn FnMut(&mut dyn Transport) -> Result<(), crate::Error>,
-    ) -> Result<(), crate::Error> {
-        (**self).exclusive(body)
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        (**self).transaction()
     }
     fn reconnect(&mut self) -> Result<(), TransportError> {
         (**self).reconnect()
-    }
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        (**self).as_dyn()
     }
     fn describe(&self) -> String {
         (**self).describe()

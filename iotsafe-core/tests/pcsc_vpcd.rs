@@ -245,22 +245,14 @@ fn transmit_transaction_removal_and_reconnect() {
         vec![0x6D, 0x00]
     );
 
-    // exclusive() runs the body inside a PC/SC transaction.
+    // transaction() keeps its APDUs inside a PC/SC transaction, ended when it is dropped.
     let mut inside = Vec::new();
-    transport
-        .exclusive(&mut |t| {
-            for _ in 0..3 {
-                let r =
-                    t.transmit(&GET_RANDOM)
-                        .map_err(|source| iotsafe_core::Error::Transport {
-                            command: iotsafe_core::CommandKind::GetRandom,
-                            source,
-                        })?;
-                inside.push(r);
-            }
-            Ok(())
-        })
-        .unwrap();
+    {
+        let mut transaction = transport.transaction().unwrap();
+        for _ in 0..3 {
+            inside.push(transaction.transmit(&GET_RANDOM).unwrap());
+        }
+    }
     assert_eq!(inside.len(), 3);
     assert!(card.apdus() >= 5);
 

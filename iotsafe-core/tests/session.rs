@@ -399,3 +399,25 @@ fn a_trace_given_at_open_sees_the_selection() {
     assert_eq!(card.selection().unwrap().1, 1);
     log.assert_done();
 }
+
+#[test]
+fn a_panicking_trace_sink_leaves_a_session_that_selects_again() {
+    // The panic comes before the GET RANDOM reaches the transport; the lock is poisoned.
+    let (t, log) = ScriptedTransport::new(vec![
+        select(),
+        Step::Reconnect,
+        select(),
+        Step::apdu("81 84 00 00 02", "0102 9000"),
+    ]);
+    let card = Card::open(t, wolf()).unwrap();
+    card.set_trace(Some(Arc::new(|_: &TraceEvent| panic!("trace sink failed"))));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| card.get_random(2)));
+    assert!(outcome.is_err());
+    // Taken over, not refused: the accessors answer, the ephemeral key is retired, and the next
+    // operation selects the applet again before it runs.
+    card.set_trace(None);
+    assert_eq!(card.ephemeral_generation(), 1);
+    assert_eq!(card.get_random(2).unwrap().as_slice(), [1, 2]);
+    assert_eq!(card.stats().of(Operation::Select).count, 2);
+    log.assert_done();
+}

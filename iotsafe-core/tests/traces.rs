@@ -6,7 +6,7 @@ use iotsafe_core::apdu::ClassStyle;
 use iotsafe_core::config::{ChannelStrategy, GetResponseClass, GetResponseLe, SessionNumbers};
 use iotsafe_core::hexutil::decode;
 use iotsafe_core::testing::{ScriptedTransport, Step};
-use iotsafe_core::transport::Capabilities;
+use iotsafe_core::Capabilities;
 use iotsafe_core::{
     Card, CardConfig, CardSignature, EcPoint, Error, HashAlgorithm, ObjectRef, Operation,
     StatusWord,

@@ -66,10 +66,6 @@ impl Transport for InProcessTransport {
         Ok(())
     }
 
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
-
     fn describe(&self) -> String {
         String::from("virtual card (in-process)")
     }

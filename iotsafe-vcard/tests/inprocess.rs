@@ -27,7 +27,11 @@ fn transmits_and_shares_the_card() {
     let mut owned =
         InProcessTransport::new(VirtualCard::with_default_layout(CardOptions::default()));
     assert_eq!(owned.transmit(&h(SELECT_CH1)).unwrap(), h("9000"));
-    assert!(owned.as_dyn().transmit(&h("8184000001")).is_ok());
+    assert!(owned
+        .transaction()
+        .unwrap()
+        .transmit(&h("8184000001"))
+        .is_ok());
 }
 
 #[test]

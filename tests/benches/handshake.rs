@@ -134,7 +134,7 @@ fn anchor(c: &mut Criterion) {
 /// What checking one card signature on the host costs: one P-256 ECDSA verification (with the
 /// public key parsed), the extra work per handshake of `Card::sign_digest_checked`.
 fn signature_check(c: &mut Criterion) {
-    use iotsafe_core::signature_check::verifies_p256;
+    use iotsafe_core::verifies_p256;
     use iotsafe_core::{CardSignature, EcPoint};
     use p256::ecdsa::signature::hazmat::PrehashSigner;
     use p256::ecdsa::{Signature, SigningKey};

@@ -84,9 +84,6 @@ impl Transport for Faulty {
     fn reconnect(&mut self) -> Result<(), TransportError> {
         self.inner.reconnect()
     }
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
 }
 
 /// One card session, the virtual card behind it, and the device key's public half.

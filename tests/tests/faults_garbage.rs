@@ -34,9 +34,6 @@ impl Transport for Garbage {
         self.next += 1;
         Ok(answer)
     }
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
 }
 
 /// Answers that look like a card's: status words (procedure bytes included), TLV-ish data, or

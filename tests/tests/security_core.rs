@@ -34,9 +34,6 @@ impl Transport for Recorder {
     fn reconnect(&mut self) -> Result<(), TransportError> {
         self.inner.reconnect()
     }
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
 }
 
 struct Rig {

@@ -126,9 +126,6 @@ impl Transport for SecretCard {
         }
         Ok(answer(secret_len, [0x90, 0x00]))
     }
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
 }
 
 /// Runs `op` with the allocator armed and returns how many freed blocks held secret bytes.

@@ -929,10 +929,6 @@ impl<P: AtPort> Transport for AtTransport<P> {
         Ok(())
     }
 
-    fn as_dyn(&mut self) -> &mut dyn Transport {
-        self
-    }
-
     fn describe(&self) -> String {
         let commands = if self.uses_logical_channel_commands() {
             "AT+CCHO/AT+CGLA"

@@ -1,0 +1,84 @@
+//! The operations of a [`Card`](super::Card), one module per command family. Each public method
+//! takes the session's lock and hands [`Session::run`](super::session::Session::run) a body that
+//! works on an [`Op`]: the APDUs of one operation, inside one transaction of the transport.
+
+mod derive;
+mod keys;
+mod objects;
+mod raw;
+mod sign;
+
+use crate::apdu::{Command, Le, Response};
+use crate::config::CardConfig;
+use crate::error::{CommandKind, Error};
+use crate::link::{success, Link, Secrecy};
+
+/// One operation in progress: the link its APDUs go through, the class byte of the session's
+/// channel and the session's configuration.
+pub(in crate::card) struct Op<'a> {
+    link: Link<'a>,
+    cla: u8,
+    config: &'a CardConfig,
+}
+
+impl<'a> Op<'a> {
+    /// An operation sending on `link` with class byte `cla`.
+    pub(in crate::card) fn new(link: Link<'a>, cla: u8, config: &'a CardConfig) -> Op<'a> {
+        Op { link, cla, config }
+    }
+
+    /// Whether any APDU of this operation was handed to the transport.
+    pub(in crate::card) fn sent(&self) -> bool {
+        self.link.sent
+    }
+
+    /// Sends `command` and returns its complete answer (procedure bytes resolved).
+    fn exchange(
+        &mut self,
+        command: &Command,
+        kind: CommandKind,
+        secrecy: Secrecy,
+    ) -> Result<Response, Error> {
+        self.link.exchange(command, kind, secrecy)
+    }
+
+    /// [`Op::exchange`], then the answer's data if the card reported success.
+    fn exchange_ok(
+        &mut self,
+        command: &Command,
+        kind: CommandKind,
+        secrecy: Secrecy,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        success(self.exchange(command, kind, secrecy)?, kind)
+    }
+
+    /// Le of a case-4 command: written only when the configuration asks for it (T=1 style);
+    /// hosts send IoT SAFE case-4 commands without Le otherwise (the T=0 form).
+    fn case4_le(&self) -> Le {
+        if self.config.le_in_case4 {
+            Le::Ne(256)
+        } else {
+            Le::Absent
+        }
+    }
+
+    /// Closes a sign/verify/put session when configured. Runs even after a failed step so that the
+    /// session slot is free for the next operation. Returns the failure instead of raising it.
+    fn close_session(&mut self, close: Command, kind: CommandKind) -> Option<Error> {
+        if !self.config.close_sessions {
+            return None;
+        }
+        let error = self.exchange_ok(&close, kind, Secrecy::Public).err()?;
+        self.link.stats.close_failures += 1;
+        tracing::warn!(error = %error, "closing the {kind} session failed; the result is kept");
+        Some(error)
+    }
+}
+
+/// An operation's result, and how closing its card session failed, if it did. A failed close
+/// does not undo a result already received: some cards close the session themselves after the
+/// final Update and refuse the explicit close (`6985`).
+pub(in crate::card) struct Closed<T> {
+    pub(in crate::card) value: T,
+    pub(in crate::card) close_error: Option<Error>,
+}
