@@ -18,7 +18,7 @@ pub struct GeneratedKeyPair {
 }
 
 /// Parses a GENERATE KEY PAIR answer: `[84 L id] [85 L id] [34 45 49 43 86 41 04 X Y]`, any part
-/// optional (§3.4).
+/// optional (`docs/protocol.md#generate-key-pair`).
 pub fn parse_generated_key_pair(data: &[u8]) -> Result<GeneratedKeyPair, Error> {
     let bad = || {
         Error::malformed(
@@ -69,7 +69,7 @@ pub enum CardSignature {
     Der(Vec<u8>),
 }
 
-/// The wire form a signature answer came in (`iotsafe-apdu.md` §4.3). Kept next to the signature
+/// The wire form a signature answer came in (`docs/protocol.md#signature-forms`). Kept next to the signature
 /// so that a later check against the public key can say which reading it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignatureForm {

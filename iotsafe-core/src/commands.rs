@@ -1,4 +1,4 @@
-//! Builders for every IoT.05 command (`iotsafe-apdu.md` §1 and §3); the answers are parsed in
+//! Builders for every IoT.05 command (`docs/protocol.md#commands`); the answers are parsed in
 //! [`crate::answers`] (re-exported here).
 //!
 //! Builders take the class byte (channel bits included) and return a [`Command`]; they never talk to

@@ -1,4 +1,4 @@
-//! Status words (SW1 SW2) and what IoT SAFE applets mean by them (`iotsafe-apdu.md` §3.13).
+//! Status words (SW1 SW2) and what IoT SAFE applets mean by them (`docs/protocol.md#status-words`).
 
 use std::fmt;
 

@@ -6,7 +6,7 @@
 //! - the signature tag `33` with a two-byte big-endian length, `33 00 40` (wolfSSL, ZARIOT, newer
 //!   Thales), next to the one-byte `33 40` (NTT, older Thales).
 //!
-//! Choice for the ambiguous cases (`iotsafe-apdu.md` §2 leaves them open), written down here:
+//! Choice for the ambiguous cases (`docs/protocol.md#tlv-forms`; no published source settles them), written down here:
 //! - Tag `33` whose first length byte is `00` is read as a two-byte length (an empty signature is
 //!   meaningless, so nothing is lost); so is a `33 01 00`/`33 02 xx` length that ends exactly at the
 //!   end of the input (RSA signatures, Thales PKCS#11), since the signature is always the last TLV.
@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn descriptor_from_reference() {
-        // Quantag's private-key descriptor (iotsafe-apdu.md §3.3).
+        // Quantag's private-key descriptor (`docs/protocol.md#object-list`).
         let d = [
             0x84, 0x02, 0x00, 0x02, 0x74, 0x02, 0x31, 0x31, 0x60, 0x01, 0x02, 0x4B, 0x01, 0x13,
             0x4E, 0x01, 0x03, 0x61, 0x01, 0x07, 0x92, 0x01, 0x04, 0x91, 0x02, 0x00, 0x07, 0x6F,

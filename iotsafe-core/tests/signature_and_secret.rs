@@ -139,7 +139,7 @@ fn known_misreadings_are_raw() {
 
 #[test]
 fn reference_signature_forms() {
-    // NTT trace (iotsafe-apdu.md §7.1): `33 40 r‖s`.
+    // NTT trace (`docs/protocol.md#traces`): `33 40 r‖s`.
     let r = "73B3A470B67ADD1B954EAC15CFFB4F6BA77B53D91E35E1244526621D97C38524";
     let s = "0E2656458895A4F99A73B7E5263C4073C98A4B0D66AC71005871694660B9EC9C";
     let ntt = decode(&format!("3340{r}{s}")).unwrap();

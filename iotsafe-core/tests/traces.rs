@@ -1,6 +1,7 @@
-//! The real-card traces of `iotsafe-apdu.md` §7 and the wolfSSL handshake sequence of §5.2,
+//! The real-card traces of `docs/protocol.md#traces` and the wolfSSL handshake sequence
+//! (`docs/protocol.md#wolfssl-handshake-sequence`),
 //! replayed byte for byte: the client must send exactly these commands and understand exactly
-//! these answers. Every hex string below is copied from the reference, not built by our encoders.
+//! these answers. Every hex string below is copied from the published traces, not built by our encoders.
 
 use iotsafe_core::apdu::ClassStyle;
 use iotsafe_core::config::{ChannelStrategy, GetResponseClass, GetResponseLe, SessionNumbers};
@@ -15,7 +16,7 @@ use iotsafe_core::{
 const HELLO_SHA256: &str = "2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824";
 const NTT_R: &str = "73B3A470B67ADD1B954EAC15CFFB4F6BA77B53D91E35E1244526621D97C38524";
 const NTT_S: &str = "0E2656458895A4F99A73B7E5263C4073C98A4B0D66AC71005871694660B9EC9C";
-// §7.3 known answer (Thales JWT demo).
+// ECDSA known answer (Thales JWT demo, `docs/protocol.md#traces`).
 const KAT_POINT: &str = "04954b6788ae9db0647a8bfb3f700231c484928d1ecbfa5732e0ee053a54568a55be3b547ffc72e86d1273ccaf2a1153e1a77dabf868199fc3bb3a05a88a8e1cfd";
 const KAT_HASH: &str = "1788c8296577d15157b01bfb7ff277389661241212bb45db4247338aef087414";
 const KAT_RS: &str = "c0c1b4b29ec17dd1838ef5b89c93c4eacc30104d1bed4bcf98c5a26306bbd73b8032e0e945b41ab20733de596cd15d232e1ed78e67e714f6a1491b34121dce51";
@@ -262,7 +263,7 @@ fn m33mu_file_size_then_chunked_read() {
     log.assert_done();
 }
 
-/// wolfSSL's TLS 1.3 client sequence (§5.2) as this client produces it in its wolfSSL-compatible
+/// wolfSSL's TLS 1.3 client sequence (`docs/protocol.md#wolfssl-handshake-sequence`) as this client produces it in its wolfSSL-compatible
 /// configuration: implicit channel 1, CLA 81, case-3 commands, GET RESPONSE `01 C0`.
 #[test]
 fn wolfssl_handshake_sequence() {
@@ -301,7 +302,7 @@ fn wolfssl_handshake_sequence() {
             &format!("81 4A 00 00 48 D1 20 {secret} D5 20 {derived} 91 02 00 01"),
             &format!("{prk}9000"),
         ),
-        // 5. server CertificateVerify, verified on the card (§7.3 bytes)
+        // 5. server CertificateVerify, verified on the card (the known-answer bytes)
         Step::apdu("81 24 00 02 03 85 01 05", "9000"),
         Step::apdu(
             &format!("81 D8 80 02 47 34 45 49 43 86 41 {KAT_POINT}"),
@@ -361,11 +362,11 @@ fn wolfssl_handshake_sequence() {
     card.sign_digest(&ObjectRef::id([1]), HashAlgorithm::Sha256, &h(&hash))
         .unwrap();
     log.assert_done();
-    // 17 APDUs of the handshake (§5.2) + 4 GET RESPONSEs on this T=0 path + SELECT.
+    // 17 APDUs of the handshake (wolfSSL's sequence) + 4 GET RESPONSEs on this T=0 path + SELECT.
     assert_eq!(card.stats().apdus, 1 + 17 + 4);
 }
 
-/// §7.4 PRF vector 1, APDU shape of the general mode with Le=00.
+/// TLS 1.2 PRF vector 1 (Thales unit test), APDU shape of the general mode with Le=00.
 #[test]
 fn prf_apdu_shape() {
     let secret = "C0485B054863F6DFA458789768B9035C6CACB160DD1A01834811F5783309DB81";

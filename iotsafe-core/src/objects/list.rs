@@ -45,8 +45,8 @@ fn objects_of(structures: &[tlv::Tlv<'_>], data: &[u8]) -> Result<Vec<ObjectInfo
     Ok(out)
 }
 
-/// The fields an object carries at most once (the information structures of `iotsafe-apdu.md`
-/// §3.3b list each once), as a bit index; `None` for tags that may repeat or are unknown.
+/// The fields an object carries at most once (the information structures of
+/// `docs/protocol.md#object-list` list each once), as a bit index; `None` for tags that may repeat or are unknown.
 fn single_field_bit(tag: u8) -> Option<u32> {
     Some(match tag {
         0x83..=0x86 => u32::from(tag - 0x83),     // IDs: bits 0..=3

@@ -68,7 +68,7 @@ impl fmt::Display for ObjectKind {
 }
 
 /// How a command names an object: by ID (any length, 1..=20 bytes) or by label (1..=60 bytes),
-/// never both (`iotsafe-apdu.md` §2).
+/// never both (`docs/protocol.md#object-references`).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum ObjectRef {
     /// An opaque ID, as it goes on the wire.
@@ -290,7 +290,7 @@ impl ObjectInfo {
     }
 
     /// Parses the answer to GET DATA for one object: the structure with its `Cx LL` wrapper, or
-    /// only its content (both are seen, `iotsafe-apdu.md` §3.3c).
+    /// only its content (both are seen, `docs/protocol.md#object-information`).
     pub fn parse_single(kind: ObjectKind, data: &[u8]) -> Result<ObjectInfo, Error> {
         if let Ok((t, used)) = tlv::read_one(data, 0) {
             if t.tag == kind.info_tag() && used == data.len() {
@@ -310,7 +310,7 @@ fn be_uint(bytes: &[u8]) -> u32 {
         .fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
 }
 
-/// Applet information (GET DATA P1=00, `iotsafe-apdu.md` §3.3a).
+/// Applet information (GET DATA P1=00, `docs/protocol.md#applet-information`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AppletInfo {
     /// Version (`10`).
@@ -383,7 +383,7 @@ impl EcPoint {
     pub fn as_bytes(&self) -> &[u8; 65] {
         &self.0
     }
-    /// The IoT SAFE public key data TLV `34 45 49 43 86 41 04 X Y` (§4.4).
+    /// The IoT SAFE public key data TLV `34 45 49 43 86 41 04 X Y` (`docs/protocol.md#public-key-data`).
     pub fn to_public_key_tlv(&self) -> Vec<u8> {
         let mut inner = Vec::with_capacity(69);
         tlv::push(&mut inner, 0x86, &self.0);
@@ -394,7 +394,7 @@ impl EcPoint {
         out
     }
     /// Parses public key data: `34 [49 [86 point]]`, `49 [86 point]`, `86 point` or a bare point
-    /// (Thales PKCS#11 accepts a bare point, §3.5).
+    /// (Thales PKCS#11 accepts a bare point, `docs/protocol.md#read-public-key`).
     pub fn parse_public_key_data(data: &[u8], command: CommandKind) -> Result<EcPoint, Error> {
         let bad = || Error::malformed(command, "public key data 34 45 49 43 86 41 04‖X‖Y", data);
         if let Some(p) = EcPoint::from_slice(data) {
@@ -459,7 +459,7 @@ mod tests {
         assert_eq!(list[0].label_text().as_deref(), Some("01"));
         assert_eq!(list[0].file_size, Some(0x40));
         assert_eq!(list[0].file_usage, Some(1));
-        // With and without the wrapper (§3.3c).
+        // With and without the wrapper (`docs/protocol.md#object-information`).
         assert_eq!(
             ObjectInfo::parse_single(ObjectKind::File, &file).unwrap(),
             list[0]
