@@ -35,6 +35,7 @@ mod command;
 mod fault;
 
 mod line;
+mod modem_apdu;
 mod state;
 
 use line::LineBuffer;
@@ -300,7 +301,7 @@ impl AtModem {
     pub fn close_all_sessions(&mut self, stop: &AtomicBool) {
         self.sync_epoch();
         for session in self.sessions.take_all() {
-            let _ = self.transmit(&[0x00, 0x70, 0x80, session.channel], stop);
+            let _ = self.transmit(&modem_apdu::close_channel(session.channel), stop);
         }
     }
 
@@ -485,7 +486,7 @@ impl AtModem {
     }
 
     fn ccho(&mut self, aid: &[u8], stop: &AtomicBool) -> Result<Answer, CardError> {
-        let opened = self.transmit_case2([0x00, 0x70, 0x00, 0x00, 0x01], stop)?;
+        let opened = self.transmit_case2(modem_apdu::OPEN_CHANNEL, stop)?;
         let channel = match opened[..] {
             [ch, 0x90, 0x00] if (1..=MAX_CHANNEL).contains(&ch) => ch,
             _ => {
@@ -493,10 +494,7 @@ impl AtModem {
                 return Ok(Answer::result(Final::Cme(cme::OPERATION_NOT_SUPPORTED)));
             }
         };
-        let cla = cla_for_channel(0x00, channel).unwrap_or(channel);
-        let mut select = vec![cla, 0xA4, 0x04, 0x00, aid.len() as u8];
-        select.extend_from_slice(aid);
-        let selected = self.transmit(&select, stop)?;
+        let selected = self.transmit(&modem_apdu::select_on_channel(channel, aid), stop)?;
         // 9000, or FCI waiting (61xx), or a warning (62xx/63xx): the application is there.
         if let [.., sw1, _] = selected[..] {
             if selected.ends_with(&[0x90, 0x00]) || matches!(sw1, 0x61..=0x63) {
@@ -505,7 +503,7 @@ impl AtModem {
             }
         }
         tracing::debug!(response = %encode_hex(&selected), "SELECT on new channel failed");
-        self.transmit(&[0x00, 0x70, 0x80, channel], stop)?;
+        self.transmit(&modem_apdu::close_channel(channel), stop)?;
         Ok(Answer::result(Final::Cme(cme::NOT_FOUND)))
     }
 
@@ -524,7 +522,7 @@ impl AtModem {
         let Some(channel) = self.sessions.remove(id) else {
             return Ok(Answer::result(Final::Cme(cme::INVALID_INDEX)));
         };
-        let response = self.transmit(&[0x00, 0x70, 0x80, channel], stop)?;
+        let response = self.transmit(&modem_apdu::close_channel(channel), stop)?;
         Ok(if response.ends_with(&[0x90, 0x00]) {
             Answer::ok()
         } else {
@@ -553,7 +551,7 @@ impl AtModem {
         let [cla, ins, p1, p2, _] = apdu;
         let response = self.transmit(&apdu, stop)?;
         match response[..] {
-            [0x61, le] => self.transmit(&[cla & 0x03, 0xC0, 0x00, 0x00, le], stop),
+            [0x61, le] => self.transmit(&modem_apdu::get_response(cla, le), stop),
             [0x6C, le] => self.transmit(&[cla, ins, p1, p2, le], stop),
             _ => Ok(response),
         }
