@@ -215,13 +215,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Why `provision` or `serve` stopped: what it was doing, and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {source}")]
+struct RunError {
+    doing: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Names the step a fallible call belongs to, turning its error into a [`RunError`].
+trait Doing<T> {
+    fn doing(self, what: impl Into<String>) -> Result<T, RunError>;
+}
+
+impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> Doing<T> for Result<T, E> {
+    fn doing(self, what: impl Into<String>) -> Result<T, RunError> {
+        self.map_err(|e| RunError {
+            doing: what.into(),
+            source: e.into(),
+        })
+    }
+}
+
 fn provision(
     state: &std::path::Path,
     pki_out: &std::path::Path,
     card: &CardArgs,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let report = iotsafe_vcard::provision(state, pki_out, card.options())
-        .map_err(|e| format!("provisioning {}: {e}", state.display()))?;
+        .doing(format!("provisioning {}", state.display()))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "state: {}", report.state.display());
     let _ = writeln!(out, "device-public-key: {}", hex(&report.device_public_key));
@@ -232,24 +255,20 @@ fn provision(
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+fn serve(args: ServeArgs) -> Result<(), RunError> {
     // Signals are taken by one thread with sigwait: blocked here, before any thread starts, so
     // every thread inherits the mask and none is interrupted. No signal handler, no unsafe.
     let mut signals = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         signals.add(signal);
     }
-    signals
-        .thread_block()
-        .map_err(|e| format!("blocking signals: {e}"))?;
+    signals.thread_block().doing("blocking signals")?;
 
     let options = args.card.options();
-    let card = VirtualCard::open_state(&args.state, options).map_err(|e| {
-        format!(
-            "opening {} (run `provision` first?): {e}",
-            args.state.display()
-        )
-    })?;
+    let card = VirtualCard::open_state(&args.state, options).doing(format!(
+        "opening {} (run `provision` first?)",
+        args.state.display()
+    ))?;
     let card: SharedCard = Arc::new(Mutex::new(card));
 
     let use_vpcd = args.vpcd.is_some() || (!args.at_pty && args.at_tcp.is_none());
@@ -259,18 +278,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if use_vpcd {
         let addr = match args.vpcd {
             Some(addr) => addr,
-            None => DEFAULT_VPCD_ADDR
-                .parse()
-                .map_err(|e| format!("default vpcd address: {e}"))?,
+            None => DEFAULT_VPCD_ADDR.parse().doing("default vpcd address")?,
         };
-        ensure_loopback(addr, args.allow_remote).map_err(|e| format!("--vpcd: {e}"))?;
+        ensure_loopback(addr, args.allow_remote).doing("--vpcd")?;
         let options = VpcdOptions {
             reinsert_after: Duration::from_millis(args.reinsert_ms),
             ..VpcdOptions::default()
         };
         let handle = VpcdClient::new(card.clone(), addr, options)
             .spawn()
-            .map_err(|e| format!("starting the vpcd client: {e}"))?;
+            .doing("starting the vpcd client")?;
         frontends.push(("vpcd", handle));
         let _ = writeln!(out, "vpcd: {addr}");
     }
@@ -278,8 +295,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if args.at_pty {
         let pty = match &args.at_pty_link {
             Some(link) => PtyModem::open_linked(link)
-                .map_err(|e| format!("opening a pty linked at {}: {e}", link.display()))?,
-            None => PtyModem::open().map_err(|e| format!("opening a pty: {e}"))?,
+                .doing(format!("opening a pty linked at {}", link.display()))?,
+            None => PtyModem::open().doing("opening a pty")?,
         };
         let path = pty.path().to_owned();
         if let Some(link) = pty.link() {
@@ -287,19 +304,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         let handle = pty
             .spawn(card.clone(), at_options.clone())
-            .map_err(|e| format!("starting the pty modem: {e}"))?;
+            .doing("starting the pty modem")?;
         frontends.push(("at-pty", handle));
         let _ = writeln!(out, "pty: {}", path.display());
     }
     if let Some(addr) = args.at_tcp {
-        let modem = TcpModem::bind_with(addr, args.allow_remote)
-            .map_err(|e| format!("--at-tcp {addr}: {e}"))?;
-        let local = modem
-            .local_addr()
-            .map_err(|e| format!("--at-tcp {addr}: {e}"))?;
+        let modem =
+            TcpModem::bind_with(addr, args.allow_remote).doing(format!("--at-tcp {addr}"))?;
+        let local = modem.local_addr().doing(format!("--at-tcp {addr}"))?;
         let handle = modem
             .spawn(card.clone(), at_options)
-            .map_err(|e| format!("starting the TCP modem: {e}"))?;
+            .doing("starting the TCP modem")?;
         frontends.push(("at-tcp", handle));
         let _ = writeln!(out, "at-tcp: {local}");
     }
@@ -317,7 +332,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             }
             flag.store(true, Ordering::Relaxed);
         })
-        .map_err(|e| format!("starting the signal thread: {e}"))?;
+        .doing("starting the signal thread")?;
 
     // Run until a signal, or until a front end ends on its own (an error: they run forever).
     while !stop.load(Ordering::Relaxed) && !frontends.iter().any(|(_, h)| h.is_finished()) {
@@ -332,7 +347,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failures.join("; "))
+        Err(failures.join("; ")).doing("stopping the front ends")
     }
 }
 
