@@ -48,6 +48,7 @@ mod dispatch;
 pub mod error;
 pub mod faults;
 pub mod frontend;
+pub mod hex;
 pub mod inprocess;
 pub mod profile;
 pub mod provision;

@@ -451,7 +451,7 @@ fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
-    iotsafe_vcard::frontend::at::decode_hex(text)
+    iotsafe_vcard::hex::decode_spaced(text)
         .filter(|bytes| !bytes.is_empty() && bytes.len() <= 16)
         .ok_or_else(|| format!("{text:?} is not an AID in hex (1 to 16 bytes)"))
 }
@@ -471,7 +471,7 @@ fn parse_stall_at(text: &str) -> Result<(u64, Duration), String> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    iotsafe_vcard::frontend::at::encode_hex(bytes)
+    iotsafe_vcard::hex::encode_upper(bytes)
 }
 
 #[cfg(test)]

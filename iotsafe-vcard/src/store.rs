@@ -437,7 +437,7 @@ mod hex_bytes {
 
     // The hex text of a secret is wiped as soon as it has been written or parsed.
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&zeroize::Zeroizing::new(super::to_hex(bytes)))
+        s.serialize_str(&super::to_hex(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
@@ -451,7 +451,7 @@ mod opt_hex_bytes {
 
     pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match bytes {
-            Some(b) => s.serialize_some(&super::to_hex(b)),
+            Some(b) => s.serialize_some(super::to_hex(b).as_str()),
             None => s.serialize_none(),
         }
     }
@@ -465,26 +465,12 @@ mod opt_hex_bytes {
     }
 }
 
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+pub(crate) fn to_hex(bytes: &[u8]) -> zeroize::Zeroizing<String> {
+    crate::hex::encode_lower(bytes)
 }
 
 pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let digits = zeroize::Zeroizing::new(
-        text.bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect::<Vec<u8>>(),
-    );
-    if !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
+    crate::hex::decode_spaced(text)
 }
 
 #[cfg(test)]
@@ -510,7 +496,7 @@ mod tests {
         let s = ObjectStore::default_layout();
         let text = format!("{s:?}");
         let scalar = to_hex(s.private_keys[0].scalar.as_ref().unwrap().expose());
-        assert!(!text.to_lowercase().contains(&scalar));
+        assert!(!text.to_lowercase().contains(scalar.as_str()));
         assert!(text.contains("redacted"));
     }
 

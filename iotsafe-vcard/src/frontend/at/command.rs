@@ -199,39 +199,14 @@ fn unquote(field: &str) -> Option<&str> {
     }
 }
 
-/// Decodes hex of either case; `None` for an odd length or a non-hex character.
+/// Decodes hex of either case ([`crate::hex::decode`]).
 pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    let bytes = hex.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| match *pair {
-            [hi, lo] => Some(nibble(hi)? << 4 | nibble(lo)?),
-            _ => None,
-        })
-        .collect()
+    crate::hex::decode(hex)
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Upper-case hex, as modems answer.
+/// Upper-case hex, as modems answer ([`crate::hex::encode_upper`]).
 pub fn encode_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{b:02X}");
-    }
-    out
+    crate::hex::encode_upper(bytes)
 }
 
 /// `strip_prefix`, ignoring ASCII case.
