@@ -161,6 +161,20 @@ impl TlsFixture {
     }
 }
 
+/// A card client config for a real TLS peer (openssl s_server): resumption off, so that every
+/// connection is a full handshake on the card, trusting the CA certificates in `ca_pem`.
+pub fn card_client_config(card: Arc<Card>, ca_pem: &std::path::Path) -> Arc<ClientConfig> {
+    let tls = IotSafeTls::builder(card)
+        .resumption(false)
+        .build()
+        .expect("IoT SAFE TLS from the card");
+    let mut roots = RootCertStore::empty();
+    for ca in pem_certs(ca_pem) {
+        roots.add(ca).expect("trust anchor");
+    }
+    Arc::new(tls.client_config(roots).expect("client config"))
+}
+
 fn pem_certs(path: &std::path::Path) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_file_iter(path)
         .expect("certificate PEM")

@@ -10,39 +10,23 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iotsafe_core::{Card, CardStats, Operation};
-use iotsafe_rustls::IotSafeTls;
+use iotsafe_core::{CardStats, Operation};
+use iotsafe_tests::handshake::card_client_config;
 use iotsafe_tests::{
     have_program, openssl_server, pcscd_running, provisioned, service, vpcd, vpcd_slot_lock,
 };
 use iotsafe_vcard::frontend::SharedCard;
 use iotsafe_vcard::CardOptions;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 /// Upper bound for any one network step: only catches hangs.
 const DEADLINE: Duration = Duration::from_secs(15);
 
 fn services() -> bool {
     service(pcscd_running(), "pcscd") && service(have_program("openssl"), "openssl")
-}
-
-fn client_config(card: Arc<Card>, ca_pem: &Path) -> Arc<rustls::ClientConfig> {
-    let tls = IotSafeTls::builder(card)
-        .resumption(false)
-        .build()
-        .expect("IoT SAFE TLS from the card");
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(ca_pem).expect("CA PEM") {
-        roots
-            .add(ca.expect("CA certificate"))
-            .expect("trust anchor");
-    }
-    Arc::new(tls.client_config(roots).expect("client config"))
 }
 
 fn connect(
@@ -77,7 +61,7 @@ fn openssl_s_server_accepts_the_card_behind_pcscd() {
     let pki = &report.pki_dir;
     let _plugged = vpcd::plug(Arc::new(Mutex::new(vcard)) as SharedCard);
     let card = vpcd::open_card();
-    let config = client_config(card.clone(), &pki.join("ca.pem"));
+    let config = card_client_config(card.clone(), &pki.join("ca.pem"));
     let (mut server, addr) = openssl_server(
         dir.path(),
         &pki.join("server.pem"),
@@ -145,7 +129,7 @@ fn a_card_from_another_ca_is_refused_cleanly() {
     let _plugged = vpcd::plug(Arc::new(Mutex::new(vcard)) as SharedCard);
     let card = vpcd::open_card();
     // The client trusts the server's CA; the server only trusts the first CA.
-    let config = client_config(card.clone(), &pki.join("ca.pem"));
+    let config = card_client_config(card.clone(), &pki.join("ca.pem"));
     let (server, addr) = openssl_server(
         trusted.path(),
         &pki.join("server.pem"),

@@ -12,12 +12,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iotsafe_core::{Card, CardStats, ObjectKind, Operation};
-use iotsafe_rustls::IotSafeTls;
+use iotsafe_tests::handshake::card_client_config;
 use iotsafe_tests::{
     have_program, openssl_server, pcscd_running, provisioned, service, vpcd, vpcd_slot_lock,
     ChildGuard,
@@ -27,28 +26,13 @@ use iotsafe_vcard::{
     CardOptions, InfoFieldOrder, ObjectListLayout, SignatureFormat, SignaturePrefix, TlvLengths,
     VirtualCard,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 /// Upper bound for any one network step: only catches hangs.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn services() -> bool {
     service(pcscd_running(), "pcscd") && service(have_program("openssl"), "openssl")
-}
-
-fn client_config(card: Arc<Card>, ca_pem: &Path) -> Arc<rustls::ClientConfig> {
-    let tls = IotSafeTls::builder(card)
-        .resumption(false)
-        .build()
-        .expect("IoT SAFE TLS from the card");
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(ca_pem).expect("CA PEM") {
-        roots
-            .add(ca.expect("CA certificate"))
-            .expect("trust anchor");
-    }
-    Arc::new(tls.client_config(roots).expect("client config"))
 }
 
 /// One handshake and one line each way with s_server; returns the card work it caused.
@@ -172,7 +156,7 @@ fn openssl_accepts_the_card_acting_out_real_sim_behaviours() {
         if one_byte_lengths {
             assert_eq!(labelled(ObjectKind::PublicKey, 0x06), b"backend", "{what}");
         }
-        let config = client_config(card.clone(), &pki.join("ca.pem"));
+        let config = card_client_config(card.clone(), &pki.join("ca.pem"));
         let used = handshake_and_echo(&card, config, &mut server, addr, &format!("variant {n}"));
         eprintln!("{what}: {used:?}");
         assert_eq!(used.count(Operation::Sign), 1, "{what}: {used:?}");
