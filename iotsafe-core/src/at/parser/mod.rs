@@ -11,10 +11,21 @@
 //! unsolicited result codes (`+CREG:`, `+CEREG:`, `RING`, `+CPIN:`, `^SYSSTART`, ...). Lines are
 //! bounded in length and in number, so a babbling modem yields a [`ParseError`], never unbounded
 //! memory.
+//!
+//! Beside the parser: [`parse_hex_payload`] decodes the data of a `+CSIM:`/`+CGLA:` line,
+//! [`parse_session_id`] the session id of an `AT+CCHO` answer, and [`redact_answer_line`] says
+//! what of an answer may be logged.
 
 use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
+
+mod payload;
+mod redact;
+
+pub use payload::{parse_hex_payload, parse_session_id, HexPayload, PayloadError};
+pub use redact::redact_answer_line;
+use redact::redact_skipped_line;
 
 /// Longest line the parser keeps (bytes, without the terminator). A `+CSIM:` line for a 2 KiB
 /// response is about 4 100 characters; anything longer is garbage or a runaway modem.
@@ -130,6 +141,11 @@ pub enum ParseError {
         /// The bound.
         max: usize,
     },
+    /// [`AnswerParser::feed`] was called again after it returned [`Progress::Done`]. A parser
+    /// reads one answer: what follows belongs to the next command's parser. Handing the answer out
+    /// again would mean a second copy of lines that may carry a secret's hex, and `NeedMore`
+    /// would be a lie that makes a caller wait out its deadline.
+    AlreadyDone,
 }
 
 impl fmt::Display for ParseError {
@@ -142,6 +158,9 @@ impl fmt::Display for ParseError {
                 f,
                 "the modem sent more than {max} lines without a final result code"
             ),
+            ParseError::AlreadyDone => {
+                f.write_str("the answer was already complete; a parser reads one answer")
+            }
         }
     }
 }
@@ -225,15 +244,17 @@ impl AnswerParser {
         }
     }
 
-    /// Feeds the bytes of one read. Returns [`Progress::Done`] once the final result line is in.
-    /// After `Done` or an error, further bytes only accumulate (bounded) in the leftover.
+    /// Feeds the bytes of one read. Returns [`Progress::Done`] once the final result line is in;
+    /// the bytes of that read after the final line stay in [`AnswerParser::leftover`].
+    ///
+    /// After `Done`, feeding again is [`ParseError::AlreadyDone`] and the bytes are not kept
+    /// (a parser reads one answer); after an error, the same error again.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Progress, ParseError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
         if self.done {
-            self.keep_leftover(bytes);
-            return Ok(Progress::NeedMore);
+            return Err(ParseError::AlreadyDone);
         }
         for (index, &byte) in bytes.iter().enumerate() {
             if byte == b'\r' || byte == b'\n' {
@@ -338,126 +359,6 @@ pub(crate) fn push_wiping(buf: &mut Vec<u8>, more: &[u8]) {
     buf.extend_from_slice(more);
 }
 
-/// The payload of a `+CSIM:` / `+CGLA:` information line, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HexPayload {
-    /// The decoded bytes (response data followed by SW1 SW2), in a block of their exact size. They
-    /// may be a secret (a DH output): whoever takes them wipes them (`Zeroizing`).
-    pub bytes: Vec<u8>,
-    /// The length the modem announced, in hex characters, when it gave one (it always matches
-    /// the hex: a length that does not is refused with [`PayloadError::LengthMismatch`]).
-    pub announced_len: Option<usize>,
-}
-
-/// Why an information line could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PayloadError {
-    /// The line does not start with the prefix.
-    MissingPrefix,
-    /// No hex data after the prefix.
-    Empty,
-    /// A character that is not a hex digit (after quotes and spaces are removed).
-    NotHex(char),
-    /// An odd number of hex digits.
-    OddLength(usize),
-    /// The announced length (hex characters) is not the number of hex digits that came. A line cut
-    /// short would otherwise pass its last data bytes off as SW1 SW2.
-    LengthMismatch {
-        /// Hex characters announced before the comma.
-        announced: usize,
-        /// Hex digits received.
-        received: usize,
-    },
-    /// Text before the comma that is not a decimal length.
-    BadLength,
-}
-
-impl fmt::Display for PayloadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PayloadError::MissingPrefix => f.write_str("the line lacks the expected prefix"),
-            PayloadError::Empty => f.write_str("the line carries no data"),
-            PayloadError::NotHex(c) => write!(f, "{c:?} is not a hex digit"),
-            PayloadError::OddLength(n) => write!(f, "odd number of hex digits ({n})"),
-            PayloadError::LengthMismatch {
-                announced,
-                received,
-            } => write!(
-                f,
-                "the modem announced {announced} hex digits but sent {received}"
-            ),
-            PayloadError::BadLength => f.write_str("the length before the comma is not a number"),
-        }
-    }
-}
-
-impl std::error::Error for PayloadError {}
-
-/// Decodes `+CSIM: 6,"019000"` (or `+CGLA: ...`): quotes may be missing (Sequans GMS01Q), hex
-/// may be lower case, spaces may appear anywhere, and the length may be left out. A length that is
-/// given must be a decimal number equal to the count of hex digits that follow (27.007 counts hex
-/// characters): anything else is an error, because the status word is read from the last four
-/// digits and a line cut short would turn data into a status word.
-pub fn parse_hex_payload(line: &str, prefix: &str) -> Result<HexPayload, PayloadError> {
-    let rest = strip_prefix_ignore_case(line.trim(), prefix).ok_or(PayloadError::MissingPrefix)?;
-    let rest = rest.trim();
-    // `<len>,<data>`; a modem that leaves the length out gives just `<data>`.
-    let (announced_len, data) = match rest.split_once(',') {
-        Some((len, data)) => (
-            Some(
-                len.trim()
-                    .parse::<usize>()
-                    .map_err(|_| PayloadError::BadLength)?,
-            ),
-            data,
-        ),
-        None => (None, rest),
-    };
-    // The hex may be a secret's: wiped when dropped, and sized up front (never grows).
-    let mut digits = Zeroizing::new(Vec::with_capacity(data.len()));
-    for c in data.chars() {
-        match c {
-            '"' | ' ' | '\t' => {}
-            c if c.is_ascii_hexdigit() => digits.push(c as u8),
-            c => return Err(PayloadError::NotHex(c)),
-        }
-    }
-    if digits.is_empty() {
-        return Err(PayloadError::Empty);
-    }
-    if digits.len() % 2 != 0 {
-        return Err(PayloadError::OddLength(digits.len()));
-    }
-    let mut bytes = Vec::with_capacity(digits.len() / 2);
-    bytes.extend(
-        digits
-            .chunks(2)
-            .map(|pair| (hex_value(pair[0]) << 4) | hex_value(pair[1])),
-    );
-    if let Some(announced) = announced_len.filter(|&n| n != digits.len()) {
-        return Err(PayloadError::LengthMismatch {
-            announced,
-            received: digits.len(),
-        });
-    }
-    Ok(HexPayload {
-        bytes,
-        announced_len,
-    })
-}
-
-/// Decodes the session id of an `AT+CCHO` answer: `+CCHO: 1`, `+CCHO:1` or a bare `1`.
-pub fn parse_session_id(line: &str) -> Option<u32> {
-    let line = line.trim();
-    let rest = strip_prefix_ignore_case(line, "+CCHO:").unwrap_or(line);
-    rest.trim().trim_matches('"').trim().parse::<u32>().ok()
-}
-
-fn hex_value(digit: u8) -> u8 {
-    // Callers only pass checked hex digits.
-    crate::hexutil::digit_value(digit).unwrap_or(0)
-}
-
 /// `line` without `prefix` when it starts with it, ignoring ASCII case.
 pub(crate) fn strip_prefix_ignore_case<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     let head = line.get(..prefix.len())?;
@@ -465,57 +366,6 @@ pub(crate) fn strip_prefix_ignore_case<'a>(line: &'a str, prefix: &str) -> Optio
         line.get(prefix.len()..)
     } else {
         None
-    }
-}
-
-/// An information line with its data replaced by `…`, keeping the length and the last four hex
-/// digits (the status word): `+CSIM: 136,"…9000"`.
-pub fn redact_answer_line(line: &str) -> String {
-    // `+CSIM: <len>,<data>`, or `+CSIM: <data>` from a modem that leaves the length out.
-    let Some((head, separator, data)) = line
-        .split_once(',')
-        .map(|(h, d)| (h, ',', d))
-        .or_else(|| line.split_once(':').map(|(h, d)| (h, ':', d)))
-    else {
-        return abbreviate(line, 80);
-    };
-    let hex_digits = |c: &char| c.is_ascii_hexdigit();
-    if data.chars().filter(hex_digits).count() <= 4 {
-        return abbreviate(line, 80);
-    }
-    // Only the last four digits are copied: a copy of all of them would be a copy of the secret.
-    let mut status: Vec<char> = data.chars().rev().filter(hex_digits).take(4).collect();
-    status.reverse();
-    let status: String = status.into_iter().collect();
-    format!("{}{separator}\"…{status}\"", abbreviate(head, 40))
-}
-
-/// A skipped line for diagnostics. The echo of a command (`AT...`) keeps only the APDU header
-/// (ten hex digits after the quote); other lines (URCs) are kept, abbreviated.
-fn redact_skipped_line(line: &str) -> String {
-    if strip_prefix_ignore_case(line, "AT").is_some() {
-        if let Some((head, data)) = line.split_once('"') {
-            let data = data.trim_end_matches('"');
-            let header: String = data.chars().take(10).collect();
-            let tail = if data.chars().count() > 10 {
-                "…"
-            } else {
-                "\""
-            };
-            return format!("{}\"{header}{tail}", abbreviate(head, 40));
-        }
-    }
-    abbreviate(line, 120)
-}
-
-/// At most `max` characters of `text`, with `…` when cut.
-pub(crate) fn abbreviate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(max).collect();
-        cut.push('…');
-        cut
     }
 }
 
@@ -553,83 +403,6 @@ mod tests {
     }
 
     #[test]
-    fn unquoted_lower_case_and_spaces() {
-        let p = parse_hex_payload("+CSIM: 6,019000", "+CSIM:").unwrap();
-        assert_eq!(p.bytes, vec![0x01, 0x90, 0x00]);
-        let p = parse_hex_payload("+csim:4,\"6c0a\"", "+CSIM:").unwrap();
-        assert_eq!(p.bytes, vec![0x6C, 0x0A]);
-        let p = parse_hex_payload("+CSIM: 6 , \"01 90 00\" ", "+CSIM:").unwrap();
-        assert_eq!(p.bytes, vec![0x01, 0x90, 0x00]);
-    }
-
-    #[test]
-    fn wrong_length_is_refused() {
-        // A line cut short: the card sent 01 02 03 04 90 00, the modem passed on 8 digits only.
-        // Read leniently, 03 04 would pass for the status word.
-        assert_eq!(
-            parse_hex_payload("+CSIM: 12,\"01020304\"", "+CSIM:"),
-            Err(PayloadError::LengthMismatch {
-                announced: 12,
-                received: 8
-            })
-        );
-        assert_eq!(
-            parse_hex_payload("+CGLA: 8,\"019000\"", "+CGLA:"),
-            Err(PayloadError::LengthMismatch {
-                announced: 8,
-                received: 6
-            })
-        );
-        // Too long is as wrong as too short.
-        assert_eq!(
-            parse_hex_payload("+CSIM: 4,\"019000\"", "+CSIM:"),
-            Err(PayloadError::LengthMismatch {
-                announced: 4,
-                received: 6
-            })
-        );
-        assert_eq!(
-            parse_hex_payload("+CSIM: x4,\"9000\"", "+CSIM:"),
-            Err(PayloadError::BadLength)
-        );
-        let err = parse_hex_payload("+CSIM: 12,\"01020304\"", "+CSIM:").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the modem announced 12 hex digits but sent 8"
-        );
-        // The right length still decodes, spaces and all.
-        let p = parse_hex_payload("+CSIM: 6 , \"01 90 00\"", "+CSIM:").unwrap();
-        assert_eq!(p.announced_len, Some(6));
-    }
-
-    #[test]
-    fn missing_length_is_tolerated() {
-        let p = parse_hex_payload("+CSIM: \"9000\"", "+CSIM:").unwrap();
-        assert_eq!(p.bytes, vec![0x90, 0x00]);
-        assert_eq!(p.announced_len, None);
-    }
-
-    #[test]
-    fn bad_payloads_are_typed_errors() {
-        assert_eq!(
-            parse_hex_payload("+CSIM: 4,\"90G0\"", "+CSIM:"),
-            Err(PayloadError::NotHex('G'))
-        );
-        assert_eq!(
-            parse_hex_payload("+CSIM: 3,\"900\"", "+CSIM:"),
-            Err(PayloadError::OddLength(3))
-        );
-        assert_eq!(
-            parse_hex_payload("+CSIM: 0,\"\"", "+CSIM:"),
-            Err(PayloadError::Empty)
-        );
-        assert_eq!(
-            parse_hex_payload("+CGLA: 4,\"9000\"", "+CSIM:"),
-            Err(PayloadError::MissingPrefix)
-        );
-    }
-
-    #[test]
     fn passthrough_of_61xx() {
         let answer = done(parse_all(&["+CSIM:"], &[b"+CSIM: 4,\"6142\"\r\nOK\r\n"]).unwrap());
         let p = parse_hex_payload(&answer.info[0], "+CSIM:").unwrap();
@@ -654,6 +427,7 @@ mod tests {
         for b in stream {
             if let Progress::Done(a) = parser.feed(std::slice::from_ref(b)).unwrap() {
                 answer = Some(a);
+                break; // the LF of the final CR LF belongs to no answer
             }
         }
         assert_eq!(
@@ -668,6 +442,22 @@ mod tests {
         let progress = parser.feed(b"+CSIM: 4,\"9000\"\r\nOK\r\n+CREG: 1").unwrap();
         assert!(matches!(progress, Progress::Done(_)));
         assert_eq!(parser.leftover(), b"\n+CREG: 1");
+    }
+
+    #[test]
+    fn feeding_after_done_is_an_error_not_a_wait() {
+        let mut parser = AnswerParser::new(&["+CSIM:"]);
+        let first = parser.feed(b"+CSIM: 4,\"9000\"\r\nOK\r\nAB").unwrap();
+        assert!(matches!(first, Progress::Done(_)));
+        // Not NeedMore (the caller would wait out its deadline) and not the answer again.
+        assert_eq!(parser.feed(b"\r\nOK\r\n"), Err(ParseError::AlreadyDone));
+        assert_eq!(parser.feed(b""), Err(ParseError::AlreadyDone));
+        // The later bytes were not taken into the leftover; the parser is done, not failed.
+        assert_eq!(parser.leftover(), b"\nAB");
+        assert_eq!(
+            ParseError::AlreadyDone.to_string(),
+            "the answer was already complete; a parser reads one answer"
+        );
     }
 
     #[test]
@@ -715,37 +505,6 @@ mod tests {
     }
 
     #[test]
-    fn redaction_keeps_length_and_status_word_only() {
-        assert_eq!(
-            redact_answer_line("+CSIM: 12,\"0102030405069000\""),
-            "+CSIM: 12,\"…9000\""
-        );
-        assert_eq!(redact_answer_line("+CSIM: 4,\"6142\""), "+CSIM: 4,\"6142\"");
-        assert_eq!(redact_answer_line("+CCHO: 1"), "+CCHO: 1");
-        assert_eq!(
-            redact_skipped_line("AT+CSIM=78,\"002B8001229E20AABBCCDD\""),
-            "AT+CSIM=78,\"002B800122…"
-        );
-        let mut parser = AnswerParser::new(&["+CSIM:"]);
-        let _ = parser.feed(b"+CSIM: 12,\"0102030405069000\"\r\n+CSIM: 4,\"AABB");
-        let partial = parser.partial_summary();
-        assert!(
-            !partial.contains("0102") && !partial.contains("AABB"),
-            "{partial}"
-        );
-    }
-
-    #[test]
-    fn redaction_without_a_length_field_hides_the_data_too() {
-        assert_eq!(
-            redact_answer_line("+CSIM: 0102030405069000"),
-            "+CSIM:\"…9000\""
-        );
-        assert_eq!(redact_answer_line("+CSIM: \"9000\""), "+CSIM: \"9000\"");
-        assert_eq!(redact_answer_line("+CCHO:1"), "+CCHO:1");
-    }
-
-    #[test]
     fn push_wiping_keeps_the_bytes_and_grows_by_hand() {
         let mut buf = Vec::new();
         for chunk in [&b"AB"[..], &[0x5A; 100], b"", b"CD"] {
@@ -767,11 +526,5 @@ mod tests {
         let answer = done(parser.feed(b"OK\r\n").unwrap());
         assert_eq!(answer.info.len(), 1);
         assert_eq!(parser.partial.capacity(), capacity);
-    }
-
-    #[test]
-    fn abbreviate_is_char_safe() {
-        assert_eq!(abbreviate("ééé", 2), "éé…");
-        assert_eq!(abbreviate("ab", 2), "ab");
     }
 }
