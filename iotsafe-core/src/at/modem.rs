@@ -316,7 +316,6 @@ impl<P: AtPort> AtTransport<P> {
                     tracing::warn!(
                         command = %shown,
                         lines = answer.info.len(),
-                        stale_lines_expected = self.quirks.stale_answer_lines,
                         "several {prefix} lines in one answer; using the last"
                     );
                 }

@@ -1,17 +1,21 @@
 //! What real modems do differently when they carry APDUs, as data.
 //!
-//! The parser already tolerates every reading quirk below for every modem (missing quotes, lower
-//! case, URCs, split reads; a length that disagrees with the hex is refused, since it means a cut
-//! line); the table exists for the quirks that change what the
-//! transport *sends* or *decides*, and to document what was seen where.
+//! The parser tolerates every reading quirk below for every modem, always (missing quotes, lower
+//! case, URCs, split reads, several information lines of which the last counts; a length that
+//! disagrees with the hex is refused, since it means a cut line). So [`ModemQuirks`] holds only
+//! flags that change what the transport *sends* or *decides*; the table also records what was
+//! seen where, including what needs no flag.
 //!
 //! | Modem (match on `AT+CGMM`) | Answer shape | `61xx` | Quirk and what the transport does | Max APDU | Source |
 //! |---|---|---|---|---|---|
 //! | generic 27.007 modem | `+CSIM: <n>,"<HEX>"` | passed through | none | 261 B | 27.007 §8.17, §8.45 |
-//! | Sequans GMS01Q / Monarch (`GM01Q`, `GMS01Q`) | hex **without quotes**; may prefix a stale `+CSIM:` line | truncates long answers instead | parser takes the **last** `+CSIM:` line before `OK` and accepts unquoted hex | 261 B | Orange IoT SAFE Arduino backend |
-//! | u-blox SARA (`SARA-`) | quoted | passed through (host sends GET RESPONSE) | the answer line may come late (Arduino MKR needs a second read): after a bare `OK` the transport waits a short grace for the `+CSIM:` line | 261 B | Orange IoT SAFE Arduino backend |
-//! | Quectel EG95 (`EG95`) | quoted | passed through | `+CME ERROR: 0` to SELECT over AT+CSIM: `AtMode::Auto` prefers AT+CCHO/AT+CGLA | 261 B | atsign at_client_sdk #850 |
-//! | wolfSSL-style emulators (`IOTSAFE-SIM`) | quoted; bare `OK` for Init/close commands | passed through | sends the width-3 length `AT+CSIM= 24,"…"`; a bare `OK` reads as `9000` | 261 B | wolfSSL `iotsafe.c`, m33mu simulator |
+//! | Sequans GMS01Q / Monarch (`GM01Q`, `GMS01Q`) | hex **without quotes**; may prefix a stale `+CSIM:` line | truncates long answers instead | no flag: the parser accepts unquoted hex from every modem and the transport always takes the **last** `+CSIM:` line before `OK` (with a warning) | 261 B | Orange IoT SAFE Arduino backend |
+//! | u-blox SARA (`SARA-`) | quoted | passed through (host sends GET RESPONSE) | the answer line may come late (Arduino MKR needs a second read): after a bare `OK` the transport waits [`ModemQuirks::late_answer_grace`] for the `+CSIM:` line | 261 B | Orange IoT SAFE Arduino backend |
+//! | Quectel EG95 (`EG95`) | quoted | passed through | `+CME ERROR: 0` to SELECT over AT+CSIM: `AtMode::Auto` prefers AT+CCHO/AT+CGLA ([`ModemQuirks::prefer_logical_channel_commands`]) | 261 B | atsign at_client_sdk #850 |
+//! | wolfSSL-style emulators (`IOTSAFE-SIM`) | quoted; bare `OK` for Init/close commands | passed through | sends the width-3 length `AT+CSIM= 24,"…"` ([`ModemQuirks::width3_length`]); a bare `OK` reads as `9000` ([`ModemQuirks::bare_ok_is_9000`]) | 261 B | wolfSSL `iotsafe.c`, m33mu simulator |
+//!
+//! The `61xx` column needs no flag either: whichever way a modem handles `61xx`, the card
+//! session's link sends GET RESPONSE when it sees one.
 //!
 //! Add a modem by adding a [`ModemQuirks`] constant to [`KNOWN_MODEMS`]; unknown modems get
 //! [`ModemQuirks::GENERIC`].
@@ -26,13 +30,6 @@ pub struct ModemQuirks {
     /// Substrings of the `AT+CGMM` (model) answer that identify the family, compared
     /// case-insensitively. Empty for [`ModemQuirks::GENERIC`].
     pub model_markers: &'static [&'static str],
-    /// The modem answers hex without quotes (informational: the parser accepts both always).
-    pub unquoted_hex: bool,
-    /// The modem may emit a stale `+CSIM:` line before the real one (the transport always uses the
-    /// last information line; this flag only raises the log level of the event).
-    pub stale_answer_lines: bool,
-    /// The modem passes `61xx` through instead of fetching the data itself.
-    pub passes_61xx: bool,
     /// The modem refuses SELECT over AT+CSIM (e.g. `+CME ERROR: 0`): prefer AT+CCHO/AT+CGLA.
     pub prefer_logical_channel_commands: bool,
     /// After a bare `OK` with no information line, wait this long for a late `+CSIM:`/`+CGLA:` line.
@@ -51,9 +48,6 @@ impl ModemQuirks {
     pub const GENERIC: ModemQuirks = ModemQuirks {
         name: "generic 27.007 modem",
         model_markers: &[],
-        unquoted_hex: false,
-        stale_answer_lines: false,
-        passes_61xx: true,
         prefer_logical_channel_commands: false,
         late_answer_grace: Duration::from_millis(300),
         bare_ok_is_9000: false,
@@ -61,13 +55,11 @@ impl ModemQuirks {
         max_apdu: 261,
     };
 
-    /// Sequans GMS01Q (Monarch): hex without quotes, stale answer lines.
+    /// Sequans GMS01Q (Monarch): hex without quotes and stale answer lines, both of which the
+    /// parser takes from any modem. Listed so that logs and the transport's description name it.
     pub const SEQUANS_GMS01Q: ModemQuirks = ModemQuirks {
         name: "Sequans GMS01Q",
         model_markers: &["GMS01Q", "GM01Q"],
-        unquoted_hex: true,
-        stale_answer_lines: true,
-        passes_61xx: false,
         ..ModemQuirks::GENERIC
     };
 
