@@ -105,8 +105,8 @@ pub use csr::{card_csr, csr_for};
 pub use der::{card_signature_to_der, SignatureFormatError};
 pub use error::{CardFailure, Error, KxError, Result};
 pub use kx::{
-    check_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions, QueueStats,
-    DEFAULT_SLOT_LEASE,
+    check_slots, ephemeral_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions,
+    QueueStats, DEFAULT_SLOT_LEASE,
 };
 pub use provider::{software_provider, EcdheOn, BACKEND};
 pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};

@@ -35,6 +35,16 @@ pub enum VcardError {
     /// Making certificates or keys failed.
     #[error("certificate generation failed: {0}")]
     Certificate(String),
+    /// The store cannot hold as many objects of a type as asked.
+    #[error("the card holds at most {max} {what}; {asked} asked")]
+    TooManyObjects {
+        /// Which objects ("private keys", ...).
+        what: &'static str,
+        /// How many there would have been.
+        asked: usize,
+        /// How many the card holds.
+        max: usize,
+    },
 }
 
 impl VcardError {

@@ -45,6 +45,7 @@ mod apdu;
 mod card;
 mod commands;
 mod dispatch;
+mod ephemeral_slots;
 pub mod error;
 pub mod faults;
 pub mod frontend;

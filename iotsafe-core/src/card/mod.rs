@@ -4,6 +4,7 @@
 //! [`Card`] is the public face. The session state, reconnection and the retry rule are in
 //! `session.rs`; the operations, one module per command family, in `ops/`.
 
+mod ephemeral;
 mod ops;
 mod session;
 

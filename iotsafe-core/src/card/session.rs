@@ -2,6 +2,7 @@
 //! lost connection says about the card, reconnection, and the retry rule. The operations
 //! themselves live in [`super::ops`]; they reach the card only through [`Session::run`].
 
+use super::ephemeral::EphemeralSlots;
 use super::ops::{Closed, Op};
 use crate::apdu::{class_byte, ClassStyle};
 use crate::commands;
@@ -63,7 +64,8 @@ pub(super) struct Session {
     state: ChannelState,
     pub(super) objects: Option<Vec<ObjectInfo>>,
     pub(super) applet_info: Option<AppletInfo>,
-    pub(super) ephemeral_generation: u64,
+    /// The key each volatile slot holds (retired all at once by a loss).
+    pub(super) ephemeral: EphemeralSlots,
     pub(super) stats: CardStats,
     pub(super) trace: Option<TraceSink>,
 }
@@ -82,7 +84,7 @@ impl Session {
             state: ChannelState::Up,
             objects: None,
             applet_info: None,
-            ephemeral_generation: 0,
+            ephemeral: EphemeralSlots::default(),
             stats: CardStats::default(),
             trace,
         }
@@ -231,7 +233,7 @@ impl Session {
         }
         // Whether or not the card was reset, a key made before the loss cannot be trusted to
         // still be there: retire it (the next key exchange generates a fresh one).
-        self.ephemeral_generation += 1;
+        self.ephemeral.retire_all();
     }
 
     /// A panic left an operation unfinished while the lock was held. Recovered like a dropped
@@ -242,7 +244,7 @@ impl Session {
         if self.state == ChannelState::Up {
             self.state = ChannelState::Lost;
         }
-        self.ephemeral_generation += 1;
+        self.ephemeral.retire_all();
     }
 
     /// The value of an operation whose session close may have failed. A close cut by a lost
@@ -259,7 +261,7 @@ impl Session {
     /// The card forgot everything volatile: count it and retire the ephemeral key.
     fn card_reset(&mut self) {
         self.stats.card_resets += 1;
-        self.ephemeral_generation += 1;
+        self.ephemeral.retire_all();
     }
 
     /// Re-establishes the connection and the applet selection after a loss.

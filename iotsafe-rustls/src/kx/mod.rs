@@ -6,18 +6,24 @@
 //!   (GENERATE KEY PAIR, one APDU, inside `ClientConnection::new`), [`ActiveKeyExchange::complete`]
 //!   validates the server's point, then PUT PUBLIC KEY (Init, Update, close) and COMPUTE DH run
 //!   under one card lock;
-//! * the scheduling (`schedule.rs`): who may use the card's one ephemeral slot now, and the key
+//! * the scheduling (`schedule.rs`): who may use which of the card's ephemeral slots now, and the key
 //!   made ahead of time;
 //! * the pool (`pool.rs`): one `'static` group per card, reused across `build()` calls.
 //!
-//! # One slot, many handshakes
-//! The card has one ephemeral slot, and every key generation replaces its key. By default
-//! ([`KxOptions::queue_for_slot`] = `Some(`[`DEFAULT_SLOT_LEASE`]`)`), a key exchange holds the
-//! slot from `start()` until it completes or is dropped, and the next `start()` on the same card
-//! waits its turn: first come, first served, so every concurrent handshake succeeds and none
-//! starves. A holder that keeps the slot past the lease (a handshake stuck on a silent peer) is
-//! overtaken by the next in line, so the wait is bounded; the stuck handshake then fails with
-//! [`KxError::Replaced`].
+//! # Slots, many handshakes
+//! A card has one ephemeral key slot, or a few, and every key generation in a slot replaces its
+//! key. By default ([`KxOptions::queue_for_slot`] = `Some(`[`DEFAULT_SLOT_LEASE`]`)`), a key
+//! exchange holds a slot from `start()` until it completes or is dropped, and a `start()` that
+//! finds every slot held waits its turn: first come, first served, so every concurrent handshake
+//! succeeds and none starves. A holder that keeps its slot past the lease (a handshake stuck on a
+//! silent peer) is overtaken by the next in line, so the wait is bounded; the stuck handshake then
+//! fails with [`KxError::Replaced`].
+//!
+//! A slot is held across the network round trip between the ClientHello and the server's answer.
+//! With one slot, that round trip idles the card for every handshake waiting behind it; with
+//! several ([`KxOptions::every_ephemeral_slot`], on by default, takes every volatile key pair the
+//! card lists for key generation and key agreement) the card generates the next handshake's key
+//! meanwhile (`docs/performance.md`, row 4s).
 //!
 //! Waiting blocks the thread that calls `ClientConnection::new` (that is where rustls calls
 //! `start()`). On OS threads or a multi-thread tokio runtime that is what serializes the card
@@ -27,9 +33,10 @@
 //! connects in `spawn_blocking`. With `queue_for_slot: None` ([`KxOptions::unqueued`]) nothing
 //! waits, and a handshake whose key another one replaced fails with [`KxError::Replaced`].
 //!
-//! The card session's generation counter ([`Card::ephemeral_generation`]) backs all this up: any
-//! key generation, reset or lost connection moves it on, and an agreement with a key of an older
-//! generation is refused before anything is sent ([`iotsafe_core::Error::StaleEphemeral`]).
+//! The card session's generations back all this up: any key generation in a slot, reset or lost
+//! connection retires that slot's key (all of them, for a reset or loss), and an agreement with a
+//! retired key is refused before anything is sent ([`iotsafe_core::Error::StaleEphemeral`],
+//! [`Card::ephemeral_is_current`]).
 //!
 //! # Pre-generation
 //! With [`KxOptions::pregenerate`], the next key is generated in a background thread when the
@@ -37,8 +44,8 @@
 //! signed ([`CardKxGroup::pregenerate_in_background`], wired by [`crate::IotSafeTls`] to its card
 //! signer). Started right after the DH instead, it would hold the card while the signature waits
 //! (`docs/performance.md`, row 2c). The background generation takes a turn like a key exchange,
-//! but only when nobody holds or waits for the slot; a ready key is handed out only if its
-//! generation is still the card's current one. A handshake that signs nothing (no
+//! but only when nobody holds or waits for a slot; a ready key is handed out only if it is still
+//! its slot's current key. A handshake that signs nothing (no
 //! CertificateRequest, resumption) leaves the next one to generate its own key.
 //!
 //! # `'static` without a leak per config
@@ -77,9 +84,16 @@ pub struct KxOptions {
     pub pregenerate: bool,
     /// The volatile key pair slot (default ID `04`, label `ecdhe`).
     pub ephemeral_slot: ObjectRef,
+    /// Besides [`KxOptions::ephemeral_slot`], use every other key pair the card lists as a
+    /// volatile P-256 key (key type `14`) allowing key generation and key agreement: each slot
+    /// holds one key exchange between its key generation and its agreement, so with several
+    /// slots a handshake waiting for its server's answer does not hold up the next one (see the
+    /// module docs). On by default; keys whose type or functions the card does not list are
+    /// never taken.
+    pub every_ephemeral_slot: bool,
     /// The public key slot the peer's point is written to (default ID `05`, label `peer`).
     pub peer_slot: ObjectRef,
-    /// Concurrent key exchanges on one card take turns on the ephemeral slot, each holding it
+    /// Concurrent key exchanges on one card take turns on the ephemeral slots, each holding one
     /// for at most this lease while others wait (default [`DEFAULT_SLOT_LEASE`]; see the module
     /// docs, also for what waiting means on a `current_thread` runtime). `None`: nobody waits,
     /// and a handshake whose key another handshake replaced fails with [`KxError::Replaced`].
@@ -91,6 +105,7 @@ impl Default for KxOptions {
         KxOptions {
             pregenerate: false,
             ephemeral_slot: ObjectRef::id([0x04]),
+            every_ephemeral_slot: true,
             peer_slot: ObjectRef::id([0x05]),
             queue_for_slot: Some(DEFAULT_SLOT_LEASE),
         }
@@ -146,6 +161,14 @@ pub fn validate_peer_point(peer: &[u8]) -> Result<EcPoint, rustls::Error> {
 /// key agreement, and the peer public key slot exists. The error says which slot is missing and
 /// suggests [`crate::EcdheOn::Host`]. Costs no APDU when the list is already cached.
 pub fn check_slots(card: &Card, options: &KxOptions) -> Result<(), Error> {
+    ephemeral_slots(card, options).map(drop)
+}
+
+/// The ephemeral slots a key exchange on `card` with `options` uses: [`KxOptions::ephemeral_slot`]
+/// first, checked as [`check_slots`] says, then (with [`KxOptions::every_ephemeral_slot`]) every
+/// other private key the card lists as volatile P-256 with key generation and key agreement, in
+/// list order. Costs no APDU when the object list is already cached.
+pub fn ephemeral_slots(card: &Card, options: &KxOptions) -> Result<Vec<ObjectRef>, Error> {
     let objects = card
         .objects()
         .map_err(|e| Error::card("reading the object list", e))?;
@@ -179,8 +202,21 @@ pub fn check_slots(card: &Card, options: &KxOptions) -> Result<(), Error> {
             why: format!("the card lists no public key {peer} to put the server's share in"),
         });
     }
-    Ok(())
+    let mut slots = vec![slot.clone()];
+    if options.every_ephemeral_slot {
+        let more = objects.iter().filter(|o| {
+            o.kind == Some(ObjectKind::PrivateKey)
+                && o.key_type == Some(KEY_TYPE_P256_VOLATILE)
+                && o.functions.is_some_and(|f| f & needed == needed)
+                && !slot.matches(o)
+        });
+        slots.extend(more.filter_map(|o| o.reference()));
+    }
+    Ok(slots)
 }
+
+/// Key type `4B` of a volatile NIST P-256 key.
+const KEY_TYPE_P256_VOLATILE: u8 = 0x14;
 
 /// secp256r1 key exchange on an IoT SAFE card, one per card. See the module docs.
 pub struct CardKxGroup {
@@ -192,7 +228,20 @@ pub struct CardKxGroup {
 struct Target {
     card: Weak<Card>,
     options: KxOptions,
+    /// The ephemeral slots, in the queue's order.
+    slots: Arc<[ObjectRef]>,
     queue: Arc<SlotQueue<Ready>>,
+}
+
+impl Target {
+    /// The slot a turn is on.
+    fn slot(&self, turn: &Turn<Ready>) -> ObjectRef {
+        // The queue was made with one entry per slot: the index is always in range.
+        self.slots
+            .get(turn.slot())
+            .unwrap_or(&self.options.ephemeral_slot)
+            .clone()
+    }
 }
 
 /// A key made ahead of time, with the slot it was made in.
@@ -231,6 +280,12 @@ impl CardKxGroup {
         self.lock().card.upgrade()
     }
 
+    /// The card's ephemeral slots this group spreads key exchanges over (see
+    /// [`KxOptions::every_ephemeral_slot`]).
+    pub fn slots(&self) -> Vec<ObjectRef> {
+        self.lock().slots.to_vec()
+    }
+
     /// Whether a pre-generated key is waiting for the next `start()`.
     pub fn has_pregenerated_key(&self) -> bool {
         self.lock().queue.has_ready()
@@ -249,7 +304,7 @@ impl CardKxGroup {
         let Some(turn) = t.queue.try_pregeneration_turn(t.options.lease()) else {
             return Ok(());
         };
-        let slot = t.options.ephemeral_slot;
+        let slot = t.slot(&turn);
         let key = exchange::generate(&card, &slot)?;
         turn.set_ready((slot, key));
         Ok(())
@@ -269,7 +324,7 @@ impl CardKxGroup {
         let Some(turn) = t.queue.try_pregeneration_turn(t.options.lease()) else {
             return;
         };
-        let slot = t.options.ephemeral_slot;
+        let slot = t.slot(&turn);
         // The thread owns the turn: when it ends, however it ends, the slot is released.
         let spawned = std::thread::Builder::new()
             .name("iotsafe-ecdhe-pregen".into())
@@ -309,24 +364,21 @@ impl fmt::Debug for CardKxGroup {
 
 impl SupportedKxGroup for CardKxGroup {
     fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
-        let Target {
-            card,
-            options,
-            queue,
-        } = self.target();
-        let card = card.upgrade().ok_or(KxError::CardGone)?;
-        let turn = queue.wait_turn(options.lease());
-        let slot = &options.ephemeral_slot;
+        let target = self.target();
+        let card = target.card.upgrade().ok_or(KxError::CardGone)?;
+        let options = &target.options;
+        let turn = target.queue.wait_turn(options.lease());
+        let slot = target.slot(&turn);
         let key = match turn.take_ready() {
-            // The check that a reset or another group's generation has not retired it.
-            Some((s, key)) if s == *slot && key.generation == card.ephemeral_generation() => key,
+            // The check that a reset or another generation in the slot has not retired it.
+            Some((s, key)) if s == slot && card.ephemeral_is_current(&key) => key,
             ready => {
                 if ready.is_some() {
                     tracing::debug!(
                         "pre-generated ephemeral key was retired; generating a fresh one"
                     );
                 }
-                exchange::generate(&card, slot)?
+                exchange::generate(&card, &slot)?
             }
         };
         // Without the queue, the turn only kept this generation from racing a pre-generation.
@@ -338,7 +390,7 @@ impl SupportedKxGroup for CardKxGroup {
         Ok(Box::new(CardKeyExchange {
             pub_key: key.key_pair.point.as_bytes().to_vec(),
             card,
-            peer_slot: options.peer_slot,
+            peer_slot: options.peer_slot.clone(),
             key,
             turn,
         }))

@@ -5,14 +5,20 @@
 //! was dropped is re-targeted to the next card that needs one. The pool therefore holds at most
 //! as many groups as there were (card, options) pairs alive at the same time.
 
-use super::{CardKxGroup, KxOptions, SlotQueue, Target};
+use super::{ephemeral_slots, CardKxGroup, KxOptions, SlotQueue, Target};
 use iotsafe_core::Card;
+use iotsafe_core::ObjectRef;
 use std::sync::{Arc, Mutex};
 
 static GROUPS: Mutex<Vec<&'static CardKxGroup>> = Mutex::new(Vec::new());
 
 /// See [`CardKxGroup::for_card`].
 pub(super) fn group_for(card: &Arc<Card>, options: KxOptions) -> &'static CardKxGroup {
+    // Before the lock: reading the object list may take the card. A card whose list cannot be
+    // read gets the configured slot alone (its key exchanges then report the card's error).
+    let slots: Arc<[ObjectRef]> = ephemeral_slots(card, &options)
+        .unwrap_or_else(|_| vec![options.ephemeral_slot.clone()])
+        .into();
     // A list of references: consistent after a panic elsewhere.
     let mut groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
     // By address, without upgrading: a temporary strong reference could end up the last one and
@@ -24,15 +30,16 @@ pub(super) fn group_for(card: &Arc<Card>, options: KxOptions) -> &'static CardKx
     {
         return group;
     }
-    // One card, one slot, one queue: groups with other options on this card share it.
+    // One card, one queue per set of slots: groups with other options on this card share it.
     let queue = groups
         .iter()
-        .find(|g| on_card(g))
+        .find(|g| on_card(g) && g.lock().slots == slots)
         .map(|g| Arc::clone(&g.lock().queue))
-        .unwrap_or_else(SlotQueue::new);
+        .unwrap_or_else(|| SlotQueue::new(slots.len()));
     let target = Target {
         card: Arc::downgrade(card),
         options,
+        slots,
         queue,
     };
     // A card once dropped never comes back, so nothing can start on an orphan while it moves.

@@ -13,9 +13,13 @@ use zeroize::Zeroizing;
 
 impl Card {
     /// GENERATE KEY PAIR on `key`. The IDs the card returns are authoritative; when the answer has
-    /// no public key, it is read with READ PUBLIC KEY.
+    /// no public key, it is read with READ PUBLIC KEY. An ephemeral key of a key exchange in
+    /// progress in the same slot is retired (its agreement fails with [`Error::StaleEphemeral`]).
     pub fn generate_key_pair(&self, key: &ObjectRef) -> Result<KeyPair, Error> {
-        self.lock().generate(key)
+        let mut s = self.lock();
+        let key_pair = s.generate(key)?;
+        s.ephemeral.generated(&key_pair.private);
+        Ok(key_pair)
     }
 
     /// READ PUBLIC KEY.
@@ -32,25 +36,34 @@ impl Card {
         Ok(())
     }
 
-    /// Generates a fresh ephemeral key pair in `slot` and bumps the slot's generation.
+    /// Generates a fresh ephemeral key pair in `slot`, retiring the key the slot held. Keys in
+    /// other slots stay usable: a card with several volatile key slots runs one key exchange in
+    /// each at once.
     pub fn generate_ephemeral(&self, slot: &ObjectRef) -> Result<EphemeralKey, Error> {
         let mut s = self.lock();
         let key_pair = s.generate(slot)?;
-        s.ephemeral_generation += 1;
+        let generation = s.ephemeral.generated(&key_pair.private);
         Ok(EphemeralKey {
-            generation: s.ephemeral_generation,
+            generation,
             key_pair,
         })
     }
 
-    /// The generation of the ephemeral slot's current key.
+    /// The session's ephemeral generation counter: it moves on at every key generation and at
+    /// every reset or lost connection (which retire every ephemeral key).
     pub fn ephemeral_generation(&self) -> u64 {
-        self.lock().ephemeral_generation
+        self.lock().ephemeral.counter()
+    }
+
+    /// Whether `key` is still the key of its slot: no key was generated in that slot since, and
+    /// the card was not reset nor the connection lost.
+    pub fn ephemeral_is_current(&self, key: &EphemeralKey) -> bool {
+        self.lock().ephemeral.check(key).is_ok()
     }
 
     /// The ECDHE of one key exchange: puts the peer's point into `peer_slot` and computes DH with
-    /// the ephemeral key, under one lock. Fails with [`Error::StaleEphemeral`] if the ephemeral slot
-    /// was regenerated since `key` was made.
+    /// the ephemeral key, under one lock. Fails with [`Error::StaleEphemeral`] if the key's slot
+    /// was regenerated since `key` was made, or the card reset or the connection lost.
     pub fn ephemeral_agreement(
         &self,
         key: &EphemeralKey,
@@ -58,7 +71,7 @@ impl Card {
         peer: &EcPoint,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut s = self.lock();
-        s.check_ephemeral(key)?;
+        s.ephemeral.check(key)?;
         let Closed { value, close_error } =
             s.run(Operation::PutPublicKey, |op| op.put_public(peer_slot, peer))?;
         if let Some(Error::Transport { command, source }) = close_error {
@@ -70,7 +83,7 @@ impl Card {
         s.keep(Closed { value, close_error });
         // A reset found while putting the peer's key (the card had forgotten the session's
         // channel, and the retried put succeeded on a new one) took the ephemeral key with it.
-        s.check_ephemeral(key)?;
+        s.ephemeral.check(key)?;
         s.run(Operation::Dh, |op| op.dh(&key.key_pair.private, peer_slot))
     }
 }
@@ -100,17 +113,6 @@ impl Session {
                 public,
                 point,
             })
-        })
-    }
-
-    /// Fails with [`Error::StaleEphemeral`] when the slot's key is no longer `key`.
-    fn check_ephemeral(&self, key: &EphemeralKey) -> Result<(), Error> {
-        if self.ephemeral_generation == key.generation {
-            return Ok(());
-        }
-        Err(Error::StaleEphemeral {
-            started: key.generation,
-            current: self.ephemeral_generation,
         })
     }
 }
