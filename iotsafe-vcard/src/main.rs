@@ -1,7 +1,8 @@
 //! `iotsafe-vcard`: the virtual IoT SAFE card as a program.
 //!
 //! - `provision --state FILE --pki-out DIR`: a fresh card state with a device key made inside the
-//!   card, and a test PKI around it.
+//!   card, and a test PKI around it; `--ephemeral-slots N` gives the card N volatile key pairs
+//!   for ECDHE instead of one.
 //! - `serve --state FILE [front ends]`: plugs the card into pcscd through vpcd, and/or puts it
 //!   behind an emulated AT modem on a pty or a TCP port, until SIGINT/SIGTERM.
 //!
@@ -51,6 +52,10 @@ enum Command {
         /// Folder for ca.pem, ca.key, server.pem, server.key, device.pem.
         #[arg(long)]
         pki_out: PathBuf,
+        /// Volatile key pairs for ECDHE, `04` and `06`, `07`, … (a card offering several lets
+        /// several key exchanges run at once).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+        ephemeral_slots: u8,
         #[command(flatten)]
         card: CardArgs,
     },
@@ -202,8 +207,9 @@ fn main() -> ExitCode {
         Command::Provision {
             state,
             pki_out,
+            ephemeral_slots,
             card,
-        } => provision(&state, &pki_out, &card),
+        } => provision(&state, &pki_out, ephemeral_slots, &card),
         Command::Serve(args) => serve(args),
     };
     match result {
@@ -241,10 +247,19 @@ impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> Doing<T> for Result<T
 fn provision(
     state: &std::path::Path,
     pki_out: &std::path::Path,
+    ephemeral_slots: u8,
     card: &CardArgs,
 ) -> Result<(), RunError> {
     let report = iotsafe_vcard::provision(state, pki_out, card.options())
         .doing(format!("provisioning {}", state.display()))?;
+    if ephemeral_slots > 1 {
+        let doing = || format!("adding ephemeral key pairs to {}", state.display());
+        let mut store = iotsafe_vcard::state::load(state).doing(doing())?;
+        store
+            .add_ephemeral_slots(usize::from(ephemeral_slots) - 1)
+            .doing(doing())?;
+        iotsafe_vcard::state::save(state, &store).doing(doing())?;
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "state: {}", report.state.display());
     let _ = writeln!(out, "device-public-key: {}", hex(&report.device_public_key));

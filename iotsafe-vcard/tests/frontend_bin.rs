@@ -370,3 +370,37 @@ fn the_binary_with_quirk_flags_two_tcp_hosts_and_planned_drops() {
     drop((second, third));
     assert!(served.terminate().success());
 }
+
+#[test]
+fn provision_with_several_ephemeral_slots_lists_volatile_pairs_04_06_07() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("card.json");
+    let provision = |slots: &str| {
+        Command::new(BIN)
+            .args(["provision", "--ephemeral-slots", slots, "--state"])
+            .arg(&state)
+            .arg("--pki-out")
+            .arg(dir.path().join("pki"))
+            .output()
+            .unwrap()
+    };
+    let out = provision("3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = iotsafe_vcard::state::load(&state).unwrap();
+    let volatile_ka: Vec<&[u8]> = store
+        .private_keys
+        .iter()
+        .filter(|k| k.attributes.is_volatile() && k.attributes.functions & 0x06 == 0x06)
+        .map(|k| &k.id[..])
+        .collect();
+    assert_eq!(volatile_ka, [&[0x04][..], &[0x06], &[0x07]]);
+    for id in [[0x06], [0x07]] {
+        assert!(store.public_keys.iter().any(|k| k.id == id), "{id:02X?}");
+    }
+    let out = provision("9");
+    assert!(!out.status.success(), "at most 8 slots");
+}

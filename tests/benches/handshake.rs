@@ -22,7 +22,7 @@ use criterion::Criterion;
 use iotsafe_core::{Card, CardConfig, CardStats};
 use iotsafe_rustls::{IotSafeTls, KxOptions};
 use iotsafe_tests::handshake::{
-    critical_path_floor, handshake, modelled_busy, replay_wolfssl_handshake, TlsFixture,
+    critical_path_floor, handshake_over, modelled_busy, replay_wolfssl_handshake, TlsFixture,
 };
 use iotsafe_vcard::{CardOptions, InProcessTransport, Latency, VirtualCard};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,11 +35,25 @@ fn bench_mode() -> bool {
 }
 
 fn fixture(latency: Latency, pregenerate: bool) -> TlsFixture {
+    fixture_with_slots(latency, pregenerate, 1)
+}
+
+/// A fixture whose card has `slots` ephemeral key pairs (`04`, then `06`, `07`, …).
+fn fixture_with_slots(latency: Latency, pregenerate: bool, slots: usize) -> TlsFixture {
     let options = CardOptions {
         latency,
         ..CardOptions::default()
     };
-    TlsFixture::new(options, CardConfig::default(), pregenerate)
+    TlsFixture::over(options, pregenerate, |mut vcard| {
+        vcard
+            .store_mut()
+            .add_ephemeral_slots(slots - 1)
+            .expect("extra ephemeral slots");
+        Arc::new(
+            Card::open(InProcessTransport::new(vcard), CardConfig::default())
+                .expect("open the card session"),
+        )
+    })
 }
 
 /// How the next ephemeral key is made.
@@ -169,12 +183,14 @@ struct Throughput {
     max_wait: Duration,
 }
 
-/// Handshakes per second of `threads` threads sharing one card for `run`, with `client`.
+/// Handshakes per second of `threads` threads sharing one card for `run`, with `client`, each
+/// flight taking `one_way` to reach the other side.
 fn throughput(
     fx: &TlsFixture,
     client: &Arc<rustls::ClientConfig>,
     threads: usize,
     run: Duration,
+    one_way: Duration,
 ) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -186,7 +202,7 @@ fn throughput(
             let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match handshake(&client, &server) {
+                    match handshake_over(&client, &server, one_way) {
                         Ok(()) => done.fetch_add(1, Ordering::Relaxed),
                         Err(_) => failed.fetch_add(1, Ordering::Relaxed),
                     };
@@ -353,10 +369,37 @@ fn report() {
             .build()
             .expect("IotSafeTls");
         let client = Arc::new(tls.client_config(fx.roots.clone()).expect("client config"));
-        let t = throughput(&fx, &client, threads, Duration::from_secs(6));
+        let t = throughput(
+            &fx,
+            &client,
+            threads,
+            Duration::from_secs(6),
+            Duration::ZERO,
+        );
         println!(
             "throughput N={threads} {}: {:.2} handshakes/s ({} done, {} failed) = {:.0}% of the bound | max wait for the slot {}",
             if queued { "(default configuration)" } else { "(queue off: KxOptions::unqueued)" },
+            t.rate,
+            t.done,
+            t.failed,
+            100.0 * t.rate * busy.as_secs_f64(),
+            ms(t.max_wait)
+        );
+    }
+
+    // 4s. What several ephemeral slots buy: the same, over a cellular round trip.
+    let one_way = Duration::from_millis(150);
+    for (threads, slots) in [(4, 1), (4, 2), (8, 1), (8, 2)] {
+        let fx = fixture_with_slots(sim, false, slots);
+        let tls = IotSafeTls::builder(fx.card.clone())
+            .resumption(false)
+            .build()
+            .expect("IotSafeTls");
+        let client = Arc::new(tls.client_config(fx.roots.clone()).expect("client config"));
+        let t = throughput(&fx, &client, threads, Duration::from_secs(8), one_way);
+        println!(
+            "throughput N={threads}, round trip {}, {slots} ephemeral slot(s) (default configuration): {:.2} handshakes/s ({} done, {} failed) = {:.0}% of the bound | max wait for a slot {}",
+            ms(one_way * 2),
             t.rate,
             t.done,
             t.failed,

@@ -194,9 +194,19 @@ pub fn server_name() -> ServerName<'static> {
 /// Runs one full handshake in memory until neither side has anything to send, and checks both
 /// sides finished (with mutual authentication the server has verified the client's signature).
 pub fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> Result<(), String> {
+    handshake_over(client, server, Duration::ZERO)
+}
+
+/// [`handshake`] over a network whose every flight takes `one_way` to arrive (half a round trip),
+/// as between a device on a cellular link and its server.
+pub fn handshake_over(
+    client: &Arc<ClientConfig>,
+    server: &Arc<ServerConfig>,
+    one_way: Duration,
+) -> Result<(), String> {
     let mut c = ClientConnection::new(client.clone(), server_name()).map_err(|e| e.to_string())?;
     let mut s = ServerConnection::new(server.clone()).map_err(|e| e.to_string())?;
-    pump(&mut c, &mut s)?;
+    pump_over(&mut c, &mut s, one_way)?;
     if c.is_handshaking() || s.is_handshaking() {
         return Err("handshake did not finish".into());
     }
@@ -208,9 +218,26 @@ pub fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> Resu
 
 /// Moves TLS records between the two connections until neither has anything to send.
 pub fn pump(client: &mut ClientConnection, server: &mut ServerConnection) -> Result<(), String> {
+    pump_over(client, server, Duration::ZERO)
+}
+
+/// [`pump`], each flight (everything one side has to send at once) arriving `one_way` later.
+pub fn pump_over(
+    client: &mut ClientConnection,
+    server: &mut ServerConnection,
+    one_way: Duration,
+) -> Result<(), String> {
     let mut buf = Vec::with_capacity(8192);
+    let travel = || {
+        if !one_way.is_zero() {
+            std::thread::sleep(one_way);
+        }
+    };
     loop {
         let mut moved = false;
+        if client.wants_write() {
+            travel();
+        }
         while client.wants_write() {
             buf.clear();
             client.write_tls(&mut buf).map_err(|e| e.to_string())?;
@@ -219,6 +246,9 @@ pub fn pump(client: &mut ClientConnection, server: &mut ServerConnection) -> Res
             server
                 .process_new_packets()
                 .map_err(|e| format!("server: {e}"))?;
+        }
+        if server.wants_write() {
+            travel();
         }
         while server.wants_write() {
             buf.clear();

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iotsafe_core::at::{AtMode, AtOptions as HostOptions, AtTransport, Deadlines};
-use iotsafe_core::{Card, CardConfig, Operation};
+use iotsafe_core::{Card, CardConfig, ObjectRef, Operation};
 use iotsafe_rustls::{IotSafeTls, KxOptions, Reseed};
-use iotsafe_tests::handshake::{handshake, TlsFixture};
+use iotsafe_tests::handshake::{handshake, handshake_over, TlsFixture};
 use iotsafe_vcard::frontend::at::AtOptions as ModemOptions;
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
@@ -114,6 +114,56 @@ fn default_config_threads_through_the_at_modem_all_succeed() {
         all_succeed(&fx, &client, threads, 1);
     }
     drop(client);
+    drop(fx);
+    modem.expect("the modem").stop().unwrap();
+}
+
+#[test]
+fn default_config_spreads_threads_over_two_ephemeral_slots_through_the_at_modem() {
+    let _serial = serial();
+    let mut modem = None;
+    let fx = TlsFixture::over(CardOptions::default(), false, |mut vcard| {
+        vcard
+            .store_mut()
+            .add_ephemeral_slots(1)
+            .expect("a second slot");
+        let tcp = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
+        let addr = tcp.local_addr().unwrap();
+        let handle = tcp
+            .spawn(Arc::new(Mutex::new(vcard)), ModemOptions::default())
+            .expect("start the modem");
+        modem = Some(handle);
+        let transport = AtTransport::connect_tcp(addr).expect("connect over AT");
+        Arc::new(Card::open(transport, CardConfig::default()).expect("open over AT"))
+    });
+    let tls = IotSafeTls::builder(fx.card.clone()).build().unwrap();
+    let group = tls.kx_group().expect("card ECDHE");
+    assert_eq!(group.slots(), [ObjectRef::id([4]), ObjectRef::id([6])]);
+    let client = Arc::new(tls.client_config(fx.roots.clone()).unwrap());
+    // Over a 100 ms round trip, so that key exchanges overlap on the slots.
+    let before = fx.card.stats();
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let (client, server) = (client.clone(), fx.server.clone());
+            std::thread::spawn(move || {
+                for i in 0..2 {
+                    handshake_over(&client, &server, Duration::from_millis(50))
+                        .unwrap_or_else(|e| panic!("thread {t} handshake {i}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a handshake thread panicked");
+    }
+    let used = fx.card.stats().since(&before);
+    assert_eq!(used.count(Operation::GenerateKeyPair), 8, "{used:?}");
+    assert_eq!(used.count(Operation::Dh), 8, "{used:?}");
+    let failures: u64 = used.operations.values().map(|o| o.failures).sum();
+    assert_eq!(failures, 0, "{used:?}");
+    let queue = group.queue_stats();
+    assert_eq!((queue.slots, queue.overtaken), (2, 0), "{queue:?}");
+    drop((client, tls));
     drop(fx);
     modem.expect("the modem").stop().unwrap();
 }
