@@ -1,0 +1,183 @@
+//! `C_DeriveKey` with `CKM_ECDH1_DERIVE`: ECDH on the card between one of its keys and a peer's
+//! point. The point goes into the card's peer key slot (PUT PUBLIC KEY), COMPUTE DH returns the
+//! shared x coordinate, and the module keeps it as a `CKO_SECRET_KEY` session object
+//! (`CKK_GENERIC_SECRET`, `CKD_NULL`: the raw shared secret, or its leftmost `CKA_VALUE_LEN`
+//! bytes), wiped when destroyed or when its session closes.
+
+use crate::attributes::{Attribute, Template};
+use crate::error::{card_error, P11Result};
+use crate::mechanisms::{Mechanism, Params};
+use crate::module::Module;
+use crate::objects::{self, Backing, SecretOptions, SECRET_USAGE};
+use cryptoki_sys::*;
+
+impl Module {
+    /// `C_DeriveKey`.
+    pub fn derive(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: &Mechanism,
+        base: CK_OBJECT_HANDLE,
+        template: &[Attribute],
+    ) -> P11Result<CK_OBJECT_HANDLE> {
+        let token = self.session_token(session)?;
+        let peer_slot = match (&mechanism.kind, &token.facts.peer_slot) {
+            (&CKM_ECDH1_DERIVE, Some(slot)) => slot.clone(),
+            _ => return Err(CKR_MECHANISM_INVALID),
+        };
+        let Params::Ecdh(params) = &mechanism.params else {
+            return Err(CKR_MECHANISM_PARAM_INVALID);
+        };
+        if params.kdf != CKD_NULL || !params.shared_data.is_empty() {
+            return Err(CKR_MECHANISM_PARAM_INVALID);
+        }
+        let peer =
+            crate::der::peer_point(&params.public_data).ok_or(CKR_MECHANISM_PARAM_INVALID)?;
+        let object = token.object(base).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+        let Backing::PrivateKey(key) = object.backing else {
+            return Err(CKR_KEY_TYPE_INCONSISTENT);
+        };
+        if !key.derive {
+            return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
+        }
+        let (options, length) = secret_template(template)?;
+        let mut secret = {
+            let _peer_slot_is_ours = token.agreement();
+            let card = &token.card;
+            card.put_public_key(&peer_slot, &peer)
+                .and_then(|()| card.compute_dh(&key.reference, &peer_slot))
+                .map_err(|e| card_error(&e))?
+        };
+        if let Some(n) = length {
+            if n > secret.len() {
+                return Err(CKR_TEMPLATE_INCONSISTENT);
+            }
+            secret.truncate(n);
+        }
+        let handle = self.object_handle();
+        let object = objects::session_secret(handle, session, secret, &options);
+        // Inserted under the session's lock: a session closed meanwhile gets no orphan object
+        // (it is dropped here, and its secret wiped).
+        self.with_session(session, |s| {
+            s.token.insert(object);
+            Ok(handle)
+        })
+    }
+}
+
+/// The derived key's template: how to keep it, and `CKA_VALUE_LEN` if given.
+fn secret_template(template: &[Attribute]) -> P11Result<(SecretOptions, Option<usize>)> {
+    let t = Template(template);
+    if t.number(CKA_CLASS)?.is_some_and(|c| c != CKO_SECRET_KEY)
+        || t.number(CKA_KEY_TYPE)?
+            .is_some_and(|k| k != CKK_GENERIC_SECRET)
+        || t.flag(CKA_TOKEN)? == Some(true)
+        || t.flag(CKA_DERIVE)? == Some(true)
+        || t.bytes(CKA_VALUE).is_some()
+    {
+        // A token object would have to live on the card, which keeps no such secrets; a value
+        // cannot be both given and derived.
+        return Err(CKR_TEMPLATE_INCONSISTENT);
+    }
+    let length = match t.number(CKA_VALUE_LEN)? {
+        None => None,
+        Some(0) => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+        Some(n) => Some(usize::try_from(n).map_err(|_| CKR_TEMPLATE_INCONSISTENT)?),
+    };
+    // Accepted and not kept: this token's session objects have fixed storage flags.
+    const IGNORED: [CK_ATTRIBUTE_TYPE; 9] = [
+        CKA_PRIVATE,
+        CKA_MODIFIABLE,
+        CKA_COPYABLE,
+        CKA_DESTROYABLE,
+        CKA_ALLOWED_MECHANISMS,
+        CKA_START_DATE,
+        CKA_END_DATE,
+        CKA_LOCAL,
+        CKA_TRUSTED,
+    ];
+    const HANDLED: [CK_ATTRIBUTE_TYPE; 9] = [
+        CKA_CLASS,
+        CKA_KEY_TYPE,
+        CKA_TOKEN,
+        CKA_DERIVE,
+        CKA_VALUE_LEN,
+        CKA_SENSITIVE,
+        CKA_EXTRACTABLE,
+        CKA_LABEL,
+        CKA_ID,
+    ];
+    let mut usage = Vec::new();
+    for a in template {
+        if SECRET_USAGE.contains(&a.kind) {
+            usage.push((a.kind, t.flag(a.kind)?.unwrap_or(false)));
+        } else if !IGNORED.contains(&a.kind) && !HANDLED.contains(&a.kind) {
+            return Err(CKR_ATTRIBUTE_TYPE_INVALID);
+        }
+    }
+    let options = SecretOptions {
+        label: t.bytes(CKA_LABEL).unwrap_or_default().to_vec(),
+        id: t.bytes(CKA_ID).unwrap_or_default().to_vec(),
+        sensitive: t.flag(CKA_SENSITIVE)?.unwrap_or(false),
+        extractable: t.flag(CKA_EXTRACTABLE)?.unwrap_or(true),
+        usage,
+    };
+    Ok((options, length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::{bool_value, ulong};
+
+    fn check(template: &[Attribute]) -> P11Result<(SecretOptions, Option<usize>)> {
+        secret_template(template)
+    }
+
+    #[test]
+    fn templates() {
+        // pkcs11-tool --derive's template.
+        let ok = [
+            Attribute::new(CKA_TOKEN, bool_value(false)),
+            Attribute::new(CKA_CLASS, ulong(CKO_SECRET_KEY)),
+            Attribute::new(CKA_KEY_TYPE, ulong(CKK_GENERIC_SECRET)),
+            Attribute::new(CKA_SENSITIVE, bool_value(false)),
+            Attribute::new(CKA_EXTRACTABLE, bool_value(true)),
+            Attribute::new(CKA_ENCRYPT, bool_value(true)),
+            Attribute::new(CKA_VALUE_LEN, ulong(32)),
+        ];
+        let (options, len) = check(&ok).unwrap();
+        assert_eq!(len, Some(32));
+        assert!(!options.sensitive && options.extractable);
+        assert_eq!(options.usage, vec![(CKA_ENCRYPT, true)]);
+        for (bad, rv) in [
+            (
+                Attribute::new(CKA_TOKEN, bool_value(true)),
+                CKR_TEMPLATE_INCONSISTENT,
+            ),
+            (
+                Attribute::new(CKA_KEY_TYPE, ulong(CKK_AES)),
+                CKR_TEMPLATE_INCONSISTENT,
+            ),
+            (
+                Attribute::new(CKA_CLASS, vec![1]),
+                CKR_ATTRIBUTE_VALUE_INVALID,
+            ),
+            (
+                Attribute::new(CKA_VALUE_LEN, ulong(0)),
+                CKR_ATTRIBUTE_VALUE_INVALID,
+            ),
+            (
+                Attribute::new(CKA_VALUE, vec![1; 32]),
+                CKR_TEMPLATE_INCONSISTENT,
+            ),
+            (
+                Attribute::new(CKA_MODULUS, vec![1]),
+                CKR_ATTRIBUTE_TYPE_INVALID,
+            ),
+        ] {
+            assert_eq!(check(&[bad]).unwrap_err(), rv);
+        }
+        assert!(check(&[]).unwrap().0.extractable);
+    }
+}

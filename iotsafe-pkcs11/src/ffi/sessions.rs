@@ -1,0 +1,84 @@
+//! Session and login functions.
+
+use super::{ptr, with_module};
+use cryptoki_sys::*;
+
+/// `C_OpenSession`. Notification callbacks are never called (nothing here is asynchronous).
+#[no_mangle]
+pub unsafe extern "C" fn C_OpenSession(
+    slot: CK_SLOT_ID,
+    flags: CK_FLAGS,
+    _application: *mut std::ffi::c_void,
+    _notify: CK_NOTIFY,
+    session: *mut CK_SESSION_HANDLE,
+) -> CK_RV {
+    with_module(|m| {
+        if session.is_null() {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        let handle = m.open_session(slot, flags)?;
+        // SAFETY: checked for null; PKCS#11 makes it writable.
+        let written = unsafe { ptr::write(session, handle) };
+        if written.is_err() {
+            let _ = m.close_session(handle);
+        }
+        written
+    })
+}
+
+/// `C_CloseSession`.
+#[no_mangle]
+pub unsafe extern "C" fn C_CloseSession(session: CK_SESSION_HANDLE) -> CK_RV {
+    with_module(|m| m.close_session(session))
+}
+
+/// `C_CloseAllSessions`.
+#[no_mangle]
+pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
+    with_module(|m| m.close_all_sessions(slot))
+}
+
+/// `C_GetSessionInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSessionInfo(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_SESSION_INFO,
+) -> CK_RV {
+    with_module(|m| {
+        if out.is_null() {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        let (slot, state, flags) = m.session_info(session)?;
+        let value = CK_SESSION_INFO {
+            slotID: slot,
+            state,
+            flags,
+            ulDeviceError: 0,
+        };
+        // SAFETY: checked for null; PKCS#11 makes it writable.
+        unsafe { ptr::write(out, value) }
+    })
+}
+
+/// `C_Login`: accepted and ignored (IoT SAFE has no PIN). The PIN is not read beyond checking
+/// that a stated length comes with a buffer.
+#[no_mangle]
+pub unsafe extern "C" fn C_Login(
+    session: CK_SESSION_HANDLE,
+    user: CK_USER_TYPE,
+    pin: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+) -> CK_RV {
+    with_module(|m| {
+        if pin.is_null() && pin_len != 0 {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        m.login(session, user)
+    })
+}
+
+/// `C_Logout`: accepted, as `C_Login` is.
+#[no_mangle]
+pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
+    with_module(|m| m.logout(session))
+}

@@ -1,0 +1,259 @@
+//! The module between `C_Initialize` and `C_Finalize`, as safe Rust: slots (one per configured
+//! card, opened on first use), sessions, login, random numbers. The object, signature and key
+//! calls are in `search.rs`, `sign.rs`, `derive.rs` and `keygen.rs`.
+//!
+//! Locking: the session table and each slot have a lock of their own, each token an object
+//! table lock. None is held across card I/O except a slot's, while its card opens and its
+//! objects load; a session lock is never taken while a slot lock is held by the same thread.
+
+use crate::config::CardSpec;
+use crate::error::{card_error, P11Result};
+use crate::info::{SlotInfo, TokenInfo, Version};
+use crate::mechanisms::{self, MechanismInfo};
+use crate::session::Session;
+use crate::token::Token;
+use cryptoki_sys::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use zeroize::Zeroizing;
+
+/// One slot: a configured card.
+#[derive(Debug)]
+struct Slot {
+    spec: CardSpec,
+    token: Mutex<Option<Arc<Token>>>,
+}
+
+/// The initialized module.
+#[derive(Debug)]
+pub struct Module {
+    slots: Vec<Slot>,
+    sessions: Mutex<BTreeMap<CK_SESSION_HANDLE, Session>>,
+    next_session: AtomicU64,
+    next_object: AtomicU64,
+}
+
+/// Takes over a lock a panic poisoned: every table here is consistent between two statements.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Module {
+    /// A module offering `cards`, one slot each (slot IDs 0, 1, …). Nothing is opened yet.
+    pub fn new(cards: Vec<CardSpec>) -> Module {
+        Module {
+            slots: cards
+                .into_iter()
+                .map(|spec| Slot {
+                    spec,
+                    token: Mutex::new(None),
+                })
+                .collect(),
+            sessions: Mutex::new(BTreeMap::new()),
+            next_session: AtomicU64::new(1),
+            next_object: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh object handle (never reused while the module lives).
+    pub(crate) fn object_handle(&self) -> CK_OBJECT_HANDLE {
+        self.next_object.fetch_add(1, Ordering::Relaxed) as CK_OBJECT_HANDLE
+    }
+
+    fn slot(&self, id: CK_SLOT_ID) -> P11Result<&Slot> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .ok_or(CKR_SLOT_ID_INVALID)
+    }
+
+    /// The token in slot `id`: the card opened and its objects read on first use. A card that
+    /// cannot be opened is "no token" (`CKR_TOKEN_NOT_PRESENT`), tried again on the next call.
+    pub fn token(&self, id: CK_SLOT_ID) -> P11Result<Arc<Token>> {
+        let slot = self.slot(id)?;
+        let mut token = lock(&slot.token);
+        if let Some(t) = token.as_ref() {
+            return Ok(t.clone());
+        }
+        let opened = slot.spec.selection.open().map_err(|e| {
+            crate::diag::note(format_args!("slot {id} ({}): {e}", slot.spec.describe()));
+            CKR_TOKEN_NOT_PRESENT
+        })?;
+        let content = crate::load::load(&opened.card, slot.spec.label.as_deref(), || {
+            self.object_handle()
+        })
+        .map_err(|e| card_error(&e))?;
+        let loaded = Arc::new(Token::new(opened.card, content.facts, content.objects));
+        *token = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// `C_GetSlotList`: every slot, or only those whose card opens.
+    pub fn slot_list(&self, token_present: bool) -> Vec<CK_SLOT_ID> {
+        (0..self.slots.len() as CK_SLOT_ID)
+            .filter(|id| !token_present || self.token(*id).is_ok())
+            .collect()
+    }
+
+    /// `C_GetSlotInfo`.
+    pub fn slot_info(&self, id: CK_SLOT_ID) -> P11Result<SlotInfo> {
+        let slot = self.slot(id)?;
+        let present = self.token(id).is_ok();
+        Ok(SlotInfo {
+            description: slot.spec.describe(),
+            manufacturer: String::from("iotsafe-rs"),
+            flags: CKF_REMOVABLE_DEVICE | CKF_HW_SLOT | if present { CKF_TOKEN_PRESENT } else { 0 },
+        })
+    }
+
+    /// `C_GetTokenInfo`. No login: `CKF_LOGIN_REQUIRED` is not set.
+    pub fn token_info(&self, id: CK_SLOT_ID) -> P11Result<TokenInfo> {
+        let token = self.token(id)?;
+        let (sessions, rw_sessions) = lock(&self.sessions)
+            .values()
+            .filter(|s| s.slot == id)
+            .fold((0, 0), |(n, rw), s| {
+                (n + 1, rw + CK_ULONG::from(s.read_write))
+            });
+        let version = token.facts.version.unwrap_or(0);
+        Ok(TokenInfo {
+            label: token.facts.label.clone(),
+            manufacturer: String::from("GSMA IoT SAFE applet"),
+            model: format!("IoT SAFE v{version}"),
+            serial: token.facts.serial.clone(),
+            flags: CKF_TOKEN_INITIALIZED | CKF_RNG,
+            sessions,
+            rw_sessions,
+            hardware: Version {
+                major: version,
+                minor: 0,
+            },
+        })
+    }
+
+    /// `C_GetMechanismList`.
+    pub fn mechanism_list(&self, id: CK_SLOT_ID) -> P11Result<Vec<CK_MECHANISM_TYPE>> {
+        let token = self.token(id)?;
+        let objects = token.objects();
+        Ok(mechanisms::offered(
+            &objects,
+            token.facts.peer_slot.is_some(),
+        ))
+    }
+
+    /// `C_GetMechanismInfo`.
+    pub fn mechanism_info(
+        &self,
+        id: CK_SLOT_ID,
+        mechanism: CK_MECHANISM_TYPE,
+    ) -> P11Result<MechanismInfo> {
+        if !self.mechanism_list(id)?.contains(&mechanism) {
+            return Err(CKR_MECHANISM_INVALID);
+        }
+        mechanisms::info(mechanism).ok_or(CKR_MECHANISM_INVALID)
+    }
+
+    /// `C_OpenSession`. `CKF_SERIAL_SESSION` is required, as PKCS#11 says.
+    pub fn open_session(&self, id: CK_SLOT_ID, flags: CK_FLAGS) -> P11Result<CK_SESSION_HANDLE> {
+        self.slot(id)?;
+        if flags & CKF_SERIAL_SESSION == 0 {
+            return Err(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+        }
+        let token = self.token(id)?;
+        let handle = self.next_session.fetch_add(1, Ordering::Relaxed) as CK_SESSION_HANDLE;
+        let session = Session::new(id, token, flags & CKF_RW_SESSION != 0);
+        lock(&self.sessions).insert(handle, session);
+        Ok(handle)
+    }
+
+    /// `C_CloseSession`: its session objects are destroyed with it.
+    pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> P11Result<()> {
+        let session = lock(&self.sessions)
+            .remove(&handle)
+            .ok_or(CKR_SESSION_HANDLE_INVALID)?;
+        session.token.drop_session_objects(handle);
+        Ok(())
+    }
+
+    /// `C_CloseAllSessions`.
+    pub fn close_all_sessions(&self, id: CK_SLOT_ID) -> P11Result<()> {
+        self.slot(id)?;
+        let closed: Vec<(CK_SESSION_HANDLE, Session)> = {
+            let mut sessions = lock(&self.sessions);
+            let handles: Vec<_> = sessions
+                .iter()
+                .filter(|(_, s)| s.slot == id)
+                .map(|(h, _)| *h)
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| sessions.remove(&h).map(|s| (h, s)))
+                .collect()
+        };
+        for (handle, session) in closed {
+            session.token.drop_session_objects(handle);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a session, under the session table's lock (no card I/O in `f`).
+    pub(crate) fn with_session<T>(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        f: impl FnOnce(&mut Session) -> P11Result<T>,
+    ) -> P11Result<T> {
+        let mut sessions = lock(&self.sessions);
+        let session = sessions
+            .get_mut(&handle)
+            .ok_or(CKR_SESSION_HANDLE_INVALID)?;
+        f(session)
+    }
+
+    /// The token a session works on.
+    pub(crate) fn session_token(&self, handle: CK_SESSION_HANDLE) -> P11Result<Arc<Token>> {
+        self.with_session(handle, |s| Ok(s.token.clone()))
+    }
+
+    /// `C_GetSessionInfo`: slot, state (always public: there is no login), flags.
+    pub fn session_info(
+        &self,
+        handle: CK_SESSION_HANDLE,
+    ) -> P11Result<(CK_SLOT_ID, CK_STATE, CK_FLAGS)> {
+        self.with_session(handle, |s| {
+            let (state, rw) = if s.read_write {
+                (CKS_RW_PUBLIC_SESSION, CKF_RW_SESSION)
+            } else {
+                (CKS_RO_PUBLIC_SESSION, 0)
+            };
+            Ok((s.slot, state, CKF_SERIAL_SESSION | rw))
+        })
+    }
+
+    /// `C_Login`: IoT SAFE has no PIN, so any login of a known user type is accepted and changes
+    /// nothing (the token does not set `CKF_LOGIN_REQUIRED`).
+    pub fn login(&self, handle: CK_SESSION_HANDLE, user: CK_USER_TYPE) -> P11Result<()> {
+        self.with_session(handle, |_| match user {
+            CKU_SO | CKU_USER | CKU_CONTEXT_SPECIFIC => Ok(()),
+            _ => Err(CKR_USER_TYPE_INVALID),
+        })
+    }
+
+    /// `C_Logout`: accepted, as `C_Login` is.
+    pub fn logout(&self, handle: CK_SESSION_HANDLE) -> P11Result<()> {
+        self.with_session(handle, |_| Ok(()))
+    }
+
+    /// `C_GenerateRandom`: `len` bytes from the card's generator (GET RANDOM).
+    pub fn random(&self, handle: CK_SESSION_HANDLE, len: usize) -> P11Result<Zeroizing<Vec<u8>>> {
+        let token = self.session_token(handle)?;
+        if len == 0 {
+            return Ok(Zeroizing::new(Vec::new()));
+        }
+        let bytes = token.card.get_random(len).map_err(|e| card_error(&e))?;
+        if bytes.len() != len {
+            return Err(CKR_DEVICE_ERROR);
+        }
+        Ok(bytes)
+    }
+}

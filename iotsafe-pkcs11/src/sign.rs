@@ -1,0 +1,220 @@
+//! Signatures on the card: `C_SignInit`, `C_Sign`, `C_SignUpdate`, `C_SignFinal`.
+//!
+//! `CKM_ECDSA` takes a digest the caller made; `CKM_ECDSA_SHA256` takes the message and hashes it
+//! here. Either way the card signs a 32-byte value with COMPUTE SIGNATURE in its digest mode, the
+//! same APDUs as `iotsafe sign`, and the signature is checked against the key's public point
+//! before it is handed out as raw `r‖s` (64 bytes), as PKCS#11 lays out ECDSA signatures.
+//!
+//! Digests of other lengths (`CKM_ECDSA`): ECDSA over P-256 uses the leftmost 256 bits of the
+//! value signed, so a longer digest (SHA-384, SHA-512) is cut to its first 32 bytes and a
+//! shorter one (SHA-1, SHA-224) is left-padded with zeros to the same integer. The signature then
+//! verifies as the standard defines it for that digest. Empty input and input longer than 64 bytes
+//! (no digest is) answer `CKR_DATA_LEN_RANGE`.
+
+use crate::error::{card_error, P11Result};
+use crate::mechanisms::{Mechanism, Params};
+use crate::module::Module;
+use crate::objects::Backing;
+use crate::session::{SignInput, Signing};
+use cryptoki_sys::*;
+use iotsafe_core::{CardSignature, HashAlgorithm};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// Length of a P-256 signature as PKCS#11 returns it: `r‖s`.
+pub const SIGNATURE_LEN: usize = 64;
+/// The longest digest `CKM_ECDSA` takes (SHA-512's).
+const MAX_DIGEST: usize = 64;
+/// What the card signs: a P-256-sized value.
+const SIGNED_LEN: usize = 32;
+
+/// What a signing call hands back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Signed {
+    /// A size query: the signature will be this long; the operation goes on.
+    Length(usize),
+    /// The signature, `r‖s`; the operation is over.
+    Signature(Vec<u8>),
+}
+
+impl Module {
+    /// `C_SignInit`.
+    pub fn sign_init(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: &Mechanism,
+        key: CK_OBJECT_HANDLE,
+    ) -> P11Result<()> {
+        self.with_session(session, |s| {
+            if s.sign.is_some() {
+                return Err(CKR_OPERATION_ACTIVE);
+            }
+            let input = match mechanism.kind {
+                CKM_ECDSA => SignInput::Digest(Zeroizing::new(Vec::new())),
+                CKM_ECDSA_SHA256 => SignInput::Message(Sha256::new()),
+                _ => return Err(CKR_MECHANISM_INVALID),
+            };
+            if mechanism.params != Params::None {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            }
+            let object = s.token.object(key).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+            let Backing::PrivateKey(key) = object.backing else {
+                return Err(CKR_KEY_TYPE_INCONSISTENT);
+            };
+            if !key.sign {
+                return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
+            }
+            s.sign = Some(Signing {
+                mechanism: mechanism.kind,
+                key,
+                input,
+                multi_part: false,
+            });
+            Ok(())
+        })
+    }
+
+    /// `C_Sign`: signs `data` in one call. `room` is the caller's buffer size (`None`: a null
+    /// buffer, asking for the length).
+    pub fn sign(
+        &self,
+        session: CK_SESSION_HANDLE,
+        data: &[u8],
+        room: Option<usize>,
+    ) -> P11Result<Signed> {
+        self.finish(session, room, |op| {
+            if op.multi_part {
+                // C_SignUpdate started a multi-part signature: only C_SignFinal ends it.
+                return Err(CKR_OPERATION_ACTIVE);
+            }
+            feed(op, data)
+        })
+    }
+
+    /// `C_SignUpdate`.
+    pub fn sign_update(&self, session: CK_SESSION_HANDLE, part: &[u8]) -> P11Result<()> {
+        self.with_session(session, |s| {
+            let op = s.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            op.multi_part = true;
+            let fed = feed(op, part);
+            if fed.is_err() {
+                s.sign = None;
+            }
+            fed
+        })
+    }
+
+    /// `C_SignFinal`.
+    pub fn sign_final(&self, session: CK_SESSION_HANDLE, room: Option<usize>) -> P11Result<Signed> {
+        self.finish(session, room, |_| Ok(()))
+    }
+
+    /// Ends a signature: `last` adds the final input to a copy of the operation, then comes the
+    /// size check (which leaves the operation as it was), then the card. Every other failure
+    /// ends the operation, as PKCS#11 says.
+    fn finish(
+        &self,
+        session: CK_SESSION_HANDLE,
+        room: Option<usize>,
+        last: impl FnOnce(&mut Signing) -> P11Result<()>,
+    ) -> P11Result<Signed> {
+        let ready = self.with_session(session, |s| {
+            let mut op = s.sign.clone().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let digest = match last(&mut op) {
+                Err(CKR_OPERATION_ACTIVE) => return Err(CKR_OPERATION_ACTIVE),
+                Err(e) => Err(e),
+                Ok(()) => to_sign(&op.input),
+            };
+            let digest = digest.inspect_err(|_| s.sign = None)?;
+            match room {
+                None => return Ok(None),
+                Some(n) if n < SIGNATURE_LEN => return Err(CKR_BUFFER_TOO_SMALL),
+                Some(_) => {}
+            }
+            s.sign = None;
+            Ok(Some((op, digest, s.token.clone())))
+        })?;
+        let Some((op, digest, token)) = ready else {
+            return Ok(Signed::Length(SIGNATURE_LEN));
+        };
+        let key = &op.key;
+        let signed = match &key.point {
+            Some(point) => token.card.sign_digest_checked(
+                &key.reference,
+                HashAlgorithm::Sha256,
+                &digest[..],
+                point,
+            ),
+            None => token
+                .card
+                .sign_digest(&key.reference, HashAlgorithm::Sha256, &digest[..]),
+        };
+        let signature = signed.map_err(|e| card_error(&e))?;
+        raw_rs(&signature).map(Signed::Signature)
+    }
+}
+
+/// Adds input to a signature in progress.
+fn feed(op: &mut Signing, data: &[u8]) -> P11Result<()> {
+    match &mut op.input {
+        SignInput::Digest(d) => {
+            if d.len() + data.len() > MAX_DIGEST {
+                return Err(CKR_DATA_LEN_RANGE);
+            }
+            d.extend_from_slice(data);
+        }
+        SignInput::Message(h) => h.update(data),
+    }
+    Ok(())
+}
+
+/// The 32 bytes the card signs.
+fn to_sign(input: &SignInput) -> P11Result<Zeroizing<[u8; SIGNED_LEN]>> {
+    let mut out = Zeroizing::new([0u8; SIGNED_LEN]);
+    match input {
+        SignInput::Message(h) => out.copy_from_slice(&h.clone().finalize()),
+        SignInput::Digest(d) if d.is_empty() || d.len() > MAX_DIGEST => {
+            return Err(CKR_DATA_LEN_RANGE)
+        }
+        SignInput::Digest(d) if d.len() >= SIGNED_LEN => out.copy_from_slice(&d[..SIGNED_LEN]),
+        SignInput::Digest(d) => out[SIGNED_LEN - d.len()..].copy_from_slice(d),
+    }
+    Ok(out)
+}
+
+/// The card's signature as `r‖s`, whichever form it came in.
+fn raw_rs(signature: &CardSignature) -> P11Result<Vec<u8>> {
+    let parsed = match signature {
+        CardSignature::RawRs(rs) => p256::ecdsa::Signature::from_slice(rs),
+        CardSignature::Der(der) => p256::ecdsa::Signature::from_der(der),
+    };
+    parsed
+        .map(|s| s.to_bytes().to_vec())
+        .map_err(|_| CKR_DEVICE_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_of_every_length() {
+        let d = |bytes: &[u8]| to_sign(&SignInput::Digest(Zeroizing::new(bytes.to_vec())));
+        assert_eq!(d(&[]).unwrap_err(), CKR_DATA_LEN_RANGE);
+        assert_eq!(d(&[0; 65]).unwrap_err(), CKR_DATA_LEN_RANGE);
+        let long: Vec<u8> = (0..48).collect();
+        assert_eq!(&d(&long).unwrap()[..], &long[..32]);
+        let short = [0xAB; 20];
+        let padded = d(&short).unwrap();
+        assert_eq!(&padded[..12], &[0; 12]);
+        assert_eq!(&padded[12..], &short);
+    }
+
+    #[test]
+    fn message_is_hashed() {
+        let mut h = Sha256::new();
+        h.update(b"abc");
+        let out = to_sign(&SignInput::Message(h)).unwrap();
+        assert_eq!(&out[..], &Sha256::digest(b"abc")[..]);
+    }
+}
