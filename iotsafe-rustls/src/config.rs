@@ -149,7 +149,7 @@ impl IotSafeTlsBuilder {
 
         if let Some(reseed) = self.entropy {
             let software = crate::provider::software_provider().secure_random;
-            let rng = CardEntropyRng::leak(Arc::clone(&self.card), software, reseed)?;
+            let rng = CardEntropyRng::for_card(Arc::clone(&self.card), software, reseed)?;
             provider = provider.secure_random(rng);
         }
 

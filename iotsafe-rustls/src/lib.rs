@@ -98,6 +98,7 @@ pub mod provider;
 pub mod resolver;
 pub mod rng;
 pub mod signer;
+mod static_pool;
 
 pub use config::{IotSafeTls, IotSafeTlsBuilder};
 #[cfg(feature = "rcgen")]

@@ -14,6 +14,7 @@
 //! the default is [`Reseed::Never`]. A failed reseed is logged and the old seed kept.
 
 use crate::error::{Error, Result};
+use crate::static_pool::{PerCard, StaticPool};
 use iotsafe_core::Card;
 use rustls::crypto::{GetRandomFailed, SecureRandom};
 use sha2::{Digest, Sha256};
@@ -35,18 +36,37 @@ const DOMAIN: &[u8] = b"iotsafe-rustls card entropy v1";
 
 /// The software RNG with card entropy mixed in. See the module docs.
 pub struct CardEntropyRng {
-    /// Weak: a leaked RNG must not keep the card (and its logical channel) alive; once the card
-    /// is gone, reseeding is skipped and the current seed kept.
-    card: Weak<Card>,
-    software: &'static dyn SecureRandom,
-    reseed: Reseed,
     state: Mutex<MixState>,
 }
 
-struct MixState {
+pub(crate) struct MixState {
+    /// Weak: an RNG rustls holds as `'static` must not keep the card (and its logical channel)
+    /// alive; once the card is gone, reseeding is skipped and the current seed kept.
+    card: Weak<Card>,
+    software: &'static dyn SecureRandom,
+    reseed: Reseed,
     seed: Zeroizing<[u8; 32]>,
     counter: u64,
     calls_since_seed: u64,
+}
+
+/// The RNGs handed to rustls, one per card (and software RNG and reseed policy) alive.
+static RNGS: StaticPool<CardEntropyRng> = StaticPool::new();
+
+impl PerCard for CardEntropyRng {
+    type Target = MixState;
+
+    fn serves(&self, card: *const Card) -> bool {
+        std::ptr::eq(self.lock().card.as_ptr(), card)
+    }
+
+    fn card_gone(&self) -> bool {
+        self.lock().card.strong_count() == 0
+    }
+
+    fn retarget(&self, target: MixState) {
+        *self.lock() = target;
+    }
 }
 
 impl CardEntropyRng {
@@ -56,51 +76,93 @@ impl CardEntropyRng {
         software: &'static dyn SecureRandom,
         reseed: Reseed,
     ) -> Result<Self> {
-        let card_bytes = card
-            .get_random(32)
-            .map_err(|e| Error::card("GET RANDOM for the entropy seed", e))?;
-        let seed = derive_seed(&[0u8; 32], &card_bytes);
+        let card_bytes = seed_bytes(&card)?;
         Ok(CardEntropyRng {
-            card: Arc::downgrade(&card),
-            software,
-            reseed,
-            state: Mutex::new(MixState {
-                seed,
-                counter: 0,
-                calls_since_seed: 0,
-            }),
+            state: Mutex::new(MixState::new(&card, software, reseed, &card_bytes)),
         })
     }
 
-    /// [`CardEntropyRng::new`], leaked for rustls's `&'static dyn SecureRandom` (about a hundred
-    /// bytes per call; the card itself is not kept alive).
-    pub fn leak(
+    /// The RNG for rustls's `&'static dyn SecureRandom`: the one already serving `card` with
+    /// `software` and `reseed` if there is one, with 32 fresh card bytes mixed into its seed
+    /// (one GET RANDOM APDU, as [`CardEntropyRng::new`] costs), else a new one. Memory is bounded
+    /// by the number of cards alive at once, not by the calls; the card itself is not kept alive.
+    pub fn for_card(
         card: Arc<Card>,
         software: &'static dyn SecureRandom,
         reseed: Reseed,
     ) -> Result<&'static Self> {
-        Ok(Box::leak(Box::new(Self::new(card, software, reseed)?)))
+        // Before the pool's lock, which must not wait for a card.
+        let card_bytes = seed_bytes(&card)?;
+        let same = |rng: &CardEntropyRng| {
+            let state = rng.lock();
+            std::ptr::addr_eq(state.software, software) && state.reseed == reseed
+        };
+        let mut fresh = false;
+        let target = |_: &[&'static CardEntropyRng]| {
+            fresh = true;
+            MixState::new(&card, software, reseed, &card_bytes)
+        };
+        let rng = RNGS.get(&card, same, target, |state| CardEntropyRng {
+            state: Mutex::new(state),
+        });
+        if !fresh {
+            let mut state = rng.lock();
+            state.seed = derive_seed(&state.seed, &card_bytes);
+        }
+        Ok(rng)
     }
 
-    fn reseed_if_due(&self, state: &mut MixState) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MixState> {
+        // A seed and counters: consistent after a panic elsewhere.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many RNGs the pool holds (for the tests of its bound).
+    #[cfg(test)]
+    fn pooled() -> usize {
+        RNGS.len()
+    }
+}
+
+/// 32 bytes of GET RANDOM for a seed.
+fn seed_bytes(card: &Card) -> Result<Zeroizing<Vec<u8>>> {
+    card.get_random(32)
+        .map_err(|e| Error::card("GET RANDOM for the entropy seed", e))
+}
+
+impl MixState {
+    fn new(
+        card: &Arc<Card>,
+        software: &'static dyn SecureRandom,
+        reseed: Reseed,
+        card_bytes: &[u8],
+    ) -> MixState {
+        MixState {
+            card: Arc::downgrade(card),
+            software,
+            reseed,
+            seed: derive_seed(&[0u8; 32], card_bytes),
+            counter: 0,
+            calls_since_seed: 0,
+        }
+    }
+
+    /// With [`Reseed::EveryCalls`], mixes 32 new card bytes into the seed when due.
+    fn reseed_if_due(&mut self) {
         let Reseed::EveryCalls(n) = self.reseed else {
             return;
         };
-        if n == 0 || state.calls_since_seed < n {
+        if n == 0 || self.calls_since_seed < n {
             return;
         }
+        self.calls_since_seed = 0;
         let Some(card) = self.card.upgrade() else {
-            state.calls_since_seed = 0;
             return;
         };
         match card.get_random(32) {
-            Ok(bytes) => {
-                state.seed = derive_seed(&state.seed, &bytes);
-                state.calls_since_seed = 0;
-            }
+            Ok(bytes) => self.seed = derive_seed(&self.seed, &bytes),
             Err(e) => {
                 tracing::warn!(error = %e, "card GET RANDOM failed; keeping the previous entropy seed");
-                state.calls_since_seed = 0;
             }
         }
     }
@@ -117,10 +179,11 @@ fn derive_seed(old: &[u8; 32], card_bytes: &[u8]) -> Zeroizing<[u8; 32]> {
 
 impl SecureRandom for CardEntropyRng {
     fn fill(&self, buf: &mut [u8]) -> Result<(), GetRandomFailed> {
-        self.software.fill(buf)?;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let software = self.lock().software;
+        software.fill(buf)?;
+        let mut state = self.lock();
         state.calls_since_seed += 1;
-        self.reseed_if_due(&mut state);
+        state.reseed_if_due();
         state.counter = state.counter.wrapping_add(1);
         for (block, chunk) in buf.chunks_mut(32).enumerate() {
             let mut h = Sha256::new();
@@ -144,9 +207,49 @@ impl SecureRandom for CardEntropyRng {
 
 impl fmt::Debug for CardEntropyRng {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
         f.debug_struct("CardEntropyRng")
-            .field("software", &self.software)
-            .field("reseed", &self.reseed)
+            .field("software", &state.software)
+            .field("reseed", &state.reseed)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotsafe_core::CardConfig;
+    use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
+
+    fn card() -> Arc<Card> {
+        let vcard = VirtualCard::with_default_layout(CardOptions::default());
+        Arc::new(Card::open(InProcessTransport::new(vcard), CardConfig::default()).unwrap())
+    }
+
+    #[test]
+    fn one_rng_per_live_card_each_call_mixing_in_fresh_card_bytes() {
+        let software = crate::provider::software_provider().secure_random;
+        let a = card();
+        let first = CardEntropyRng::for_card(a.clone(), software, Reseed::Never).unwrap();
+        let seed = *first.lock().seed;
+        let before = CardEntropyRng::pooled();
+        let apdus = a.stats().apdus;
+        for _ in 0..1_000 {
+            let again = CardEntropyRng::for_card(a.clone(), software, Reseed::Never).unwrap();
+            assert!(std::ptr::eq(again, first));
+        }
+        assert_eq!(a.stats().apdus - apdus, 1_000, "one GET RANDOM per call");
+        assert_ne!(*first.lock().seed, seed, "the new bytes went into the seed");
+        // Cards dropped one after another: their RNG is handed on, not leaked anew.
+        for _ in 0..100 {
+            let b = card();
+            let rng = CardEntropyRng::for_card(b.clone(), software, Reseed::Never).unwrap();
+            assert!(!std::ptr::eq(rng, first));
+            assert!(rng.serves(Arc::as_ptr(&b)));
+        }
+        assert!(CardEntropyRng::pooled() <= before + 1);
+        let mut out = [0u8; 48];
+        first.fill(&mut out).unwrap();
+        assert_ne!(out, [0u8; 48]);
     }
 }

@@ -205,6 +205,35 @@ fn ten_thousand_builds_reuse_one_group_and_keep_memory_flat() {
 }
 
 #[test]
+fn ten_thousand_builds_with_card_entropy_reuse_one_rng_and_keep_memory_flat() {
+    let _serial = serial();
+    let fx = TlsFixture::new(CardOptions::default(), CardConfig::default(), false);
+    let build = || {
+        IotSafeTls::builder(fx.card.clone())
+            .card_entropy(Reseed::Never)
+            .build()
+            .unwrap()
+    };
+    let rng_of = |tls: &IotSafeTls| tls.provider().secure_random as *const _ as *const () as usize;
+    let first = rng_of(&build());
+    for _ in 0..300 {
+        drop(build().client_config(fx.roots.clone()).unwrap());
+    }
+    let before = rss();
+    for i in 0..10_000 {
+        let tls = build();
+        assert_eq!(rng_of(&tls), first, "build {i} made a new RNG");
+        drop(tls.client_config(fx.roots.clone()).unwrap());
+    }
+    let growth = rss().saturating_sub(before);
+    eprintln!("10,000 builds with card entropy: RSS +{growth} bytes");
+    assert!(
+        growth < 1024 * 1024,
+        "RSS grew by {growth} bytes over 10,000 builds"
+    );
+}
+
+#[test]
 fn cards_opened_one_after_another_share_one_group() {
     let _serial = serial();
     let fx = TlsFixture::new(CardOptions::default(), CardConfig::default(), false);

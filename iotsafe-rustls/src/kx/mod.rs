@@ -225,7 +225,7 @@ pub struct CardKxGroup {
 
 /// The card a group serves and that card's scheduling state.
 #[derive(Clone)]
-struct Target {
+pub(crate) struct Target {
     card: Weak<Card>,
     options: KxOptions,
     /// The ephemeral slots, in the queue's order.

@@ -1,63 +1,61 @@
-//! The process-wide pool of `'static` key exchange groups, one per card (and options) alive.
-//!
-//! rustls keeps `&'static dyn SupportedKxGroup`s, so a group is never freed. Instead of leaking
-//! one per `build()`, a group is found again by its card (`Arc::ptr_eq`), and a group whose card
-//! was dropped is re-targeted to the next card that needs one. The pool therefore holds at most
-//! as many groups as there were (card, options) pairs alive at the same time.
+//! The process-wide pool of `'static` key exchange groups, one per card (and options) alive
+//! (`crate::static_pool`).
 
 use super::{ephemeral_slots, CardKxGroup, KxOptions, SlotQueue, Target};
-use iotsafe_core::Card;
-use iotsafe_core::ObjectRef;
-use std::sync::{Arc, Mutex};
+use crate::static_pool::{PerCard, StaticPool};
+use iotsafe_core::{Card, ObjectRef};
+use std::sync::Arc;
 
-static GROUPS: Mutex<Vec<&'static CardKxGroup>> = Mutex::new(Vec::new());
+static GROUPS: StaticPool<CardKxGroup> = StaticPool::new();
+
+impl PerCard for CardKxGroup {
+    type Target = Target;
+
+    fn serves(&self, card: *const Card) -> bool {
+        std::ptr::eq(self.lock().card.as_ptr(), card)
+    }
+
+    fn card_gone(&self) -> bool {
+        self.lock().card.strong_count() == 0
+    }
+
+    fn retarget(&self, target: Target) {
+        *self.lock() = target;
+    }
+}
 
 /// See [`CardKxGroup::for_card`].
 pub(super) fn group_for(card: &Arc<Card>, options: KxOptions) -> &'static CardKxGroup {
-    // Before the lock: reading the object list may take the card. A card whose list cannot be
-    // read gets the configured slot alone (its key exchanges then report the card's error).
+    // Before the pool's lock: reading the object list may take the card. A card whose list cannot
+    // be read gets the configured slot alone (its key exchanges then report the card's error).
     let slots: Arc<[ObjectRef]> = ephemeral_slots(card, &options)
         .unwrap_or_else(|_| vec![options.ephemeral_slot.clone()])
         .into();
-    // A list of references: consistent after a panic elsewhere.
-    let mut groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
-    // By address, without upgrading: a temporary strong reference could end up the last one and
-    // close another card's channel under this lock. `card` is alive, so its address is its own.
-    let on_card = |g: &CardKxGroup| std::ptr::eq(g.lock().card.as_ptr(), Arc::as_ptr(card));
-    if let Some(group) = groups
-        .iter()
-        .find(|g| on_card(g) && g.lock().options == options)
-    {
-        return group;
-    }
-    // One card, one queue per set of slots: groups with other options on this card share it.
-    let queue = groups
-        .iter()
-        .find(|g| on_card(g) && g.lock().slots == slots)
-        .map(|g| Arc::clone(&g.lock().queue))
-        .unwrap_or_else(|| SlotQueue::new(slots.len()));
-    let target = Target {
-        card: Arc::downgrade(card),
-        options,
-        slots,
-        queue,
+    let same = |g: &CardKxGroup| g.lock().options == options;
+    let target = |groups: &[&'static CardKxGroup]| {
+        // One queue per card and set of slots: groups with other options on this card share it.
+        let on_card = |g: &CardKxGroup| g.serves(Arc::as_ptr(card)) && g.lock().slots == slots;
+        let queue = groups
+            .iter()
+            .find(|g| on_card(g))
+            .map(|g| Arc::clone(&g.lock().queue))
+            .unwrap_or_else(|| SlotQueue::new(slots.len()));
+        Target {
+            card: Arc::downgrade(card),
+            options: options.clone(),
+            slots: Arc::clone(&slots),
+            queue,
+        }
     };
-    // A card once dropped never comes back, so nothing can start on an orphan while it moves.
-    if let Some(orphan) = groups.iter().find(|g| g.lock().card.strong_count() == 0) {
-        *orphan.lock() = target;
-        return orphan;
-    }
-    let group: &'static CardKxGroup = Box::leak(Box::new(CardKxGroup {
-        target: Mutex::new(target),
-    }));
-    groups.push(group);
-    group
+    GROUPS.get(card, same, target, |target| CardKxGroup {
+        target: std::sync::Mutex::new(target),
+    })
 }
 
 /// How many groups the pool holds (for the tests of its bound).
 #[cfg(test)]
 pub(super) fn len() -> usize {
-    GROUPS.lock().unwrap_or_else(|p| p.into_inner()).len()
+    GROUPS.len()
 }
 
 #[cfg(test)]
@@ -65,6 +63,7 @@ mod tests {
     use super::*;
     use iotsafe_core::CardConfig;
     use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
+    use std::sync::Mutex;
 
     fn card() -> Arc<Card> {
         let vcard = VirtualCard::with_default_layout(CardOptions::default());
