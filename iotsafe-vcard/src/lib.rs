@@ -60,7 +60,7 @@ mod signer;
 pub mod state;
 pub mod store;
 pub mod sw;
-mod tlv;
+pub mod tlv;
 
 use std::time::Duration;
 

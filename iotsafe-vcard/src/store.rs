@@ -189,13 +189,52 @@ pub enum ObjectRef<'a> {
 }
 
 impl ObjectRef<'_> {
-    fn matches(&self, id: &[u8], label: Option<&str>) -> bool {
+    fn matches(&self, object: &impl Named) -> bool {
         match self {
-            ObjectRef::Id(wanted) => *wanted == id,
-            ObjectRef::Label(wanted) => label.is_some_and(|l| l.as_bytes() == *wanted),
+            ObjectRef::Id(wanted) => *wanted == object.id(),
+            ObjectRef::Label(wanted) => object.label().is_some_and(|l| l.as_bytes() == *wanted),
         }
     }
+
+    /// Where the object this reference names stands among `objects` (one type of object).
+    pub(crate) fn position_in<T: Named>(&self, objects: &[T]) -> Option<usize> {
+        objects.iter().position(|o| self.matches(o))
+    }
+
+    /// The object this reference names among `objects`.
+    pub(crate) fn find_in<'s, T: Named>(&self, objects: &'s [T]) -> Option<&'s T> {
+        objects.get(self.position_in(objects)?)
+    }
 }
+
+/// What a command names an object by: its ID, and its label if it has one. Every object type has
+/// both, so one lookup ([`ObjectRef::find_in`]) serves them all.
+pub(crate) trait Named {
+    /// The ID (`8x`).
+    fn id(&self) -> &[u8];
+    /// The label (`7x`), if any.
+    fn label(&self) -> Option<&str>;
+}
+
+macro_rules! named_by_id_and_label {
+    ($($object:ty),+) => {$(
+        impl Named for $object {
+            fn id(&self) -> &[u8] {
+                &self.id
+            }
+            fn label(&self) -> Option<&str> {
+                self.label.as_deref()
+            }
+        }
+    )+};
+}
+
+named_by_id_and_label!(
+    PrivateKeyObject,
+    PublicKeyObject,
+    SecretKeyObject,
+    FileObject
+);
 
 /// Largest number of objects of each type (reported in GET DATA `B1`..`B4`).
 pub const MAX_OBJECTS_PER_TYPE: usize = 16;
@@ -340,30 +379,22 @@ impl ObjectStore {
 
     /// Index of the private key `r` names.
     pub fn private_key_index(&self, r: ObjectRef<'_>) -> Option<usize> {
-        self.private_keys
-            .iter()
-            .position(|k| r.matches(&k.id, k.label.as_deref()))
+        r.position_in(&self.private_keys)
     }
 
     /// Index of the public key `r` names.
     pub fn public_key_index(&self, r: ObjectRef<'_>) -> Option<usize> {
-        self.public_keys
-            .iter()
-            .position(|k| r.matches(&k.id, k.label.as_deref()))
+        r.position_in(&self.public_keys)
     }
 
     /// Index of the secret key `r` names.
     pub fn secret_key_index(&self, r: ObjectRef<'_>) -> Option<usize> {
-        self.secret_keys
-            .iter()
-            .position(|k| r.matches(&k.id, k.label.as_deref()))
+        r.position_in(&self.secret_keys)
     }
 
     /// Index of the file `r` names.
     pub fn file_index(&self, r: ObjectRef<'_>) -> Option<usize> {
-        self.files
-            .iter()
-            .position(|f| r.matches(&f.id, f.label.as_deref()))
+        r.position_in(&self.files)
     }
 
     /// Generates a fresh P-256 key pair into the private key `r` names (and its public half, if any),
@@ -395,7 +426,7 @@ impl ObjectStore {
 
     /// The uncompressed public point of the private key `r` names, if it has been generated.
     pub fn public_point_of_private(&self, r: ObjectRef<'_>) -> Option<Vec<u8>> {
-        let key = self.private_keys.get(self.private_key_index(r)?)?;
+        let key = r.find_in(&self.private_keys)?;
         let secret = p256::SecretKey::from_slice(key.scalar.as_ref()?.expose()).ok()?;
         Some(
             secret

@@ -9,11 +9,11 @@ use crate::dispatch::Applet;
 use crate::profile::{Operation, TransportMode};
 use crate::quirks::{InfoFieldOrder, ObjectListLayout, Quirks, TlvLengths};
 use crate::store::{
-    attr, FileObject, ObjectStore, PrivateKeyObject, PublicKeyObject, SecretKeyObject,
-    MAX_OBJECTS_PER_TYPE,
+    attr, FileObject, KeyAttributes, Named, ObjectStore, PrivateKeyObject, PublicKeyObject,
+    SecretKeyObject, MAX_OBJECTS_PER_TYPE,
 };
 use crate::sw;
-use crate::tlv::{push, push_with};
+use crate::tlv::{push, push_with, Tlv, ValueTooLong};
 
 /// Size of the applet information structure (`docs/protocol.md#applet-information`).
 pub(crate) const APPLET_INFO_LEN: usize = 0x44;
@@ -46,27 +46,27 @@ fn applet_information(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
     }
     let max = u8::try_from(MAX_OBJECTS_PER_TYPE).unwrap_or(u8::MAX);
     let mut out = Vec::with_capacity(APPLET_INFO_LEN);
-    push(&mut out, 0x10, &[0x01]);
-    push(&mut out, 0x11, PROPRIETARY_ID);
-    push(&mut out, 0xB1, &[max]);
-    push(&mut out, 0xB2, &[max]);
-    push(&mut out, 0xB3, &[max]);
-    push(&mut out, 0xB4, &[max]);
+    push(&mut out, 0x10, &[0x01])?;
+    push(&mut out, 0x11, PROPRIETARY_ID)?;
+    push(&mut out, 0xB1, &[max])?;
+    push(&mut out, 0xB2, &[max])?;
+    push(&mut out, 0xB3, &[max])?;
+    push(&mut out, 0xB4, &[max])?;
     let functions = attr::FUNCTION_SIGNATURE
         | attr::FUNCTION_KEY_GENERATION
         | attr::FUNCTION_KEY_AGREEMENT
         | attr::FUNCTION_KEY_DERIVATION;
-    push(&mut out, 0x90, &[functions]);
+    push(&mut out, 0x90, &[functions])?;
     let hashes = attr::HASH_SHA256 | attr::HASH_SHA384 | attr::HASH_SHA512;
-    push(&mut out, 0x91, &hashes.to_be_bytes());
-    push(&mut out, 0x92, &[attr::SIGNATURE_ECDSA]);
-    push(&mut out, 0x93, &[attr::KEY_AGREEMENT_ECKA]);
+    push(&mut out, 0x91, &hashes.to_be_bytes())?;
+    push(&mut out, 0x92, &[attr::SIGNATURE_ECDSA])?;
+    push(&mut out, 0x93, &[attr::KEY_AGREEMENT_ECKA])?;
     push(
         &mut out,
         0x94,
         &[attr::DERIVATION_PRF_SHA256 | attr::DERIVATION_HKDF],
-    );
-    push(&mut out, 0xB7, &[applet.quirks.max_sessions]);
+    )?;
+    push(&mut out, 0xB7, &[applet.quirks.max_sessions])?;
     Ok(Outcome::data(out))
 }
 
@@ -76,7 +76,7 @@ fn object_list(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> Command
     if cmd.has_data {
         return Err(sw::WRONG_LENGTH);
     }
-    let structures = all_structures(&applet.store, &applet.quirks);
+    let structures = all_structures(&applet.store, &applet.quirks)?;
     let channel = applet
         .channels
         .get_mut(number)
@@ -122,13 +122,16 @@ fn object_list(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> Command
 
 /// The information structures of the object list, in the order `C1* C2* C4* C3*` Orange's parser
 /// needs: one per object, or one per object type holding all its objects
-/// ([`ObjectListLayout`]).
-pub(crate) fn all_structures(store: &ObjectStore, quirks: &Quirks) -> Vec<Vec<u8>> {
+/// ([`ObjectListLayout`]). Fails when an object's fields are too long to encode.
+pub(crate) fn all_structures(
+    store: &ObjectStore,
+    quirks: &Quirks,
+) -> Result<Vec<Vec<u8>>, ValueTooLong> {
     let groups: [Vec<Info>; 4] = [
-        store.private_keys.iter().map(private_key_info).collect(),
-        store.public_keys.iter().map(public_key_info).collect(),
-        store.secret_keys.iter().map(secret_key_info).collect(),
-        store.files.iter().map(file_info).collect(),
+        infos(&store.private_keys, private_key_info)?,
+        infos(&store.public_keys, public_key_info)?,
+        infos(&store.secret_keys, secret_key_info)?,
+        infos(&store.files, file_info)?,
     ];
     let order = quirks.info_field_order;
     let style = quirks.tlv_lengths;
@@ -138,17 +141,28 @@ pub(crate) fn all_structures(store: &ObjectStore, quirks: &Quirks) -> Vec<Vec<u8
             .flatten()
             .map(|info| info.structure(order, style))
             .collect(),
-        ObjectListLayout::Grouped => groups
-            .iter()
-            .filter_map(|group| {
-                let tag = group.first()?.tag;
+        ObjectListLayout::Grouped => {
+            let mut out = Vec::new();
+            for group in &groups {
+                let Some(first) = group.first() else {
+                    continue;
+                };
                 let inner: Vec<u8> = group.iter().flat_map(|info| info.inner(order)).collect();
-                let mut out = Vec::with_capacity(inner.len() + 4);
-                push_with(&mut out, tag, &inner, style);
-                Some(out)
-            })
-            .collect(),
+                let mut structure = Vec::with_capacity(inner.len() + 4);
+                push_with(&mut structure, first.tag, &inner, style)?;
+                out.push(structure);
+            }
+            Ok(out)
+        }
     }
+}
+
+/// The information structures of the objects of one type, in list order.
+fn infos<T>(
+    objects: &[T],
+    info: fn(&T) -> Result<Info, ValueTooLong>,
+) -> Result<Vec<Info>, ValueTooLong> {
+    objects.iter().map(info).collect()
 }
 
 fn one_object(store: &ObjectStore, quirks: &Quirks, cmd: &Command<'_>) -> CommandResult {
@@ -160,36 +174,26 @@ fn one_object(store: &ObjectStore, quirks: &Quirks, cmd: &Command<'_>) -> Comman
     }
     let tlvs = parse_tlvs(cmd)?;
     let info = match cmd.p1 {
-        0xC1 => {
-            let r = object_ref(&tlvs, 0x84, 0x74)?;
-            store
-                .private_keys
-                .get(store.private_key_index(r).ok_or(sw::NOT_FOUND)?)
-                .map(private_key_info)
-        }
-        0xC2 => {
-            let r = object_ref(&tlvs, 0x85, 0x75)?;
-            store
-                .public_keys
-                .get(store.public_key_index(r).ok_or(sw::NOT_FOUND)?)
-                .map(public_key_info)
-        }
-        0xC4 => {
-            let r = object_ref(&tlvs, 0x86, 0x76)?;
-            store
-                .secret_keys
-                .get(store.secret_key_index(r).ok_or(sw::NOT_FOUND)?)
-                .map(secret_key_info)
-        }
-        _ => {
-            let r = object_ref(&tlvs, 0x83, 0x73)?;
-            store
-                .files
-                .get(store.file_index(r).ok_or(sw::NOT_FOUND)?)
-                .map(file_info)
-        }
-    };
-    info.map(|i| Outcome::data(i.structure(quirks.info_field_order, quirks.tlv_lengths)))
+        0xC1 => private_key_info(found(&tlvs, 0x84, 0x74, &store.private_keys)?),
+        0xC2 => public_key_info(found(&tlvs, 0x85, 0x75, &store.public_keys)?),
+        0xC4 => secret_key_info(found(&tlvs, 0x86, 0x76, &store.secret_keys)?),
+        _ => file_info(found(&tlvs, 0x83, 0x73, &store.files)?),
+    }?;
+    Ok(Outcome::data(
+        info.structure(quirks.info_field_order, quirks.tlv_lengths)?,
+    ))
+}
+
+/// The object of one type that the ID tag or the label tag of `tlvs` names: `6A80` without
+/// exactly one of them, `6A82` when there is no such object.
+fn found<'s, T: Named>(
+    tlvs: &[Tlv<'_>],
+    id_tag: u8,
+    label_tag: u8,
+    objects: &'s [T],
+) -> Result<&'s T, u16> {
+    object_ref(tlvs, id_tag, label_tag)?
+        .find_in(objects)
         .ok_or(sw::NOT_FOUND)
 }
 
@@ -214,22 +218,47 @@ struct Info {
 }
 
 impl Info {
-    fn new(tag: u8, label_tag: u8, label: Option<&str>, id_tag: u8, id: &[u8]) -> Info {
+    /// The structure `tag` of `object`, named by `label_tag` and `id_tag`, without attributes yet.
+    fn new(tag: u8, label_tag: u8, id_tag: u8, object: &impl Named) -> Result<Info, ValueTooLong> {
         let mut info = Info {
             tag,
             label: Vec::new(),
             id: Vec::new(),
             attributes: Vec::new(),
         };
-        if let Some(label) = label {
-            push(&mut info.label, label_tag, label.as_bytes());
+        if let Some(label) = object.label() {
+            push(&mut info.label, label_tag, label.as_bytes())?;
         }
-        push(&mut info.id, id_tag, id);
-        info
+        push(&mut info.id, id_tag, object.id())?;
+        Ok(info)
     }
 
-    fn attribute(&mut self, tag: u8, value: &[u8]) {
-        push(&mut self.attributes, tag, value);
+    fn attribute(&mut self, tag: u8, value: &[u8]) -> Result<(), ValueTooLong> {
+        push(&mut self.attributes, tag, value)
+    }
+
+    /// The attributes private and public keys share: `60`, `4A`, `4B`, `4E`, `61`, `92`, `91`, `6F`.
+    fn with_key(
+        mut self,
+        access: u8,
+        filled: bool,
+        a: &KeyAttributes,
+    ) -> Result<Info, ValueTooLong> {
+        self.attribute(0x60, &[access])?;
+        self.attribute(0x4A, &[state_byte(filled)])?;
+        self.attribute(0x4B, &[a.key_type])?;
+        self.attribute(0x4E, &[a.usage])?;
+        self.attribute(0x61, &[a.functions])?;
+        if let Some(sig) = a.signature_algorithms {
+            self.attribute(0x92, &[sig])?;
+        }
+        if let Some(hash) = a.hash_algorithms {
+            self.attribute(0x91, &hash.to_be_bytes())?;
+        }
+        if let Some(ka) = a.key_agreement {
+            self.attribute(0x6F, &[ka])?;
+        }
+        Ok(self)
     }
 
     /// The fields in `order`, without the structure tag.
@@ -248,71 +277,48 @@ impl Info {
     }
 
     /// The whole structure: tag, length, fields.
-    fn structure(&self, order: InfoFieldOrder, style: TlvLengths) -> Vec<u8> {
+    fn structure(&self, order: InfoFieldOrder, style: TlvLengths) -> Result<Vec<u8>, ValueTooLong> {
         let inner = self.inner(order);
         let mut out = Vec::with_capacity(inner.len() + 4);
-        push_with(&mut out, self.tag, &inner, style);
-        out
+        push_with(&mut out, self.tag, &inner, style)?;
+        Ok(out)
     }
 }
 
 /// `C1`: `74` label, `84` ID, `60`, `4A`, `4B`, `4E`, `61`, `92`, `91`, `6F` (Orange's order).
-fn private_key_info(key: &PrivateKeyObject) -> Info {
-    let a = &key.attributes;
-    let mut info = Info::new(0xC1, 0x74, key.label.as_deref(), 0x84, &key.id);
-    info.attribute(0x60, &[key.access]);
-    info.attribute(0x4A, &[state_byte(key.scalar.is_some())]);
-    key_attributes(&mut info, a);
-    info
+fn private_key_info(key: &PrivateKeyObject) -> Result<Info, ValueTooLong> {
+    let filled = key.scalar.is_some();
+    Info::new(0xC1, 0x74, 0x84, key)?.with_key(key.access, filled, &key.attributes)
 }
 
 /// `C2`: as `C1` with `75`/`85`.
-fn public_key_info(key: &PublicKeyObject) -> Info {
-    let a = &key.attributes;
-    let mut info = Info::new(0xC2, 0x75, key.label.as_deref(), 0x85, &key.id);
-    info.attribute(0x60, &[key.access]);
-    info.attribute(0x4A, &[state_byte(key.point.is_some())]);
-    key_attributes(&mut info, a);
-    info
-}
-
-fn key_attributes(info: &mut Info, a: &crate::store::KeyAttributes) {
-    info.attribute(0x4B, &[a.key_type]);
-    info.attribute(0x4E, &[a.usage]);
-    info.attribute(0x61, &[a.functions]);
-    if let Some(sig) = a.signature_algorithms {
-        info.attribute(0x92, &[sig]);
-    }
-    if let Some(hash) = a.hash_algorithms {
-        info.attribute(0x91, &hash.to_be_bytes());
-    }
-    if let Some(ka) = a.key_agreement {
-        info.attribute(0x6F, &[ka]);
-    }
+fn public_key_info(key: &PublicKeyObject) -> Result<Info, ValueTooLong> {
+    let filled = key.point.is_some();
+    Info::new(0xC2, 0x75, 0x85, key)?.with_key(key.access, filled, &key.attributes)
 }
 
 /// `C4`: `76`, `86`, `60`, `4A`, `4B`, `61`, `94`.
-fn secret_key_info(key: &SecretKeyObject) -> Info {
-    let mut info = Info::new(0xC4, 0x76, key.label.as_deref(), 0x86, &key.id);
-    info.attribute(0x60, &[key.access]);
-    info.attribute(0x4A, &[state_byte(key.value.is_some())]);
-    info.attribute(0x4B, &[key.key_type]);
-    info.attribute(0x61, &[key.functions]);
+fn secret_key_info(key: &SecretKeyObject) -> Result<Info, ValueTooLong> {
+    let mut info = Info::new(0xC4, 0x76, 0x86, key)?;
+    info.attribute(0x60, &[key.access])?;
+    info.attribute(0x4A, &[state_byte(key.value.is_some())])?;
+    info.attribute(0x4B, &[key.key_type])?;
+    info.attribute(0x61, &[key.functions])?;
     if let Some(kd) = key.key_derivation {
-        info.attribute(0x94, &[kd]);
+        info.attribute(0x94, &[kd])?;
     }
-    info
+    Ok(info)
 }
 
 /// `C3`: `73`, `83`, `60`, `4A`, `21`, `20` (the order Thales documents).
-fn file_info(file: &FileObject) -> Info {
-    let mut info = Info::new(0xC3, 0x73, file.label.as_deref(), 0x83, &file.id);
-    info.attribute(0x60, &[file.access]);
-    info.attribute(0x4A, &[state_byte(!file.data.is_empty())]);
-    info.attribute(0x21, &[file.usage]);
+fn file_info(file: &FileObject) -> Result<Info, ValueTooLong> {
+    let mut info = Info::new(0xC3, 0x73, 0x83, file)?;
+    info.attribute(0x60, &[file.access])?;
+    info.attribute(0x4A, &[state_byte(!file.data.is_empty())])?;
+    info.attribute(0x21, &[file.usage])?;
     let size = u16::try_from(file.data.len()).unwrap_or(u16::MAX);
-    info.attribute(0x20, &size.to_be_bytes());
-    info
+    info.attribute(0x20, &size.to_be_bytes())?;
+    Ok(info)
 }
 
 /// READ FILE at offset P1‖P2: up to Le (256 without Le) bytes, and no more than
@@ -323,12 +329,7 @@ pub(crate) fn read_file(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
         return Err(sw::WRONG_LENGTH);
     }
     let tlvs = parse_tlvs(cmd)?;
-    let r = object_ref(&tlvs, 0x83, 0x73)?;
-    let store = &applet.store;
-    let file = store
-        .files
-        .get(store.file_index(r).ok_or(sw::NOT_FOUND)?)
-        .ok_or(sw::NOT_FOUND)?;
+    let file = found(&tlvs, 0x83, 0x73, &applet.store.files)?;
     require_bits(file.access, attr::ACCESS_READ)?;
     let offset = usize::from(u16::from_be_bytes([cmd.p1, cmd.p2]));
     let rest = file

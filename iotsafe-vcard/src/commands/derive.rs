@@ -4,7 +4,9 @@
 use hmac::{Hmac, Mac};
 use zeroize::Zeroizing;
 
-use super::{object_ref, parse_tlvs, require_bits, require_p1p2_zero, CommandResult, Outcome};
+use super::{
+    hash_algorithm, object_ref, parse_tlvs, require_bits, require_p1p2_zero, CommandResult, Outcome,
+};
 use crate::apdu::Command;
 use crate::dispatch::Applet;
 use crate::profile::Operation;
@@ -22,13 +24,11 @@ pub(crate) fn compute_dh(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
     let private_ref = object_ref(&tlvs, 0x84, 0x74)?;
     let public_ref = object_ref(&tlvs, 0x85, 0x75)?;
     let store = &applet.store;
-    let private = store
-        .private_keys
-        .get(store.private_key_index(private_ref).ok_or(sw::NOT_FOUND)?)
+    let private = private_ref
+        .find_in(&store.private_keys)
         .ok_or(sw::NOT_FOUND)?;
-    let public = store
-        .public_keys
-        .get(store.public_key_index(public_ref).ok_or(sw::NOT_FOUND)?)
+    let public = public_ref
+        .find_in(&store.public_keys)
         .ok_or(sw::NOT_FOUND)?;
     require_bits(private.attributes.functions, attr::FUNCTION_KEY_AGREEMENT)?;
     require_bits(public.attributes.functions, attr::FUNCTION_KEY_AGREEMENT)?;
@@ -54,14 +54,7 @@ pub(crate) fn compute_dh(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
 pub(crate) fn compute_hkdf(applet: &Applet, cmd: &Command<'_>) -> CommandResult {
     require_p1p2_zero(cmd)?;
     let tlvs = parse_tlvs(cmd)?;
-    let hash = match tlv::find(&tlvs, 0x91) {
-        None => HashAlg::Sha256,
-        Some(&[b]) => HashAlg::from_bitmask(u16::from(b)).ok_or(sw::INCORRECT_DATA)?,
-        Some(&[hi, lo]) => {
-            HashAlg::from_bitmask(u16::from_be_bytes([hi, lo])).ok_or(sw::INCORRECT_DATA)?
-        }
-        Some(_) => return Err(sw::INCORRECT_DATA),
-    };
+    let hash = hash_algorithm(&tlvs)?;
     let zeros = vec![0u8; hash.output_len()];
     let ikm = match tlv::find(&tlvs, 0xD1) {
         Some(ikm) => Zeroizing::new(ikm.to_vec()),
@@ -128,11 +121,7 @@ fn stored_secret(
     algorithm: u8,
 ) -> Result<Zeroizing<Vec<u8>>, u16> {
     let r: ObjectRef<'_> = object_ref(tlvs, 0x86, 0x76)?;
-    let store = &applet.store;
-    let key = store
-        .secret_keys
-        .get(store.secret_key_index(r).ok_or(sw::NOT_FOUND)?)
-        .ok_or(sw::NOT_FOUND)?;
+    let key = r.find_in(&applet.store.secret_keys).ok_or(sw::NOT_FOUND)?;
     require_bits(key.functions, attr::FUNCTION_KEY_DERIVATION)?;
     if key.key_derivation.is_some_and(|m| m & algorithm == 0) {
         return Err(sw::CONDITIONS_NOT_SATISFIED);

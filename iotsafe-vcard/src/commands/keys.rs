@@ -1,5 +1,6 @@
 //! GENERATE KEY PAIR, READ PUBLIC KEY and PUT PUBLIC KEY (`docs/protocol.md#generate-key-pair`, `#read-public-key`, `#put-public-key`, `#public-key-data`).
 
+use super::sessions::{close_requested, open, update_session};
 use super::{
     object_ref, parse_tlvs, public_key_data, require_bits, require_p1p2_zero, CommandResult,
     Outcome,
@@ -34,9 +35,9 @@ pub(crate) fn generate_key_pair(applet: &mut Applet, cmd: &Command<'_>) -> Comma
     let (private_id, public_id, point) = applet.store.generate_key_pair(r).ok_or(sw::NOT_FOUND)?;
     applet.store_changed |= persistent;
     let mut out = Vec::with_capacity(4 + private_id.len() + public_id.len() + 71);
-    push(&mut out, 0x84, &private_id);
-    push(&mut out, 0x85, &public_id);
-    out.extend_from_slice(&public_key_data(&point));
+    push(&mut out, 0x84, &private_id)?;
+    push(&mut out, 0x85, &public_id)?;
+    out.extend_from_slice(&public_key_data(&point)?);
     Ok(Outcome::data(out).with_op(Operation::KeyGen))
 }
 
@@ -46,10 +47,7 @@ pub(crate) fn read_public_key(applet: &Applet, cmd: &Command<'_>) -> CommandResu
     let tlvs = parse_tlvs(cmd)?;
     let r = object_ref(&tlvs, 0x85, 0x75)?;
     let store = &applet.store;
-    let key = store
-        .public_keys
-        .get(store.public_key_index(r).ok_or(sw::NOT_FOUND)?)
-        .ok_or(sw::NOT_FOUND)?;
+    let key = r.find_in(&store.public_keys).ok_or(sw::NOT_FOUND)?;
     require_bits(key.access, attr::ACCESS_READ)?;
     let point = match &key.point {
         Some(point) => point.clone(),
@@ -61,7 +59,7 @@ pub(crate) fn read_public_key(applet: &Applet, cmd: &Command<'_>) -> CommandResu
             .and_then(|k| store.public_point_of_private(ObjectRef::Id(&k.id)))
             .ok_or(sw::CONDITIONS_NOT_SATISFIED)?,
     };
-    Ok(Outcome::data(public_key_data(&point)))
+    Ok(Outcome::data(public_key_data(&point)?))
 }
 
 /// PUT PUBLIC KEY Init: P1=00 opens session P2 on a public key with update access, P1=01 closes it.
@@ -70,38 +68,22 @@ pub(crate) fn put_public_key_init(
     cmd: &Command<'_>,
     number: usize,
 ) -> CommandResult {
-    match cmd.p1 {
-        0x01 => {
-            super::signature::close_session(applet, number, SessionKind::PutKey, cmd.p2)?;
-            Ok(Outcome::ok())
-        }
-        0x00 => {
-            let tlvs = parse_tlvs(cmd)?;
-            let r = object_ref(&tlvs, 0x85, 0x75)?;
-            let store = &applet.store;
-            let key = store
-                .public_keys
-                .get(store.public_key_index(r).ok_or(sw::NOT_FOUND)?)
-                .ok_or(sw::NOT_FOUND)?;
-            require_bits(key.access, attr::ACCESS_UPDATE)?;
-            // Mode and hash mean nothing to a put session; they are placeholders.
-            let session = Session::new(
-                SessionKind::PutKey,
-                cmd.p2,
-                key.id.clone(),
-                Mode::FinalHash,
-                HashAlg::Sha256,
-            );
-            let max = applet.quirks.max_sessions;
-            applet
-                .channels
-                .get_mut(number)
-                .ok_or(sw::CHANNEL_NOT_SUPPORTED)?
-                .open_session(session, max)?;
-            Ok(Outcome::ok())
-        }
-        _ => Err(sw::WRONG_P1P2),
+    if close_requested(applet, cmd, number, SessionKind::PutKey)? {
+        return Ok(Outcome::ok());
     }
+    let tlvs = parse_tlvs(cmd)?;
+    let r = object_ref(&tlvs, 0x85, 0x75)?;
+    let key = r.find_in(&applet.store.public_keys).ok_or(sw::NOT_FOUND)?;
+    require_bits(key.access, attr::ACCESS_UPDATE)?;
+    // Mode and hash mean nothing to a put session; they are placeholders.
+    let session = Session::new(
+        SessionKind::PutKey,
+        cmd.p2,
+        key.id.clone(),
+        Mode::FinalHash,
+        HashAlg::Sha256,
+    );
+    open(applet, number, session)
 }
 
 /// PUT PUBLIC KEY Update: gathers `34 ...` data over chunks (P1=00), and on the last (P1=80) checks
@@ -111,17 +93,7 @@ pub(crate) fn put_public_key_update(
     cmd: &Command<'_>,
     number: usize,
 ) -> CommandResult {
-    let last = match cmd.p1 {
-        0x80 => true,
-        0x00 => false,
-        _ => return Err(sw::WRONG_P1P2),
-    };
-    let session = applet
-        .channels
-        .get_mut(number)
-        .and_then(|c| c.session_mut(SessionKind::PutKey, cmd.p2))
-        .filter(|s| !s.finished)
-        .ok_or(sw::CONDITIONS_NOT_SATISFIED)?;
+    let (last, session) = update_session(applet, cmd, number, SessionKind::PutKey)?;
     if session.buffer.len() + cmd.data.len() > MAX_PUT_DATA {
         return Err(sw::NOT_ENOUGH_MEMORY);
     }

@@ -5,13 +5,15 @@ pub(crate) mod channel;
 pub(crate) mod data;
 pub(crate) mod derive;
 pub(crate) mod keys;
+pub(crate) mod sessions;
 pub(crate) mod signature;
 
 use crate::apdu::Command;
 use crate::profile::Operation;
+use crate::session::HashAlg;
 use crate::store::ObjectRef;
 use crate::sw;
-use crate::tlv::{self, Tlv};
+use crate::tlv::{self, Tlv, ValueTooLong};
 
 /// Largest ID (`8x`) and label (`7x`) lengths (`docs/protocol.md#object-references`).
 const MAX_ID_LEN: usize = 20;
@@ -74,6 +76,18 @@ pub(crate) fn object_ref<'a>(
     }
 }
 
+/// The hash algorithm of tag `91` (default SHA-256), else `6A80`. Orange builds tag `91` from a
+/// one-byte value in places, so either width is taken.
+pub(crate) fn hash_algorithm(tlvs: &[Tlv<'_>]) -> Result<HashAlg, u16> {
+    let mask = match tlv::find(tlvs, 0x91) {
+        None => return Ok(HashAlg::Sha256),
+        Some(&[b]) => u16::from(b),
+        Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
+        Some(_) => return Err(sw::INCORRECT_DATA),
+    };
+    HashAlg::from_bitmask(mask).ok_or(sw::INCORRECT_DATA)
+}
+
 /// `6A86` unless P1 and P2 are both zero.
 pub(crate) fn require_p1p2_zero(cmd: &Command<'_>) -> Result<(), u16> {
     if cmd.p1 == 0 && cmd.p2 == 0 {
@@ -93,12 +107,12 @@ pub(crate) fn require_bits(mask: u8, needed: u8) -> Result<(), u16> {
 }
 
 /// The IoT.05 public key data object: `34 45 49 43 86 41 04‖X‖Y`.
-pub(crate) fn public_key_data(point: &[u8]) -> Vec<u8> {
+pub(crate) fn public_key_data(point: &[u8]) -> Result<Vec<u8>, ValueTooLong> {
     let mut point_tlv = Vec::with_capacity(67);
-    tlv::push(&mut point_tlv, 0x86, point);
+    tlv::push(&mut point_tlv, 0x86, point)?;
     let mut ecc = Vec::with_capacity(69);
-    tlv::push(&mut ecc, 0x49, &point_tlv);
+    tlv::push(&mut ecc, 0x49, &point_tlv)?;
     let mut out = Vec::with_capacity(71);
-    tlv::push(&mut out, 0x34, &ecc);
-    out
+    tlv::push(&mut out, 0x34, &ecc)?;
+    Ok(out)
 }

@@ -5,14 +5,15 @@ use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
-use super::{object_ref, parse_tlvs, require_bits, CommandResult, Outcome};
+use super::sessions::{close_requested, open, update_session};
+use super::{hash_algorithm, object_ref, parse_tlvs, require_bits, CommandResult, Outcome};
 use crate::apdu::Command;
 use crate::dispatch::Applet;
 use crate::profile::{Operation, SignatureFormat};
 use crate::session::{HashAlg, LastBlock, Mode, Session, SessionKind, MAX_MESSAGE};
 use crate::store::{attr, KeyAttributes, ObjectRef};
 use crate::sw;
-use crate::tlv::{self, Tlv};
+use crate::tlv::{self, Tlv, ValueTooLong};
 
 /// Shortest and longest final hash accepted in mode 03 (wolfSSL declares SHA-256 but may send 48 bytes).
 const MIN_HASH: usize = 16;
@@ -25,11 +26,7 @@ pub(crate) fn sign_init(applet: &mut Applet, cmd: &Command<'_>, number: usize) -
     }
     let tlvs = parse_tlvs(cmd)?;
     let r = object_ref(&tlvs, 0x84, 0x74)?;
-    let store = &applet.store;
-    let key = store
-        .private_keys
-        .get(store.private_key_index(r).ok_or(sw::NOT_FOUND)?)
-        .ok_or(sw::NOT_FOUND)?;
+    let key = r.find_in(&applet.store.private_keys).ok_or(sw::NOT_FOUND)?;
     let (mode, hash) = session_parameters(&tlvs, &key.attributes)?;
     if key.scalar.is_none() {
         return Err(sw::CONDITIONS_NOT_SATISFIED);
@@ -45,62 +42,13 @@ pub(crate) fn verify_init(applet: &mut Applet, cmd: &Command<'_>, number: usize)
     }
     let tlvs = parse_tlvs(cmd)?;
     let r = object_ref(&tlvs, 0x85, 0x75)?;
-    let store = &applet.store;
-    let key = store
-        .public_keys
-        .get(store.public_key_index(r).ok_or(sw::NOT_FOUND)?)
-        .ok_or(sw::NOT_FOUND)?;
+    let key = r.find_in(&applet.store.public_keys).ok_or(sw::NOT_FOUND)?;
     let (mode, hash) = session_parameters(&tlvs, &key.attributes)?;
     if key.point.is_none() {
         return Err(sw::CONDITIONS_NOT_SATISFIED);
     }
     let session = Session::new(SessionKind::Verify, cmd.p2, key.id.clone(), mode, hash);
     open(applet, number, session)
-}
-
-/// Handles P1: `01` closes the session (true), `00` asks for an open (false), others are `6A86`.
-fn close_requested(
-    applet: &mut Applet,
-    cmd: &Command<'_>,
-    number: usize,
-    kind: SessionKind,
-) -> Result<bool, u16> {
-    match cmd.p1 {
-        0x01 => {
-            close_session(applet, number, kind, cmd.p2)?;
-            Ok(true)
-        }
-        0x00 => Ok(false),
-        _ => Err(sw::WRONG_P1P2),
-    }
-}
-
-/// The host closes a session (P1=01): `9000`, or the configured status word when the card had already
-/// closed it after its last Update (`Quirks::close_after_final_update`).
-pub(crate) fn close_session(
-    applet: &mut Applet,
-    number: usize,
-    kind: SessionKind,
-    session: u8,
-) -> Result<(), u16> {
-    let closed_by_card = applet
-        .channels
-        .get_mut(number)
-        .is_some_and(|c| c.close_session(kind, session));
-    match applet.quirks.close_after_final_update {
-        Some(status) if closed_by_card && status != sw::OK => Err(status),
-        _ => Ok(()),
-    }
-}
-
-fn open(applet: &mut Applet, number: usize, session: Session) -> CommandResult {
-    let max = applet.quirks.max_sessions;
-    applet
-        .channels
-        .get_mut(number)
-        .ok_or(sw::CHANNEL_NOT_SUPPORTED)?
-        .open_session(session, max)?;
-    Ok(Outcome::ok())
 }
 
 /// Mode (`A1`, mandatory), hash (`91`, default SHA-256) and algorithm (`92`, default ECDSA), checked
@@ -111,15 +59,7 @@ fn session_parameters(tlvs: &[Tlv<'_>], key: &KeyAttributes) -> Result<(Mode, Ha
         Some(&[b]) => Mode::from_byte(b).ok_or(sw::INCORRECT_DATA)?,
         _ => return Err(sw::INCORRECT_DATA),
     };
-    let hash = match tlv::find(tlvs, 0x91) {
-        None => HashAlg::Sha256,
-        // Orange builds tag 91 from a one-byte value in places; take either width.
-        Some(&[b]) => HashAlg::from_bitmask(u16::from(b)).ok_or(sw::INCORRECT_DATA)?,
-        Some(&[hi, lo]) => {
-            HashAlg::from_bitmask(u16::from_be_bytes([hi, lo])).ok_or(sw::INCORRECT_DATA)?
-        }
-        Some(_) => return Err(sw::INCORRECT_DATA),
-    };
+    let hash = hash_algorithm(tlvs)?;
     let algorithm = match tlv::find(tlvs, 0x92) {
         None => attr::SIGNATURE_ECDSA,
         Some(&[b]) => b,
@@ -142,10 +82,9 @@ fn session_parameters(tlvs: &[Tlv<'_>], key: &KeyAttributes) -> Result<(Mode, Ha
 
 /// COMPUTE SIGNATURE Update; the last one answers the `33` signature TLV.
 pub(crate) fn sign_update(applet: &mut Applet, cmd: &Command<'_>, number: usize) -> CommandResult {
-    let last = update_p1(cmd)?;
     let format = applet.quirks.signature_format;
     let prefix = applet.quirks.signature_prefix;
-    let session = session_for_update(applet, cmd, number, SessionKind::Sign)?;
+    let (last, session) = update_session(applet, cmd, number, SessionKind::Sign)?;
     let tlvs = parse_tlvs(cmd)?;
     gather(session, &tlvs)?;
     if !last {
@@ -154,14 +93,8 @@ pub(crate) fn sign_update(applet: &mut Applet, cmd: &Command<'_>, number: usize)
     session.finished = true;
     let digest = Zeroizing::new(final_digest(session)?);
     let key_id = session.key_id.clone();
-    let store = &applet.store;
-    let key = store
-        .private_keys
-        .get(
-            store
-                .private_key_index(ObjectRef::Id(&key_id))
-                .ok_or(sw::NOT_FOUND)?,
-        )
+    let key = ObjectRef::Id(&key_id)
+        .find_in(&applet.store.private_keys)
         .ok_or(sw::NOT_FOUND)?;
     let scalar = key.scalar.as_ref().ok_or(sw::CONDITIONS_NOT_SATISFIED)?;
     let signature: Signature = match prefix {
@@ -174,7 +107,7 @@ pub(crate) fn sign_update(applet: &mut Applet, cmd: &Command<'_>, number: usize)
             .sign_prehash(&digest)
             .map_err(|_| sw::INCORRECT_DATA)?,
     };
-    Ok(Outcome::data(encode_signature(&signature, format)).with_op(Operation::Sign))
+    Ok(Outcome::data(encode_signature(&signature, format)?).with_op(Operation::Sign))
 }
 
 /// VERIFY SIGNATURE Update; the last one answers `9000` (valid) or `6D01` (does not match).
@@ -183,8 +116,7 @@ pub(crate) fn verify_update(
     cmd: &Command<'_>,
     number: usize,
 ) -> CommandResult {
-    let last = update_p1(cmd)?;
-    let session = session_for_update(applet, cmd, number, SessionKind::Verify)?;
+    let (last, session) = update_session(applet, cmd, number, SessionKind::Verify)?;
     let tlvs = parse_tlvs(cmd)?;
     gather(session, &tlvs)?;
     if let Some(sig) = tlv::find(&tlvs, 0x33) {
@@ -200,14 +132,8 @@ pub(crate) fn verify_update(
     let digest = final_digest(session)?;
     let signature = decode_signature(&session.signature);
     let key_id = session.key_id.clone();
-    let store = &applet.store;
-    let key = store
-        .public_keys
-        .get(
-            store
-                .public_key_index(ObjectRef::Id(&key_id))
-                .ok_or(sw::NOT_FOUND)?,
-        )
+    let key = ObjectRef::Id(&key_id)
+        .find_in(&applet.store.public_keys)
         .ok_or(sw::NOT_FOUND)?;
     let point = key.point.as_ref().ok_or(sw::CONDITIONS_NOT_SATISFIED)?;
     let verifying_key =
@@ -218,28 +144,6 @@ pub(crate) fn verify_update(
     } else {
         Err(sw::SIGNATURE_MISMATCH)
     }
-}
-
-fn update_p1(cmd: &Command<'_>) -> Result<bool, u16> {
-    match cmd.p1 {
-        0x80 => Ok(true),
-        0x00 => Ok(false),
-        _ => Err(sw::WRONG_P1P2),
-    }
-}
-
-fn session_for_update<'a>(
-    applet: &'a mut Applet,
-    cmd: &Command<'_>,
-    number: usize,
-    kind: SessionKind,
-) -> Result<&'a mut Session, u16> {
-    applet
-        .channels
-        .get_mut(number)
-        .and_then(|c| c.session_mut(kind, cmd.p2))
-        .filter(|s| !s.finished)
-        .ok_or(sw::CONDITIONS_NOT_SATISFIED)
 }
 
 /// Takes the mode's input TLVs from one Update.
@@ -338,8 +242,11 @@ fn compress_block(state: &mut [u32; 8], chunk: &[u8]) {
 }
 
 /// The signature in the configured format (a `33` TLV, or bare `r‖s`).
-pub(crate) fn encode_signature(signature: &Signature, format: SignatureFormat) -> Vec<u8> {
-    match format {
+pub(crate) fn encode_signature(
+    signature: &Signature,
+    format: SignatureFormat,
+) -> Result<Vec<u8>, ValueTooLong> {
+    Ok(match format {
         SignatureFormat::TwoByteLength => {
             let mut out = vec![0x33, 0x00, 0x40];
             out.extend_from_slice(&signature.to_bytes());
@@ -354,10 +261,10 @@ pub(crate) fn encode_signature(signature: &Signature, format: SignatureFormat) -
         SignatureFormat::Der => {
             let der = signature.to_der();
             let mut out = Vec::with_capacity(der.as_bytes().len() + 2);
-            tlv::push(&mut out, 0x33, der.as_bytes());
+            tlv::push(&mut out, 0x33, der.as_bytes())?;
             out
         }
-    }
+    })
 }
 
 /// Raw `r‖s` (64 bytes) or DER; anything else cannot match.
