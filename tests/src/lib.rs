@@ -72,10 +72,31 @@ pub const VPCD_SLOT1: &str = "127.0.0.1:35964";
 /// The PC/SC name of slot 1.
 pub const READER_SLOT1: &str = "Virtual PCD 00 01";
 
-/// Serializes the tests of one binary that use the same vpcd slot.
-pub fn vpcd_slot_lock() -> MutexGuard<'static, ()> {
+/// Held while a test uses vpcd slot 1: see [`vpcd_slot_lock`].
+pub struct VpcdSlotGuard {
+    _across_processes: nix::fcntl::Flock<std::fs::File>,
+    _in_process: MutexGuard<'static, ()>,
+}
+
+/// Serializes the tests that use vpcd slot 1: those of one binary (a mutex) and those of test
+/// binaries running at the same time, e.g. two `cargo test` runs on one machine (an exclusive
+/// `flock` on a file in the temporary directory, released by the kernel if the process dies).
+pub fn vpcd_slot_lock() -> VpcdSlotGuard {
     static SLOT: Mutex<()> = Mutex::new(());
-    SLOT.lock().unwrap_or_else(|p| p.into_inner())
+    let in_process = SLOT.lock().unwrap_or_else(|p| p.into_inner());
+    let path = std::env::temp_dir().join("iotsafe-tests-vpcd-slot1.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let across_processes = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("locking {}: {e}", path.display()));
+    VpcdSlotGuard {
+        _across_processes: across_processes,
+        _in_process: in_process,
+    }
 }
 
 /// A child process killed (and reaped) when dropped.
