@@ -4,10 +4,10 @@
 //! `#class-bytes-and-channels`, `#signature-forms`, `#get-response`). A [`CardOptions`] picks one behaviour for each, so a test can reproduce exactly the card in a
 //! given trace.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::faults::FaultPlan;
+use crate::quirks::named_values;
 pub use crate::quirks::{
     ClaPolicy, DhOutput, InfoFieldOrder, ObjectListLayout, Quirks, SignatureFormat,
     SignaturePrefix, StatusWord, TlvLengths, MAX_LOGICAL_CHANNELS,
@@ -39,18 +39,10 @@ pub enum TransportMode {
     T1,
 }
 
-impl FromStr for TransportMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "t0" | "t=0" => Ok(TransportMode::T0),
-            "t1" | "t=1" => Ok(TransportMode::T1),
-            other => Err(format!(
-                "unknown transport mode {other:?} (expected t0 or t1)"
-            )),
-        }
-    }
-}
+named_values!(TransportMode, "transport mode", [
+    TransportMode::T0 => "t0" | "t=0";
+    TransportMode::T1 => "t1" | "t=1";
+]);
 
 /// The Thales MVP applet AID (`docs/protocol.md#aids`).
 pub const THALES_MVP_AID: [u8; 15] = [
@@ -116,22 +108,14 @@ impl CardProfile {
     }
 }
 
-impl FromStr for CardProfile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "standard" | "default" => Ok(CardProfile::Standard),
-            "ntt" => Ok(CardProfile::Ntt),
-            "zariot" => Ok(CardProfile::Zariot),
-            "thales-mvp" | "thales" => Ok(CardProfile::ThalesMvp),
-            "strict-uicc" | "strict" => Ok(CardProfile::StrictUicc),
-            "no-applet" => Ok(CardProfile::NoApplet),
-            other => Err(format!(
-                "unknown card profile {other:?} (expected standard, ntt, zariot, thales-mvp, strict-uicc or no-applet)"
-            )),
-        }
-    }
-}
+named_values!(CardProfile, "card profile", [
+    CardProfile::Standard => "standard" | "default";
+    CardProfile::Ntt => "ntt";
+    CardProfile::Zariot => "zariot";
+    CardProfile::ThalesMvp => "thales-mvp" | "thales";
+    CardProfile::StrictUicc => "strict-uicc" | "strict";
+    CardProfile::NoApplet => "no-applet";
+]);
 
 /// How long each operation takes; the card sleeps inside `process`, so every front end sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -185,18 +169,10 @@ impl Latency {
     }
 }
 
-impl FromStr for Latency {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" | "0" => Ok(Latency::none()),
-            "sim" | "typical-sim" => Ok(Latency::typical_sim()),
-            other => Err(format!(
-                "unknown latency preset {other:?} (expected none or sim)"
-            )),
-        }
-    }
-}
+named_values!(Latency, "latency preset", [
+    Latency::none() => "none" | "0";
+    Latency::typical_sim() => "sim" | "typical-sim";
+]);
 
 /// The operation an APDU performed, which decides the latency added on top of [`Latency::apdu`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,47 @@ use std::str::FromStr;
 
 use crate::profile::STANDARD_AID;
 
+/// Parses `text` (any case) as one of `choices`: each value with the words that name it, the first
+/// word being the one an error lists.
+pub(crate) fn parse_named<T: Copy>(
+    text: &str,
+    what: &str,
+    choices: &[(&[&str], T)],
+) -> Result<T, String> {
+    let wanted = text.to_ascii_lowercase();
+    if let Some((_, value)) = choices
+        .iter()
+        .find(|(words, _)| words.contains(&wanted.as_str()))
+    {
+        return Ok(*value);
+    }
+    let mut expected: Vec<&str> = choices
+        .iter()
+        .filter_map(|(words, _)| words.first().copied())
+        .collect();
+    let last = expected.pop().unwrap_or_default();
+    let listed = if expected.is_empty() {
+        last.to_string()
+    } else {
+        format!("{} or {last}", expected.join(", "))
+    };
+    Err(format!("unknown {what} {wanted:?} (expected {listed})"))
+}
+
+/// `FromStr` for a type whose values each have a few names (the words of `iotsafe-vcard serve`
+/// flags): `named_values!(Type, "what it is", [Value => "name" | "other name"; …]);`.
+macro_rules! named_values {
+    ($type:ty, $what:literal, [$($value:expr => $($word:literal)|+);+ $(;)?]) => {
+        impl std::str::FromStr for $type {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $crate::quirks::parse_named(s, $what, &[$((&[$($word),+], $value)),+])
+            }
+        }
+    };
+}
+pub(crate) use named_values;
+
 /// How the card encodes the signature it returns from COMPUTE SIGNATURE (`docs/protocol.md#signature-forms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignatureFormat {
@@ -21,20 +62,12 @@ pub enum SignatureFormat {
     Bare,
 }
 
-impl FromStr for SignatureFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "33-00-40" | "330040" | "two-byte" => Ok(SignatureFormat::TwoByteLength),
-            "33-40" | "3340" | "one-byte" => Ok(SignatureFormat::OneByteLength),
-            "der" => Ok(SignatureFormat::Der),
-            "bare" | "raw" => Ok(SignatureFormat::Bare),
-            other => Err(format!(
-                "unknown signature format {other:?} (expected 33-00-40, 33-40, der or bare)"
-            )),
-        }
-    }
-}
+named_values!(SignatureFormat, "signature format", [
+    SignatureFormat::TwoByteLength => "33-00-40" | "330040" | "two-byte";
+    SignatureFormat::OneByteLength => "33-40" | "3340" | "one-byte";
+    SignatureFormat::Der => "der";
+    SignatureFormat::Bare => "bare" | "raw";
+]);
 
 /// Which class bytes the card accepts for IoT SAFE commands (`docs/protocol.md#class-bytes-and-channels`).
 ///
@@ -51,19 +84,11 @@ pub enum ClaPolicy {
     ProprietaryOnly,
 }
 
-impl FromStr for ClaPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "lenient" | "any" => Ok(ClaPolicy::Lenient),
-            "0x" | "interindustry" => Ok(ClaPolicy::InterindustryOnly),
-            "8x" | "proprietary" => Ok(ClaPolicy::ProprietaryOnly),
-            other => Err(format!(
-                "unknown class policy {other:?} (expected lenient, 0x or 8x)"
-            )),
-        }
-    }
-}
+named_values!(ClaPolicy, "class policy", [
+    ClaPolicy::Lenient => "lenient" | "any";
+    ClaPolicy::InterindustryOnly => "0x" | "interindustry";
+    ClaPolicy::ProprietaryOnly => "8x" | "proprietary";
+]);
 
 /// A status word written as four hex digits (`6985`), for options that name one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,18 +172,10 @@ pub enum ObjectListLayout {
     Grouped,
 }
 
-impl FromStr for ObjectListLayout {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "per-object" | "one-per-object" => Ok(ObjectListLayout::PerObject),
-            "grouped" => Ok(ObjectListLayout::Grouped),
-            other => Err(format!(
-                "unknown object list layout {other:?} (expected per-object or grouped)"
-            )),
-        }
-    }
-}
+named_values!(ObjectListLayout, "object list layout", [
+    ObjectListLayout::PerObject => "per-object" | "one-per-object";
+    ObjectListLayout::Grouped => "grouped";
+]);
 
 /// The order of the fields inside an information structure (object list and GET DATA `C1`..`C4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -173,19 +190,11 @@ pub enum InfoFieldOrder {
     AttributesFirst,
 }
 
-impl FromStr for InfoFieldOrder {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "label-first" | "label-id" => Ok(InfoFieldOrder::LabelFirst),
-            "id-first" | "id-label" => Ok(InfoFieldOrder::IdFirst),
-            "attributes-first" => Ok(InfoFieldOrder::AttributesFirst),
-            other => Err(format!(
-                "unknown field order {other:?} (expected label-first, id-first or attributes-first)"
-            )),
-        }
-    }
-}
+named_values!(InfoFieldOrder, "field order", [
+    InfoFieldOrder::LabelFirst => "label-first" | "label-id";
+    InfoFieldOrder::IdFirst => "id-first" | "id-label";
+    InfoFieldOrder::AttributesFirst => "attributes-first";
+]);
 
 /// What COMPUTE DH returns (`docs/protocol.md#compute-dh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,18 +206,10 @@ pub enum DhOutput {
     Sha1,
 }
 
-impl FromStr for DhOutput {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "x" | "raw" | "raw-x" => Ok(DhOutput::RawX),
-            "sha1" | "sha-1" => Ok(DhOutput::Sha1),
-            other => Err(format!(
-                "unknown DH output {other:?} (expected raw or sha1)"
-            )),
-        }
-    }
-}
+named_values!(DhOutput, "DH output", [
+    DhOutput::RawX => "raw" | "x" | "raw-x";
+    DhOutput::Sha1 => "sha1" | "sha-1";
+]);
 
 /// How the card writes TLV lengths of 128 bytes and more in its answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -221,18 +222,10 @@ pub enum TlvLengths {
     OneByte,
 }
 
-impl FromStr for TlvLengths {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "ber" => Ok(TlvLengths::Ber),
-            "one-byte" | "plain" => Ok(TlvLengths::OneByte),
-            other => Err(format!(
-                "unknown TLV length style {other:?} (expected ber or one-byte)"
-            )),
-        }
-    }
-}
+named_values!(TlvLengths, "TLV length style", [
+    TlvLengths::Ber => "ber";
+    TlvLengths::OneByte => "one-byte" | "plain";
+]);
 
 /// The most logical channels besides the basic one (ISO 7816-4 / ETSI TS 102 221: 19).
 pub const MAX_LOGICAL_CHANNELS: u8 = 19;
