@@ -11,6 +11,10 @@ use crate::store::ObjectStore;
 use crate::sw;
 
 /// Instruction bytes (`docs/protocol.md#commands`).
+///
+/// `iotsafe-core` has the same table for its command builders; the card keeps its own on purpose
+/// (the project rule that the card never reuses the client's builders or parsers), so that a wrong
+/// byte on one side shows up as a failing exchange instead of agreeing with itself.
 pub(crate) mod ins {
     pub const PUT_PUBLIC_KEY_INIT: u8 = 0x24;
     pub const COMPUTE_SIGNATURE_INIT: u8 = 0x2A;
@@ -145,41 +149,11 @@ impl Applet {
             ClaPolicy::InterindustryOnly => !proprietary,
             ClaPolicy::ProprietaryOnly => proprietary,
         };
-        match cmd.ins {
-            ins::GET_DATA
-            | ins::READ_FILE
-            | ins::GET_RANDOM
-            | ins::GENERATE_KEY_PAIR
-            | ins::READ_PUBLIC_KEY
-            | ins::PUT_PUBLIC_KEY_INIT
-            | ins::PUT_PUBLIC_KEY_UPDATE
-            | ins::COMPUTE_SIGNATURE_INIT
-            | ins::COMPUTE_SIGNATURE_UPDATE
-            | ins::VERIFY_SIGNATURE_INIT
-            | ins::VERIFY_SIGNATURE_UPDATE
-            | ins::COMPUTE_DH
-            | ins::COMPUTE_PRF
-            | ins::COMPUTE_HKDF
-                if !class_ok =>
-            {
-                Err(sw::CLA_NOT_SUPPORTED)
-            }
-            ins::GET_DATA => data::get_data(self, cmd, number),
-            ins::READ_FILE => data::read_file(self, cmd),
-            ins::GET_RANDOM => data::get_random(cmd),
-            ins::GENERATE_KEY_PAIR => keys::generate_key_pair(self, cmd),
-            ins::READ_PUBLIC_KEY => keys::read_public_key(self, cmd),
-            ins::PUT_PUBLIC_KEY_INIT => keys::put_public_key_init(self, cmd, number),
-            ins::PUT_PUBLIC_KEY_UPDATE => keys::put_public_key_update(self, cmd, number),
-            ins::COMPUTE_SIGNATURE_INIT => signature::sign_init(self, cmd, number),
-            ins::COMPUTE_SIGNATURE_UPDATE => signature::sign_update(self, cmd, number),
-            ins::VERIFY_SIGNATURE_INIT => signature::verify_init(self, cmd, number),
-            ins::VERIFY_SIGNATURE_UPDATE => signature::verify_update(self, cmd, number),
-            ins::COMPUTE_DH => derive::compute_dh(self, cmd),
-            ins::COMPUTE_PRF => derive::compute_prf(self, cmd),
-            ins::COMPUTE_HKDF => derive::compute_hkdf(self, cmd),
-            _ => Err(sw::INS_NOT_SUPPORTED),
+        let command = command_for(cmd.ins).ok_or(sw::INS_NOT_SUPPORTED)?;
+        if !class_ok {
+            return Err(sw::CLA_NOT_SUPPORTED);
         }
+        command(self, cmd, number)
     }
 
     /// T=1: data with the status word. T=0: a command that carried data answers `61xx` and keeps
@@ -245,6 +219,32 @@ impl Applet {
             op: None,
         }
     }
+}
+
+/// An IoT SAFE command of the applet: the applet, the command, and the channel it came on.
+type AppletCommand = fn(&mut Applet, &Command<'_>, usize) -> CommandResult;
+
+/// The applet's own commands by instruction byte (the ISO ones, SELECT, MANAGE CHANNEL and GET
+/// RESPONSE, are routed before): one list, so the class check and the routing cannot disagree.
+fn command_for(instruction: u8) -> Option<AppletCommand> {
+    let command: AppletCommand = match instruction {
+        ins::GET_DATA => data::get_data,
+        ins::READ_FILE => |applet, cmd, _| data::read_file(applet, cmd),
+        ins::GET_RANDOM => |_, cmd, _| data::get_random(cmd),
+        ins::GENERATE_KEY_PAIR => |applet, cmd, _| keys::generate_key_pair(applet, cmd),
+        ins::READ_PUBLIC_KEY => |applet, cmd, _| keys::read_public_key(applet, cmd),
+        ins::PUT_PUBLIC_KEY_INIT => keys::put_public_key_init,
+        ins::PUT_PUBLIC_KEY_UPDATE => keys::put_public_key_update,
+        ins::COMPUTE_SIGNATURE_INIT => signature::sign_init,
+        ins::COMPUTE_SIGNATURE_UPDATE => signature::sign_update,
+        ins::VERIFY_SIGNATURE_INIT => signature::verify_init,
+        ins::VERIFY_SIGNATURE_UPDATE => signature::verify_update,
+        ins::COMPUTE_DH => |applet, cmd, _| derive::compute_dh(applet, cmd),
+        ins::COMPUTE_PRF => |applet, cmd, _| derive::compute_prf(applet, cmd),
+        ins::COMPUTE_HKDF => |applet, cmd, _| derive::compute_hkdf(applet, cmd),
+        _ => return None,
+    };
+    Some(command)
 }
 
 /// The response on its way out.
