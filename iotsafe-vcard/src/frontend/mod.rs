@@ -103,6 +103,16 @@ pub(crate) fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) -> boo
     }
 }
 
+/// Whether a failed read only means "nothing yet": it timed out (`WouldBlock`, `TimedOut`, the
+/// way a front end's read wakes up to look at its stop flag) or a signal interrupted it. Any other
+/// error ends the front end.
+pub(crate) fn read_wakes_up(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// Refuses a non-loopback address unless `allow_remote`: a virtual card holds a private key, and
 /// anyone who reaches its front end can sign with it.
 pub fn ensure_loopback(addr: SocketAddr, allow_remote: bool) -> io::Result<()> {

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-use super::{exchange, lock, sleep_unless_stopped, Exchange, FrontendHandle, SharedCard};
+use super::{
+    exchange, lock, read_wakes_up, sleep_unless_stopped, Exchange, FrontendHandle, SharedCard,
+};
 
 /// The address of the vpcd driver's first slot (`Virtual PCD 00 00`) on Debian.
 pub const DEFAULT_VPCD_ADDR: &str = "127.0.0.1:35963";
@@ -308,13 +310,7 @@ impl FrameReader {
                 Ok(n) => self
                     .buf
                     .extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(err) if read_wakes_up(&err) => {}
                 Err(err) => return Err(err),
             }
         }

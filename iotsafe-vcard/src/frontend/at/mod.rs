@@ -49,7 +49,7 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{exchange, lock, Exchange, FrontendHandle, SharedCard};
+use super::{exchange, lock, read_wakes_up, Exchange, FrontendHandle, SharedCard};
 
 /// An AT modem (pty or TCP) running on its own thread; `stop()` ends it.
 pub type AtHandle = FrontendHandle;
@@ -234,13 +234,7 @@ impl AtModem {
             match port.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.feed(buf.get(..n).unwrap_or_default(), port, stop)?,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(err) if read_wakes_up(&err) => {}
                 Err(err) => return Err(err),
             }
         }
