@@ -1,4 +1,5 @@
-//! Building AT command lines for APDUs, and the redacted forms used in logs and errors.
+//! Building AT command lines for APDUs, and the redacted forms used in logs and errors;
+//! `AtCommand` keeps the two together for the transport.
 //!
 //! 27.007 counts the `<length>` of `AT+CSIM` and `AT+CGLA` in **hex characters** (twice the byte
 //! count): `AT+CSIM=24,"01A4040007A0000005590010"` carries a 12-byte APDU.
@@ -90,6 +91,77 @@ pub fn cchc_command(session: u32) -> String {
     format!("AT+CCHC={session}")
 }
 
+/// One AT command: the line to send and the text logs and errors show for it.
+///
+/// A card command's line carries an APDU, which may be a secret (HKDF input keying material, a
+/// PRF secret): it is built in one block of its final size, wiped when dropped, and shown with the
+/// payload redacted past the header. A plain command (`AT+CGMM`, `AT+CCHO="<AID>"`) carries
+/// nothing secret and is shown as it is.
+pub(crate) struct AtCommand {
+    line: Zeroizing<String>,
+    /// What logs and errors show; `None` when that is the line itself.
+    shown: Option<String>,
+}
+
+impl AtCommand {
+    /// A command with nothing secret in it, shown as it is.
+    pub(crate) fn plain(line: impl Into<String>) -> AtCommand {
+        AtCommand {
+            line: Zeroizing::new(line.into()),
+            shown: None,
+        }
+    }
+
+    /// `AT+CSIM` carrying `apdu`, shown as [`csim_display`].
+    pub(crate) fn csim(apdu: &[u8], width3: bool) -> AtCommand {
+        AtCommand {
+            line: csim_command(apdu, width3),
+            shown: Some(csim_display(apdu, width3)),
+        }
+    }
+
+    /// `AT+CGLA` carrying `apdu` on `session`, shown as [`cgla_display`].
+    pub(crate) fn cgla(session: u32, apdu: &[u8]) -> AtCommand {
+        AtCommand {
+            line: cgla_command(session, apdu),
+            shown: Some(cgla_display(session, apdu)),
+        }
+    }
+
+    /// `AT+CCHO="<AID>"` (AIDs are public).
+    pub(crate) fn ccho(aid: &[u8]) -> AtCommand {
+        AtCommand::plain(ccho_command(aid))
+    }
+
+    /// `AT+CCHC=<sid>`.
+    pub(crate) fn cchc(session: u32) -> AtCommand {
+        AtCommand::plain(cchc_command(session))
+    }
+
+    /// The same line, shown as `shown` (the `AT` of a resync reads `AT (resync)` in errors).
+    pub(crate) fn shown_as(mut self, shown: impl Into<String>) -> AtCommand {
+        self.shown = Some(shown.into());
+        self
+    }
+
+    /// The line to send, without the terminator.
+    pub(crate) fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// The line as logs and errors show it.
+    pub(crate) fn shown(&self) -> &str {
+        self.shown.as_deref().unwrap_or(&self.line)
+    }
+}
+
+impl std::fmt::Debug for AtCommand {
+    /// The shown form only: a derived `Debug` would print the APDU's hex.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AtCommand").field(&self.shown()).finish()
+    }
+}
+
 /// Per-command deadlines: short for ordinary commands, long for the ones that compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
@@ -170,6 +242,30 @@ mod tests {
         ] {
             assert_eq!(line.capacity(), line.len(), "{}", &line[..20]);
         }
+    }
+
+    #[test]
+    fn card_commands_are_shown_redacted_and_plain_ones_as_they_are() {
+        let mut sign_update = vec![0x00, 0x2B, 0x80, 0x01, 0x22, 0x9E, 0x20];
+        sign_update.extend([0x5A; 32]);
+        let csim = AtCommand::csim(&sign_update, false);
+        assert!(csim.line().starts_with("AT+CSIM=78,\"002B8001229E205A5A"));
+        assert_eq!(csim.shown(), "AT+CSIM=78,\"002B800122…\"");
+        let cgla = AtCommand::cgla(3, &sign_update);
+        assert!(cgla.line().ends_with("5A5A\""));
+        assert_eq!(cgla.shown(), "AT+CGLA=3,78,\"002B800122…\"");
+        // Debug shows what logs may show, never the payload.
+        for command in [&csim, &cgla] {
+            let debug = format!("{command:?}");
+            assert!(!debug.contains("5A5A"), "{debug}");
+            assert!(debug.contains("002B800122…"), "{debug}");
+        }
+        let ccho = AtCommand::ccho(&[0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10]);
+        assert_eq!(ccho.line(), "AT+CCHO=\"A0000005590010\"");
+        assert_eq!(ccho.shown(), ccho.line());
+        assert_eq!(AtCommand::cchc(2).shown(), "AT+CCHC=2");
+        let resync = AtCommand::plain("AT").shown_as("AT (resync)");
+        assert_eq!((resync.line(), resync.shown()), ("AT", "AT (resync)"));
     }
 
     #[test]

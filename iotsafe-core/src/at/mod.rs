@@ -1,11 +1,19 @@
 //! APDUs through a cellular modem's AT command interface (3GPP TS 27.007): AT+CSIM, or
 //! AT+CCHO / AT+CGLA / AT+CCHC when the modem manages the logical channel.
 //!
-//! - [`parser`]: the pure answer parser (bytes in, answer out; no I/O, fuzzable).
-//! - [`framing`]: command lines, redaction of APDU payloads in logs, per-command deadlines.
+//! One job per module:
+//! - [`parser`]: the pure answer parser (bytes in, answer out; no I/O, fuzzable), with the
+//!   decoding of `+CSIM:`/`+CGLA:` data and session ids, and what of an answer may be logged.
+//! - [`framing`]: command lines, their redacted forms for logs and errors, per-command deadlines.
 //! - [`quirks`]: what known modems do differently, as data.
 //! - [`port`]: the byte streams a modem sits behind (serial port, tty file, TCP).
-//! - [`AtTransport`]: the [`Transport`](crate::transport::Transport) over all of it.
+//! - `line` (private): the only reader and writer of the port. Writes a command and reads its
+//!   answer (one bounded read loop for every read), drains, resynchronises, checks readiness,
+//!   and keeps the one rule for when the line must be resynchronised.
+//! - `refusal` (private): the `+CME ERROR` codes the transport acts on, classified once.
+//! - `channels` (private): the AT+CCHO channel in use and the stale ones still to close.
+//! - [`AtTransport`]: the [`Transport`](crate::transport::Transport): AT+CSIM or AT+CGLA per
+//!   APDU, probes and fallback, what each refusal means, reconnecting; options in [`AtOptions`].
 //!
 //! How an exchange behaves:
 //! - It ends as soon as the final result line (`OK`, `ERROR`, `+CME ERROR`, `+CMS ERROR`) is in;
@@ -22,13 +30,20 @@
 //! - [`AtMode::Auto`] uses AT+CCHO/AT+CGLA when `AT+CCHO=?` says OK and falls back to AT+CSIM
 //!   when the modem refuses AT+CCHO or its first AT+CGLA.
 
+mod channels;
+#[cfg(test)]
+mod fake_port;
 pub mod framing;
+mod line;
 mod modem;
+mod options;
 pub mod parser;
 pub mod port;
 pub mod quirks;
+mod refusal;
 
 pub use framing::Deadlines;
-pub use modem::{AtMode, AtOptions, AtTransport};
+pub use modem::AtTransport;
+pub use options::{AtMode, AtOptions};
 pub use port::{AtPort, TtyFile};
 pub use quirks::{ModemQuirks, KNOWN_MODEMS};

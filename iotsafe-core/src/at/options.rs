@@ -1,0 +1,70 @@
+//! How an [`AtTransport`](super::AtTransport) behaves: which commands carry the APDUs, deadlines,
+//! bounds, quirks.
+
+use std::time::Duration;
+
+use super::framing::Deadlines;
+use super::parser;
+use super::quirks::ModemQuirks;
+
+/// Which AT commands carry the APDUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AtMode {
+    /// Probe at open (`AT+CCHO=?`): use AT+CCHO/AT+CGLA/AT+CCHC when the modem has them, and fall
+    /// back to AT+CSIM for good when it refuses them (including an `ERROR` or `+CME ERROR` to
+    /// `AT+CCHO` itself). Two refusals do not cause the fallback: `+CME ERROR: 22` (no applet
+    /// with that AID: a [`TransportError::Modem`] error, so the session tries its next AID
+    /// through AT+CCHO) and a lost SIM (`+CME ERROR: 10`/`13`, reported as
+    /// [`TransportError::RemovedCard`]).
+    ///
+    /// [`TransportError::Modem`]: crate::TransportError::Modem
+    /// [`TransportError::RemovedCard`]: crate::TransportError::RemovedCard
+    #[default]
+    Auto,
+    /// Only AT+CSIM; the session manages channels with MANAGE CHANNEL and SELECT itself.
+    Csim,
+    /// AT+CCHO/AT+CGLA/AT+CCHC: the modem opens the channel and selects the applet.
+    Cgla,
+}
+
+/// How an [`AtTransport`](super::AtTransport) behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtOptions {
+    /// Command family to use.
+    pub mode: AtMode,
+    /// Per-APDU deadlines (ordinary / slow instructions).
+    pub deadlines: Deadlines,
+    /// Total time the modem gets to answer `ATE0` and `AT` at open.
+    pub ready_timeout: Duration,
+    /// Deadline for plain AT commands (probes, `AT+CCHO`, `AT+CCHC`, resync).
+    pub command_timeout: Duration,
+    /// Modem quirks; `None` asks the modem (`AT+CGMM`) and looks the answer up in
+    /// [`super::quirks::KNOWN_MODEMS`].
+    pub quirks: Option<ModemQuirks>,
+    /// Longest line accepted from the modem, in bytes.
+    pub max_line: usize,
+    /// Most lines accepted in one answer.
+    pub max_lines: usize,
+}
+
+impl Default for AtOptions {
+    fn default() -> Self {
+        AtOptions {
+            mode: AtMode::Auto,
+            deadlines: Deadlines::default(),
+            ready_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            quirks: None,
+            max_line: parser::DEFAULT_MAX_LINE,
+            max_lines: parser::DEFAULT_MAX_LINES,
+        }
+    }
+}
+
+impl AtOptions {
+    /// Deadline for the commands that only check or tidy something (identification, probes, a
+    /// resync's `AT`, closing stale channels): [`AtOptions::command_timeout`], at most 2 s.
+    pub(super) fn check_timeout(&self) -> Duration {
+        self.command_timeout.min(Duration::from_secs(2))
+    }
+}
