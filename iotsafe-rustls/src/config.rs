@@ -16,7 +16,7 @@
 use crate::error::{Error, Result};
 use crate::kx::{CardKxGroup, KxOptions};
 use crate::provider::{CardProvider, EcdheOn};
-use crate::resolver::{CardCertResolver, ChainPolicy};
+use crate::resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
 use crate::rng::{CardEntropyRng, Reseed};
 use crate::signer::CardSigningKey;
 use iotsafe_core::{Card, ObjectRef};
@@ -30,11 +30,9 @@ use std::sync::Arc;
 
 /// Options for [`IotSafeTls`]; every one has a default matching the standard card layout.
 pub struct IotSafeTlsBuilder {
-    card: Arc<Card>,
-    key: ObjectRef,
-    certificate_file: Option<ObjectRef>,
-    ca_file: Option<ObjectRef>,
-    chain: ChainPolicy,
+    /// The key, certificate files and chain, with their defaults, kept where the resolver that
+    /// uses them keeps them.
+    resolver: CardCertResolverBuilder,
     ecdhe: EcdheOn,
     kx_options: KxOptions,
     kx_group: Option<&'static CardKxGroup>,
@@ -46,25 +44,25 @@ pub struct IotSafeTlsBuilder {
 impl IotSafeTlsBuilder {
     /// The device private key (default ID `01`).
     pub fn device_key(mut self, key: ObjectRef) -> Self {
-        self.key = key;
+        self.resolver = self.resolver.key(key);
         self
     }
 
     /// The device certificate file (default: searched; see [`crate::resolver`]).
     pub fn certificate_file(mut self, file: ObjectRef) -> Self {
-        self.certificate_file = Some(file);
+        self.resolver = self.resolver.certificate_file(file);
         self
     }
 
     /// The CA certificate file sent with [`ChainPolicy::WithCardCa`] (default ID `03`).
     pub fn ca_file(mut self, file: ObjectRef) -> Self {
-        self.ca_file = Some(file);
+        self.resolver = self.resolver.ca_file(file);
         self
     }
 
     /// Which certificates are sent (default: the device certificate only).
     pub fn chain(mut self, chain: ChainPolicy) -> Self {
-        self.chain = chain;
+        self.resolver = self.resolver.chain(chain);
         self
     }
 
@@ -115,20 +113,22 @@ impl IotSafeTlsBuilder {
     /// [`CardKxGroup::for_card`]: building again on the same card reuses it) and, if asked, the
     /// entropy seed.
     pub fn build(self) -> Result<IotSafeTls> {
+        let card = Arc::clone(self.resolver.card());
         let (mut provider, kx) = match self.ecdhe {
             EcdheOn::Card => {
                 let kx = match self.kx_group {
                     Some(kx) => kx,
                     None => {
-                        crate::kx::check_slots(&self.card, &self.kx_options)?;
-                        CardKxGroup::for_card(&self.card, self.kx_options.clone())
+                        crate::kx::check_slots(&card, &self.kx_options)?;
+                        CardKxGroup::for_card(&card, self.kx_options.clone())
                     }
                 };
                 (CardProvider::card_ecdhe(kx), Some(kx))
             }
             EcdheOn::Host => (CardProvider::host_ecdhe(), None),
         };
-        let mut signing_key = CardSigningKey::new(Arc::clone(&self.card), self.key.clone())?;
+        let mut signing_key =
+            CardSigningKey::new(Arc::clone(&card), self.resolver.key_ref().clone())?;
         if let Some(kx) = kx.filter(|kx| kx.options().pregenerate) {
             // The first key now, the next ones after each signature: never between DH and
             // signature. The hook holds the `'static` group, which holds only a `Weak<Card>`.
@@ -136,20 +136,11 @@ impl IotSafeTlsBuilder {
             signing_key =
                 signing_key.with_after_sign(Arc::new(move || kx.pregenerate_in_background()));
         }
-        let mut resolver = CardCertResolver::builder(Arc::clone(&self.card))
-            .signing_key(signing_key)
-            .chain(self.chain);
-        if let Some(f) = self.certificate_file {
-            resolver = resolver.certificate_file(f);
-        }
-        if let Some(f) = self.ca_file {
-            resolver = resolver.ca_file(f);
-        }
-        let resolver = Arc::new(resolver.build()?);
+        let resolver = Arc::new(self.resolver.signing_key(signing_key).build()?);
 
         if let Some(reseed) = self.entropy {
             let software = crate::provider::software_provider().secure_random;
-            let rng = CardEntropyRng::for_card(Arc::clone(&self.card), software, reseed)?;
+            let rng = CardEntropyRng::for_card(card, software, reseed)?;
             provider = provider.secure_random(rng);
         }
 
@@ -178,7 +169,7 @@ fn protocol_versions(tls12: bool) -> Vec<&'static SupportedProtocolVersion> {
 impl fmt::Debug for IotSafeTlsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IotSafeTlsBuilder")
-            .field("key", &self.key)
+            .field("key", self.resolver.key_ref())
             .field("ecdhe", &self.ecdhe)
             .field("resumption", &self.resumption)
             .finish_non_exhaustive()
@@ -200,11 +191,7 @@ impl IotSafeTls {
     /// (slots `04`/`05`, concurrent handshakes queued for the slot, no pre-generation), TLS 1.3 only, resumption on, no card entropy.
     pub fn builder(card: Arc<Card>) -> IotSafeTlsBuilder {
         IotSafeTlsBuilder {
-            card,
-            key: ObjectRef::id([0x01]),
-            certificate_file: None,
-            ca_file: None,
-            chain: ChainPolicy::EndEntityOnly,
+            resolver: CardCertResolver::builder(card),
             ecdhe: EcdheOn::Card,
             kx_options: KxOptions::default(),
             kx_group: None,

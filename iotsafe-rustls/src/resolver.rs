@@ -80,6 +80,16 @@ impl CardCertResolverBuilder {
         self
     }
 
+    /// The card the resolver reads.
+    pub(crate) fn card(&self) -> &Arc<Card> {
+        &self.card
+    }
+
+    /// The private key, as set by [`Self::key`] (a [`Self::signing_key`] overrides it).
+    pub(crate) fn key_ref(&self) -> &ObjectRef {
+        &self.key
+    }
+
     /// Reads the key and the certificate(s) from the card and checks that they belong together.
     pub fn build(self) -> Result<CardCertResolver> {
         let signing_key = match self.signing_key {
