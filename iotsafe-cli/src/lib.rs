@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod exit;
 pub mod format;
 pub mod keys;
 pub mod progress;

@@ -7,37 +7,20 @@ mod commands;
 mod context;
 mod output;
 
-use clap::Parser;
+use iotsafe_cli::exit::{exit_status, parse_args};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli: cli::Cli = match parse_args() {
         Ok(cli) => cli,
-        Err(e) => {
-            // Help and version go to stdout with status 0; usage errors are one message, status 2.
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(status) => return status,
     };
     let context = context::Context::new(cli.card.clone(), cli.trace);
     let result = commands::run(&context, &cli.command);
     context.close();
-    match result {
-        Ok(out) => {
-            out.print(cli.json);
-            if out.success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("iotsafe: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let result = result.map(|out| {
+        out.print(cli.json);
+        out.success
+    });
+    exit_status("iotsafe", result)
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use iotsafe_cli::exit::{exit_status, parse_args};
 use iotsafe_cli::{CardSelection, CliError};
 use iotsafe_examples::{run_mqtt_client, Backoff, BrokerTarget, ClientOptions, EmbeddedBroker};
 use std::path::PathBuf;
@@ -62,25 +63,11 @@ fn default_state() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+    let args: Args = match parse_args() {
+        Ok(args) => args,
+        Err(status) => return status,
     };
-    match run(args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("mqtt-demo: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_status("mqtt-demo", run(args))
 }
 
 fn run(args: Args) -> Result<bool, CliError> {
