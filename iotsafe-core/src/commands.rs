@@ -247,18 +247,42 @@ pub fn put_public_key_close(cla: u8, session: u8) -> Command {
     Command::new(cla, ins::PUT_PUBLIC_KEY_INIT, 0x01, session).with_le(Le::P3Zero)
 }
 
-#[allow(clippy::too_many_arguments)] // mirrors the command's fields one to one
-fn crypto_init(
-    cla: u8,
+/// What tells COMPUTE SIGNATURE Init from VERIFY SIGNATURE Init; the rest of the two is the same.
+struct CryptoInit {
+    /// `2A` or `2C`.
     ins: u8,
-    session: u8,
+    /// The kind of key the command names (`84`/`74` private, `85`/`75` public).
     key_kind: ObjectKind,
+    /// The command errors name.
+    command: CommandKind,
+}
+
+const SIGN_INIT: CryptoInit = CryptoInit {
+    ins: ins::COMPUTE_SIGNATURE_INIT,
+    key_kind: ObjectKind::PrivateKey,
+    command: CommandKind::ComputeSignature,
+};
+
+const VERIFY_INIT: CryptoInit = CryptoInit {
+    ins: ins::VERIFY_SIGNATURE_INIT,
+    key_kind: ObjectKind::PublicKey,
+    command: CommandKind::VerifySignature,
+};
+
+fn crypto_init(
+    init: &CryptoInit,
+    cla: u8,
+    session: u8,
     key: &ObjectRef,
     mode: SignMode,
     hash: HashAlgorithm,
     alg: SignatureAlgorithm,
-    command: CommandKind,
 ) -> Result<Command, Error> {
+    let CryptoInit {
+        ins,
+        key_kind,
+        command,
+    } = *init;
     let mut data = Vec::new();
     key.write_tlv(key_kind, &mut data, command)?;
     tlv::push(&mut data, 0xA1, &[mode.byte()]);
@@ -276,17 +300,7 @@ pub fn sign_init(
     hash: HashAlgorithm,
     alg: SignatureAlgorithm,
 ) -> Result<Command, Error> {
-    crypto_init(
-        cla,
-        ins::COMPUTE_SIGNATURE_INIT,
-        session,
-        ObjectKind::PrivateKey,
-        key,
-        mode,
-        hash,
-        alg,
-        CommandKind::ComputeSignature,
-    )
+    crypto_init(&SIGN_INIT, cla, session, key, mode, hash, alg)
 }
 
 /// COMPUTE SIGNATURE Update with the final hash (mode 03): `CLA 2B 80 <sess> Lc 9E L <hash> [Le]`.
@@ -365,17 +379,7 @@ pub fn verify_init(
     hash: HashAlgorithm,
     alg: SignatureAlgorithm,
 ) -> Result<Command, Error> {
-    crypto_init(
-        cla,
-        ins::VERIFY_SIGNATURE_INIT,
-        session,
-        ObjectKind::PublicKey,
-        key,
-        mode,
-        hash,
-        alg,
-        CommandKind::VerifySignature,
-    )
+    crypto_init(&VERIFY_INIT, cla, session, key, mode, hash, alg)
 }
 
 /// VERIFY SIGNATURE Update with the hash and the signature:
