@@ -1,0 +1,271 @@
+//! What the module's integration tests share: where the built module is, running OpenSC's
+//! `pkcs11-tool` and `openssl` against it, and the whole `pkcs11-tool` workout over one card.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The module cargo built for these tests: `libiotsafe_pkcs11.so` in the `deps/` folder the
+/// test binary runs from (`cargo test` builds it there, with the features of this run, and does
+/// not copy it up to `target/<profile>/` as `cargo build` does).
+pub fn module_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let module = exe
+        .parent()
+        .expect("target/<profile>/deps/<test>")
+        .join("libiotsafe_pkcs11.so");
+    assert!(module.is_file(), "{} was not built", module.display());
+    module
+}
+
+/// Environment variables that choose the card; every child gets only the ones a test sets.
+pub const CARD_VARIABLES: [&str; 7] = [
+    "IOTSAFE_READER",
+    "IOTSAFE_MODEM",
+    "IOTSAFE_VCARD",
+    "IOTSAFE_AID",
+    "IOTSAFE_TOKEN_LABEL",
+    "IOTSAFE_PKCS11_CONF",
+    "IOTSAFE_PKCS11_DEBUG",
+];
+
+/// A program run: its output, and the command line for messages.
+pub struct Run {
+    /// What it printed and how it ended.
+    pub output: Output,
+    /// The command line.
+    pub line: String,
+}
+
+impl Run {
+    /// Standard output as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    /// Standard error as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// Panics with everything the program said unless it succeeded; returns its stdout.
+    pub fn ok(&self) -> String {
+        assert!(
+            self.output.status.success(),
+            "{} failed ({}):\nstdout: {}\nstderr: {}",
+            self.line,
+            self.output.status,
+            self.stdout(),
+            String::from_utf8_lossy(&self.output.stderr)
+        );
+        self.stdout()
+    }
+}
+
+/// Runs `program` with `args` in `dir`, with `env` as the only card variables.
+pub fn run(program: &str, args: &[&str], dir: &Path, env: &[(&str, String)]) -> Run {
+    let mut command = Command::new(program);
+    command.args(args).current_dir(dir);
+    for var in CARD_VARIABLES {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    // The module's diagnostics land in the failure message of a test that fails.
+    command.env("IOTSAFE_PKCS11_DEBUG", "1");
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    Run {
+        output,
+        line: format!("{program} {}", args.join(" ")),
+    }
+}
+
+/// Runs `pkcs11-tool --module <the module>` with `args`.
+pub fn tool(args: &[&str], dir: &Path, env: &[(&str, String)]) -> Run {
+    let module = module_path();
+    let mut full = vec!["--module", module.to_str().expect("a UTF-8 path")];
+    full.extend_from_slice(args);
+    run("pkcs11-tool", &full, dir, env)
+}
+
+/// The `pkcs11-tool` workout of the module over one card (chosen by `env`): list slots and
+/// objects, read the certificate, sign (verified by `openssl dgst`), random bytes, generate the
+/// ephemeral key pair and derive a secret with it against a software peer (compared with the
+/// peer's own ECDH).
+pub fn workout(dir: &Path, env: &[(&str, String)], device_cert: &[u8]) {
+    let slots = tool(&["--list-slots"], dir, env).ok();
+    assert!(
+        slots.contains("token label        : IoT SAFE device-0001"),
+        "{slots}"
+    );
+    assert!(slots.contains("token initialized"), "{slots}");
+    assert!(!slots.contains("login required"), "{slots}");
+
+    let objects = tool(&["--list-objects"], dir, env).ok();
+    for needle in [
+        "Private Key Object; EC",
+        "label:      device",
+        "Usage:      sign",
+        "Certificate Object; type = X.509 cert",
+        "label:      device-cert",
+        "subject:    DN: CN=device-0001",
+        "label:      ecdhe",
+    ] {
+        assert!(objects.contains(needle), "no {needle:?} in:\n{objects}");
+    }
+
+    // The certificate shares the device key's ID, so that engines pair them.
+    tool(
+        &[
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            "01",
+            "-o",
+            "dev.der",
+        ],
+        dir,
+        env,
+    )
+    .ok();
+    let read = std::fs::read(dir.join("dev.der")).expect("the certificate read");
+    assert_eq!(read, device_cert, "the certificate as provisioned");
+    run(
+        "openssl",
+        &[
+            "x509", "-inform", "der", "-in", "dev.der", "-pubkey", "-noout", "-out", "dev.pub",
+        ],
+        dir,
+        &[],
+    )
+    .ok();
+
+    std::fs::write(dir.join("msg.txt"), b"signed by the SIM through PKCS#11\n").unwrap();
+    for (id_or_label, sig) in [
+        (["--id", "01"], "sig1.der"),
+        (["--label", "device"], "sig2.der"),
+    ] {
+        tool(
+            &[
+                "--sign",
+                "-m",
+                "ECDSA-SHA256",
+                id_or_label[0],
+                id_or_label[1],
+                "-i",
+                "msg.txt",
+                "-o",
+                sig,
+                "--signature-format",
+                "openssl",
+            ],
+            dir,
+            env,
+        )
+        .ok();
+        let verified = run(
+            "openssl",
+            &[
+                "dgst",
+                "-sha256",
+                "-verify",
+                "dev.pub",
+                "-signature",
+                sig,
+                "msg.txt",
+            ],
+            dir,
+            &[],
+        )
+        .ok();
+        assert!(verified.contains("Verified OK"), "{verified}");
+    }
+
+    let random = |n: &str| tool(&["--generate-random", n], dir, env).output.stdout;
+    let (a, b) = (random("48"), random("48"));
+    assert_eq!((a.len(), b.len()), (48, 48));
+    assert_ne!(a, b, "two draws of 48 random bytes");
+
+    derive_workout(dir, env);
+}
+
+/// `--keypairgen` into the ephemeral slot, then `--derive` against a software peer, with the peer's
+/// point passed raw and as DER; both secrets equal the peer's own ECDH.
+fn derive_workout(dir: &Path, env: &[(&str, String)]) {
+    let generated = tool(
+        &[
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--id",
+            "04",
+            "--usage-derive",
+        ],
+        dir,
+        env,
+    )
+    .ok();
+    assert!(generated.contains("Key pair generated"), "{generated}");
+    tool(
+        &[
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--id",
+            "04",
+            "-o",
+            "eph.der",
+        ],
+        dir,
+        env,
+    )
+    .ok();
+    let ephemeral =
+        p256::PublicKey::from_public_key_der(&std::fs::read(dir.join("eph.der")).unwrap())
+            .expect("the generated public key as SubjectPublicKeyInfo");
+    let point = ephemeral.to_encoded_point(false);
+    assert!(
+        generated.contains(&hex(point.as_bytes())),
+        "the generated key shown is the one read back: {generated}"
+    );
+
+    let peer = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let peer_der = peer.public_key().to_public_key_der().unwrap();
+    std::fs::write(dir.join("peer.der"), peer_der.as_bytes()).unwrap();
+    let expected = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ephemeral.as_affine());
+    for (extra, out) in [
+        (None, "secret.bin"),
+        (Some("--derive-pass-der"), "secret-der.bin"),
+    ] {
+        let mut args = vec![
+            "--derive",
+            "-m",
+            "ECDH1-DERIVE",
+            "--id",
+            "04",
+            "-i",
+            "peer.der",
+            "-o",
+            out,
+        ];
+        args.extend(extra);
+        tool(&args, dir, env).ok();
+        let secret = std::fs::read(dir.join(out)).unwrap();
+        assert_eq!(
+            secret.as_slice(),
+            &expected.raw_secret_bytes()[..],
+            "the card's ECDH equals the peer's ({out})"
+        );
+    }
+}
+
+/// Lower-case hex, as `pkcs11-tool` prints points.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
