@@ -402,11 +402,7 @@ impl ObjectStore {
     pub fn generate_key_pair(&mut self, r: ObjectRef<'_>) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let index = self.private_key_index(r)?;
         let secret = p256::SecretKey::random(&mut OsRng);
-        let point = secret
-            .public_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec();
+        let point = uncompressed_point(&secret);
         let key = self.private_keys.get_mut(index)?;
         key.scalar = Some(SecretBytes::new(secret.to_bytes().to_vec()));
         let private_id = key.id.clone();
@@ -428,13 +424,7 @@ impl ObjectStore {
     pub fn public_point_of_private(&self, r: ObjectRef<'_>) -> Option<Vec<u8>> {
         let key = r.find_in(&self.private_keys)?;
         let secret = p256::SecretKey::from_slice(key.scalar.as_ref()?.expose()).ok()?;
-        Some(
-            secret
-                .public_key()
-                .to_encoded_point(false)
-                .as_bytes()
-                .to_vec(),
-        )
+        Some(uncompressed_point(&secret))
     }
 
     /// Replaces the contents of the file `r` names. Returns false if there is no such file.
@@ -461,6 +451,15 @@ impl ObjectStore {
             }
         }
     }
+}
+
+/// The public point of `secret` as IoT.05 carries it: `04‖X‖Y`.
+fn uncompressed_point(secret: &p256::SecretKey) -> Vec<u8> {
+    secret
+        .public_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec()
 }
 
 mod hex_bytes {
