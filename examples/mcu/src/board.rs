@@ -1,0 +1,69 @@
+//! The board: an Arm MPS2 with the AN386 FPGA image (Cortex-M4 with FPU, 25 MHz), as QEMU's
+//! `mps2-an386` machine emulates it. Brings up the heap, the millisecond clock and the modem UART,
+//! and talks to the host through semihosting: output lines, the exit status, and panics.
+//!
+//! Memory map (see `memory.x`): code in ZBT SSRAM1 at `0x0000_0000` (4 MiB), data, heap and stack
+//! in ZBT SSRAM2&3 at `0x2000_0000` (4 MiB); the peripherals this firmware drives are in
+//! `mmio.rs` (UART0 at `0x4000_4000`, the dual timer at `0x4000_2000`); SysTick is in the core's
+//! System Control Space.
+
+use core::fmt;
+
+use cortex_m_semihosting::{debug, hprintln};
+
+use crate::mmio::{Block, Registers};
+use crate::uart::CmsdkUart;
+use crate::{clock, heap};
+
+/// The QEMU machine this firmware is built for.
+pub const MACHINE: &str = "mps2-an386";
+/// The core and APB peripheral clock (`SYSCLK` in QEMU's MPS2 model).
+pub const SYSCLK_HZ: u32 = 25_000_000;
+/// The modem UART.
+pub const MODEM_UART: Block = Block::Uart0;
+/// The modem UART's baud rate (QEMU ignores it; real hardware would not).
+pub const MODEM_BAUD: u32 = 115_200;
+
+/// What the board hands the application.
+pub struct Board {
+    /// The UART wired to the cellular modem.
+    pub modem: CmsdkUart,
+}
+
+/// Brings the board up: heap first (nothing may allocate before), then the clock, then the
+/// modem UART. Call once; a second call panics (the peripherals are taken).
+pub fn init() -> Board {
+    heap::init();
+    let core = cortex_m::Peripherals::take().expect("the core peripherals, taken once");
+    let timer = Registers::take(Block::DualTimer).expect("the dual timer, taken once");
+    clock::start(timer, SYSCLK_HZ, core.SYST, SYSCLK_HZ);
+    let uart = Registers::take(MODEM_UART).expect("the modem UART, taken once");
+    let modem = CmsdkUart::new(uart, SYSCLK_HZ, MODEM_BAUD).expect("a divider of at least 16");
+    Board { modem }
+}
+
+/// Writes one line to the host's standard output (semihosting).
+pub fn println(args: fmt::Arguments<'_>) {
+    hprintln!("{}", args);
+}
+
+/// Ends the program: QEMU exits with status 0 when `ok`, 1 otherwise.
+pub fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    // Only reached without a debugger or emulator to take the exit request.
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// A panic prints where and why, and exits with a failure status, so a test sees it at once
+/// instead of waiting for a timeout.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("panic: {}", info);
+    exit(false)
+}
