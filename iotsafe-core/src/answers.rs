@@ -4,6 +4,7 @@
 
 use crate::error::{CommandKind, Error};
 use crate::objects::EcPoint;
+use crate::prelude::*;
 use crate::tlv;
 
 /// The answer to GENERATE KEY PAIR.
@@ -85,8 +86,8 @@ pub enum SignatureForm {
     DerWrapped,
 }
 
-impl std::fmt::Display for SignatureForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for SignatureForm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             SignatureForm::TwoByteLength => "33 with a two-byte length, r‖s",
             SignatureForm::OneByteLength => "33 with a one-byte length, r‖s",

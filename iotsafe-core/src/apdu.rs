@@ -1,6 +1,7 @@
 //! Command APDU encoding (ISO 7816-4 cases 1–4, short and extended) and response parsing.
 
 use crate::error::{hex, CommandKind, Error};
+use crate::prelude::*;
 use crate::sw::StatusWord;
 use zeroize::Zeroizing;
 
@@ -33,8 +34,8 @@ pub struct Command {
     pub le: Le,
 }
 
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Command {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
             "Command({:02X} {:02X} {:02X} {:02X}, {} data bytes, {:?})",
@@ -180,8 +181,8 @@ pub struct Response {
     pub sw: StatusWord,
 }
 
-impl std::fmt::Debug for Response {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Response {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Response({} data bytes, {:?})", self.data.len(), self.sw)
     }
 }

@@ -7,6 +7,7 @@
 use crate::apdu::{Command, Le};
 use crate::error::{CommandKind, Error};
 use crate::objects::{EcPoint, ObjectKind, ObjectRef};
+use crate::prelude::*;
 use crate::tlv::{self, LengthForm};
 
 /// Instruction bytes.

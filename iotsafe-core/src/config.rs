@@ -3,6 +3,7 @@
 
 use crate::apdu::ClassStyle;
 use crate::commands::{AID_STANDARD, KNOWN_AIDS};
+use crate::prelude::*;
 use crate::tlv::LengthForm;
 
 /// Which logical channel the session uses.

@@ -1,8 +1,9 @@
 //! Errors of the APDU client: what was sent, what came back, what it means.
 
+use crate::prelude::*;
 use crate::sw::StatusWord;
 use crate::transport::TransportError;
-use std::fmt;
+use core::fmt;
 
 /// The IoT SAFE (or ISO 7816) command an error belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,4 +196,4 @@ impl Error {
 }
 
 /// Result alias of this crate.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = core::result::Result<T, E>;

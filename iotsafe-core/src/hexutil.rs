@@ -1,7 +1,8 @@
 //! The crate's one hex codec: configuration strings, traces, messages and the AT transport's
 //! hex payloads all go through it.
 
-use std::fmt::Write as _;
+use crate::prelude::*;
+use core::fmt::Write as _;
 
 /// Upper-case hex.
 pub fn encode(bytes: &[u8]) -> String {

@@ -10,22 +10,34 @@
 //! re-exported here; the modules that stay public are the lower levels a caller may want on
 //! their own (APDUs, commands and their answers, TLV, the object model, configuration, counters,
 //! hex).
+//!
+//! Without the default `std` feature the crate needs only `alloc`: the protocol, the card session
+//! (behind a spin lock instead of an OS mutex) and the AT client (`at-core`, with `embedded-io`
+//! for a microcontroller's UART) run on a microcontroller; the clock comes from `clock::set`.
+#![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod answers;
 pub mod apdu;
-#[cfg(feature = "at")]
+#[cfg(feature = "at-core")]
 pub mod at;
 mod card;
+pub mod clock;
 pub mod commands;
 pub mod config;
 mod error;
 pub mod hexutil;
 mod link;
+mod lock;
 pub mod objects;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
+mod prelude;
 mod signature_check;
 pub mod stats;
 mod sw;

@@ -2,14 +2,15 @@
 //! re-sends on `6Cxx`, `91xx` as success, counters and the redacted APDU trace.
 
 use crate::apdu::{channel_of_class, class_byte, ClassStyle, Command, Le, Response};
+use crate::clock::Instant;
 use crate::commands;
 use crate::config::{GetResponseClass, GetResponseLe};
 use crate::error::{hex, CommandKind, Error};
+use crate::prelude::*;
 use crate::stats::CardStats;
 use crate::sw::{Meaning, StatusWord};
 use crate::transport::Transaction;
-use std::sync::Arc;
-use std::time::Instant;
+use alloc::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Which parts of an exchange carry secrets and must not appear in traces.

@@ -4,6 +4,7 @@
 //! (the Orange backend does that and pays for it on every command). Multi-APDU operations run
 //! inside a PC/SC transaction ([`Transport::transaction`]) so no other application interleaves.
 
+use crate::prelude::*;
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,8 @@
 //! Counters of what a session asked of the card: APDUs, bytes and time, per operation.
 //! They feed the benchmarks, the demo report and the APDU-budget tests.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use alloc::collections::BTreeMap;
+use core::time::Duration;
 
 /// The card operations a session performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

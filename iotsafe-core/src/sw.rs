@@ -1,6 +1,6 @@
 //! Status words (SW1 SW2) and what IoT SAFE applets mean by them (`docs/protocol.md#status-words`).
 
-use std::fmt;
+use core::fmt;
 
 /// The two trailing status bytes of a response APDU.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,6 +172,7 @@ impl fmt::Display for StatusWord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
 
     #[test]
     fn table_of_section_3_13() {

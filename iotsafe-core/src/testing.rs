@@ -2,6 +2,7 @@
 //! answers, so a test pins what the client sends byte for byte.
 
 use crate::hexutil;
+use crate::prelude::*;
 use crate::transport::{
     Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
 };

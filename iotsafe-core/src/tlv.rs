@@ -22,7 +22,8 @@
 //! and only when an ambiguous length turns up: reading a run takes linear time and at most one
 //! extra byte of memory per input byte, whatever its content.
 
-use std::fmt;
+use crate::prelude::*;
+use core::fmt;
 
 /// One parsed TLV, borrowing its value from the input.
 #[derive(Clone, Copy, PartialEq, Eq)]

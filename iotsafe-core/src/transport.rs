@@ -8,7 +8,8 @@
 //!
 //! The transport layer reports its own [`TransportError`]; the session adds which command failed.
 
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 /// What a transport can carry, so that the session shapes its commands to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +88,12 @@ pub enum TransportError {
     #[error("the connection to the card is closed")]
     Disconnected,
     /// An operating-system I/O error.
+    #[cfg(feature = "std")]
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The byte stream to the modem failed (a UART error, without the OS's I/O errors).
+    #[error("port error: {0}")]
+    Port(String),
 }
 
 impl TransportError {
@@ -103,8 +108,18 @@ impl TransportError {
                 | TransportError::NoCard(_)
                 | TransportError::Disconnected
                 | TransportError::Timeout { .. }
-                | TransportError::Io(_)
-        )
+                | TransportError::Port(_)
+        ) || self.is_io()
+    }
+
+    #[cfg(feature = "std")]
+    fn is_io(&self) -> bool {
+        matches!(self, TransportError::Io(_))
+    }
+
+    #[cfg(not(feature = "std"))]
+    fn is_io(&self) -> bool {
+        false
     }
 }
 

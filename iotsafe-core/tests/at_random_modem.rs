@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use iotsafe_core::at::{AtMode, AtOptions, AtPort, AtTransport, Deadlines, ModemQuirks};
+use iotsafe_core::at::{AtMode, AtOptions, AtTransport, Deadlines, ModemQuirks, TimedStream};
 use iotsafe_core::{Transport, TransportError};
 use proptest::prelude::*;
 
@@ -47,7 +47,7 @@ impl Write for ScriptedPort {
     }
 }
 
-impl AtPort for ScriptedPort {
+impl TimedStream for ScriptedPort {
     fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
         Ok(())
     }

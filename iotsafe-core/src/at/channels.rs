@@ -11,6 +11,7 @@ use super::line::ModemLine;
 use super::parser::{self, Answer};
 use super::port::AtPort;
 use super::refusal::modem_error;
+use crate::prelude::*;
 use crate::transport::TransportError;
 
 /// Most stale channels remembered for closing (a SIM has at most 19 extra logical channels).
@@ -45,7 +46,7 @@ impl Channels {
         &mut self,
         line: &mut ModemLine<P>,
         aid: &[u8],
-        timeout: std::time::Duration,
+        timeout: core::time::Duration,
     ) -> Result<Ccho, TransportError> {
         let command = AtCommand::ccho(aid);
         let parser = line.parser(&["+CCHO:"]).accept_bare_number(true);
@@ -74,7 +75,7 @@ impl Channels {
     pub(super) fn close<P: AtPort>(
         &mut self,
         line: &mut ModemLine<P>,
-        timeout: std::time::Duration,
+        timeout: core::time::Duration,
     ) -> Result<(), TransportError> {
         let Some(session) = self.open.take() else {
             return Ok(());
@@ -119,7 +120,7 @@ impl Channels {
     pub(super) fn close_stale<P: AtPort>(
         &mut self,
         line: &mut ModemLine<P>,
-        timeout: std::time::Duration,
+        timeout: core::time::Duration,
     ) {
         while let Some(&session) = self.stale.first() {
             let command = AtCommand::cchc(session);
@@ -153,9 +154,9 @@ impl Channels {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "at"))]
 mod tests {
-    use std::time::Duration;
+    use core::time::Duration;
 
     use super::*;
     use crate::at::fake_port::{line, lines, FakePort, Said};

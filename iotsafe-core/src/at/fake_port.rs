@@ -6,12 +6,11 @@
 //! stream, or an I/O error. When nothing is scripted, a read waits out its timeout, as a real
 //! port does.
 
+use crate::prelude::*;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use super::port::AtPort;
 
 /// One thing a read returns.
 #[derive(Debug, Clone)]
@@ -139,7 +138,7 @@ impl Write for FakePort {
     }
 }
 
-impl AtPort for FakePort {
+impl super::os_port::TimedStream for FakePort {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.read_timeout = timeout;
         Ok(())

@@ -4,7 +4,8 @@
 //! 27.007 counts the `<length>` of `AT+CSIM` and `AT+CGLA` in **hex characters** (twice the byte
 //! count): `AT+CSIM=24,"01A4040007A0000005590010"` carries a 12-byte APDU.
 
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -155,9 +156,9 @@ impl AtCommand {
     }
 }
 
-impl std::fmt::Debug for AtCommand {
+impl core::fmt::Debug for AtCommand {
     /// The shown form only: a derived `Debug` would print the APDU's hex.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_tuple("AtCommand").field(&self.shown()).finish()
     }
 }

@@ -24,9 +24,10 @@
 //! [`ModemLine::exchange`] resynchronises first when the line is dirty, so one bad exchange never
 //! poisons the next; the transport above never looks at the state.
 
-use std::io;
-use std::ops::ControlFlow;
-use std::time::{Duration, Instant};
+use crate::clock::Instant;
+use crate::prelude::*;
+use core::ops::ControlFlow;
+use core::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -320,16 +321,7 @@ impl<P: AtPort> ModemLine<P> {
         let mut bytes = Zeroizing::new(Vec::with_capacity(line.len() + 2));
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
-        self.port
-            .write_all(&bytes)
-            .and_then(|()| self.port.flush())
-            .map_err(|err| match err.kind() {
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
-                    TransportError::Disconnected
-                }
-                _ if err.raw_os_error() == Some(nix::libc::EIO) => TransportError::Disconnected,
-                _ => TransportError::Io(err),
-            })
+        self.port.write_all_out(&bytes)
     }
 
     /// Feeds `already_read`, then reads until `parser` has a complete answer or `timeout` passes
@@ -408,39 +400,9 @@ impl<P: AtPort> ModemLine<P> {
     /// One read bounded by `timeout`: `Ok(0)` when nothing came in time, an error when the
     /// stream is closed or broken.
     fn read_some(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
-        self.port
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        match self.port.read(buf) {
-            Ok(0) => Err(TransportError::Disconnected),
-            // `min`: a port that claims more than the buffer holds must not make us panic.
-            Ok(n) => Ok(n.min(buf.len())),
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::TimedOut
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(0)
-            }
-            // A pty whose other side is gone reads EIO; a closed socket resets.
-            Err(err) if err.raw_os_error() == Some(nix::libc::EIO) => {
-                Err(TransportError::Disconnected)
-            }
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                Err(TransportError::Disconnected)
-            }
-            Err(err) => Err(TransportError::Io(err)),
-        }
+        let n = self.port.read_within(buf, timeout)?;
+        // `min`: a port that claims more than the buffer holds must not make us panic.
+        Ok(n.min(buf.len()))
     }
 }
 
@@ -452,5 +414,5 @@ fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "at"))]
 mod tests;

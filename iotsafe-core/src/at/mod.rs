@@ -6,7 +6,9 @@
 //!   decoding of `+CSIM:`/`+CGLA:` data and session ids, and what of an answer may be logged.
 //! - [`framing`]: command lines, their redacted forms for logs and errors, per-command deadlines.
 //! - [`quirks`]: what known modems do differently, as data.
-//! - [`port`]: the byte streams a modem sits behind (serial port, tty file, TCP).
+//! - [`port`]: what the client needs of the byte stream a modem sits behind ([`AtPort`]), and
+//!   any `embedded_io` UART as one (`EmbeddedPort`, feature `embedded-io`); `os_port`: the
+//!   operating system's streams (serial port, tty file, TCP; feature `at`), opened by `open`.
 //! - `line` (private): the only reader and writer of the port. Writes a command and reads its
 //!   answer (one bounded read loop for every read), drains, resynchronises, checks readiness,
 //!   and keeps the one rule for when the line must be resynchronised.
@@ -31,12 +33,16 @@
 //!   when the modem refuses AT+CCHO or its first AT+CGLA.
 
 mod channels;
-#[cfg(test)]
+#[cfg(all(test, feature = "at"))]
 mod fake_port;
 pub mod framing;
 mod line;
 mod modem;
+#[cfg(feature = "at")]
+mod open;
 mod options;
+#[cfg(feature = "at")]
+pub mod os_port;
 pub mod parser;
 pub mod port;
 pub mod quirks;
@@ -45,5 +51,9 @@ mod refusal;
 pub use framing::Deadlines;
 pub use modem::AtTransport;
 pub use options::{AtMode, AtOptions};
-pub use port::{AtPort, TtyFile};
+#[cfg(feature = "at")]
+pub use os_port::{TimedStream, TtyFile};
+pub use port::AtPort;
+#[cfg(feature = "embedded-io")]
+pub use port::EmbeddedPort;
 pub use quirks::{ModemQuirks, KNOWN_MODEMS};

@@ -5,10 +5,8 @@
 //! the port again. Bytes go through [`ModemLine`] (the only reader and writer, and the keeper of
 //! the resync rule); the AT+CCHO channels are kept by [`Channels`].
 
-use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -17,7 +15,7 @@ use super::framing::AtCommand;
 use super::line::{ModemLine, QUIET};
 use super::options::{AtMode, AtOptions};
 use super::parser::{self, Answer};
-use super::port::{AtPort, TtyFile};
+use super::port::AtPort;
 use super::quirks::ModemQuirks;
 use super::refusal::{modem_error, refusal, sim_lost, CmeError};
 use crate::transport::{Capabilities, Transport, TransportChannel, TransportError};
@@ -57,82 +55,16 @@ pub struct AtTransport<P: AtPort> {
 }
 
 /// How to open a port again.
-type Reopen<P> = Box<dyn FnMut() -> io::Result<P> + Send>;
+type Reopen<P> = Box<dyn FnMut() -> Result<P, TransportError> + Send>;
 
-impl<P: AtPort> std::fmt::Debug for AtTransport<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<P: AtPort> core::fmt::Debug for AtTransport<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("AtTransport")
             .field("label", &self.line.label())
             .field("mode", &self.options.mode)
             .field("quirks", &self.quirks.name)
             .field("channel", &self.channels.session())
             .finish_non_exhaustive()
-    }
-}
-
-impl AtTransport<Box<dyn serialport::SerialPort>> {
-    /// Opens a serial port (8N1, no flow control) with default options. A pty path works too.
-    pub fn open_serial(path: &str, baud: u32) -> Result<Self, TransportError> {
-        Self::open_serial_with(path, baud, AtOptions::default())
-    }
-
-    /// Opens a serial port with `options`.
-    pub fn open_serial_with(
-        path: &str,
-        baud: u32,
-        options: AtOptions,
-    ) -> Result<Self, TransportError> {
-        let timeout = options.command_timeout;
-        let open = {
-            let path = path.to_string();
-            move || {
-                serialport::new(&path, baud)
-                    .timeout(timeout)
-                    .open()
-                    .map_err(io::Error::from)
-            }
-        };
-        let port = open()?;
-        Ok(AtTransport::new(port, path, options)?.with_reopen(open))
-    }
-}
-
-impl AtTransport<TtyFile> {
-    /// Opens a terminal device file directly (raw mode, `poll` deadlines), e.g. a pty slave.
-    pub fn open_tty(path: impl AsRef<Path>, options: AtOptions) -> Result<Self, TransportError> {
-        let path = path.as_ref().to_path_buf();
-        let label = path.display().to_string();
-        let port = TtyFile::open(&path)?;
-        Ok(AtTransport::new(port, label, options)?.with_reopen(move || TtyFile::open(&path)))
-    }
-}
-
-impl AtTransport<TcpStream> {
-    /// Connects to a modem (or an emulator) that speaks AT over TCP, with default options.
-    pub fn connect_tcp(addr: impl ToSocketAddrs) -> Result<Self, TransportError> {
-        Self::connect_tcp_with(addr, AtOptions::default())
-    }
-
-    /// Connects over TCP with `options`.
-    pub fn connect_tcp_with(
-        addr: impl ToSocketAddrs,
-        options: AtOptions,
-    ) -> Result<Self, TransportError> {
-        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
-        let open = move || {
-            let stream = TcpStream::connect(&addrs[..])?;
-            // One AT line per write: without this, Nagle delays each small command.
-            stream.set_nodelay(true)?;
-            // A peer that stops reading must not block a write forever.
-            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-            Ok(stream)
-        };
-        let stream = open()?;
-        let label = stream
-            .peer_addr()
-            .map(|a| format!("tcp://{a}"))
-            .unwrap_or_else(|_| String::from("tcp"));
-        Ok(AtTransport::new(stream, label, options)?.with_reopen(open))
     }
 }
 
@@ -160,8 +92,14 @@ impl<P: AtPort> AtTransport<P> {
 
     /// Lets [`Transport::reconnect`] open the port again with `reopen` when the old one is dead.
     /// The `open_*`/`connect_*` constructors set this themselves.
-    pub fn with_reopen(mut self, reopen: impl FnMut() -> io::Result<P> + Send + 'static) -> Self {
-        self.reopen = Some(Box::new(reopen));
+    pub fn with_reopen<E>(
+        mut self,
+        mut reopen: impl FnMut() -> Result<P, E> + Send + 'static,
+    ) -> Self
+    where
+        TransportError: From<E>,
+    {
+        self.reopen = Some(Box::new(move || reopen().map_err(TransportError::from)));
         self
     }
 
@@ -203,7 +141,7 @@ impl<P: AtPort> AtTransport<P> {
         if !answer.result.is_ok() {
             return Err(modem_error(command.shown(), &answer));
         }
-        Ok(std::mem::take(&mut answer.skipped))
+        Ok(core::mem::take(&mut answer.skipped))
     }
 
     /// Sends one APDU with an explicit deadline instead of the one chosen by INS.
@@ -494,5 +432,5 @@ impl<P: AtPort> Transport for AtTransport<P> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "at"))]
 mod tests;

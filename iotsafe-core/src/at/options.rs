@@ -1,7 +1,7 @@
 //! How an [`AtTransport`](super::AtTransport) behaves: which commands carry the APDUs, deadlines,
 //! bounds, quirks.
 
-use std::time::Duration;
+use core::time::Duration;
 
 use super::framing::Deadlines;
 use super::parser;

@@ -1,114 +1,90 @@
-//! Byte streams a modem can sit behind, with the one thing the AT transport needs beyond
-//! `Read + Write`: a read timeout, so that every exchange has a deadline.
+//! The byte stream a modem sits behind, as the AT client needs it: reads bounded by a deadline,
+//! and whole writes. The operating system's streams (serial ports, ttys, TCP) are in `os_port`
+//! (feature `at`); any `embedded_io` UART is [`EmbeddedPort`] (feature `embedded-io`).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use core::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use crate::transport::TransportError;
 
 /// A byte stream to a modem whose reads can time out.
-///
-/// A read that times out must fail with [`io::ErrorKind::TimedOut`] or
-/// [`io::ErrorKind::WouldBlock`]; a read of `Ok(0)` means the stream is closed.
-pub trait AtPort: Read + Write + Send {
-    /// Bounds the next reads: `None` blocks until data arrives.
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+pub trait AtPort: Send {
+    /// One read of what the modem sent, waiting at most `timeout`: `Ok(0)` when nothing came in
+    /// time, [`TransportError::Disconnected`] when the stream is closed. Returning more than
+    /// `buf.len()` is a bug of the port; the caller clamps it.
+    fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError>;
+
+    /// Writes all of `bytes` and flushes them out.
+    fn write_all_out(&mut self, bytes: &[u8]) -> Result<(), TransportError>;
 }
 
-impl AtPort for TcpStream {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        // TcpStream rejects a zero timeout; round up to the smallest useful one.
-        TcpStream::set_read_timeout(self, timeout.map(|t| t.max(Duration::from_millis(1))))
+#[cfg(feature = "embedded-io")]
+pub use self::embedded::EmbeddedPort;
+
+#[cfg(feature = "embedded-io")]
+mod embedded {
+    use super::AtPort;
+    use crate::clock;
+    use crate::prelude::*;
+    use crate::transport::TransportError;
+    use core::time::Duration;
+    use embedded_io::{Read, ReadReady, Write};
+
+    /// A UART (any `embedded_io` byte stream that can say whether a read would block) as an
+    /// [`AtPort`]. Deadlines are measured with [`crate::clock`]: set the firmware's clock with
+    /// `clock::set` first, or reads never time out.
+    #[derive(Debug)]
+    pub struct EmbeddedPort<U> {
+        uart: U,
     }
-}
 
-impl AtPort for Box<dyn serialport::SerialPort> {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        // serialport has no "block forever"; an hour is forever for an AT exchange.
-        let timeout = timeout.unwrap_or(Duration::from_secs(3600));
-        self.set_timeout(timeout.max(Duration::from_millis(1)))
-            .map_err(io::Error::from)
-    }
-}
-
-/// A terminal device file (a real tty or a pty slave) read with `poll` deadlines, for when the
-/// `serialport` crate is not wanted (no baud rate to set on a pty, or a device it does not know).
-#[derive(Debug)]
-pub struct TtyFile {
-    file: File,
-    path: PathBuf,
-    timeout: Option<Duration>,
-}
-
-impl TtyFile {
-    /// Opens `path` read-write and puts the terminal in raw mode (no echo, no line editing, no
-    /// CR/LF translation), which a modem link needs. A non-terminal file is used as it is.
-    pub fn open(path: impl AsRef<Path>) -> io::Result<TtyFile> {
-        let path = path.as_ref();
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        match tcgetattr(file.as_fd()) {
-            Ok(mut termios) => {
-                cfmakeraw(&mut termios);
-                tcsetattr(file.as_fd(), SetArg::TCSANOW, &termios).map_err(io::Error::from)?;
-            }
-            Err(nix::errno::Errno::ENOTTY) => {
-                tracing::debug!(path = %path.display(), "not a terminal; using it as a plain stream");
-            }
-            Err(err) => return Err(io::Error::from(err)),
+    impl<U: Read + ReadReady + Write + Send> EmbeddedPort<U> {
+        /// Wraps `uart`.
+        pub fn new(uart: U) -> Self {
+            EmbeddedPort { uart }
         }
-        Ok(TtyFile {
-            file,
-            path: path.to_path_buf(),
-            timeout: None,
-        })
+
+        /// The UART back.
+        pub fn into_inner(self) -> U {
+            self.uart
+        }
     }
 
-    /// The path the device was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn port_error(what: &str, err: impl embedded_io::Error) -> TransportError {
+        match err.kind() {
+            embedded_io::ErrorKind::BrokenPipe
+            | embedded_io::ErrorKind::ConnectionReset
+            | embedded_io::ErrorKind::NotConnected => TransportError::Disconnected,
+            kind => TransportError::Port(format!("{what}: {kind:?}")),
+        }
     }
-}
 
-impl Read for TtyFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(timeout) = self.timeout {
-            let poll_timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-            let ready = poll(&mut fds, poll_timeout).map_err(io::Error::from)?;
-            if ready == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no data from the modem",
-                ));
+    impl<U: Read + ReadReady + Write + Send> AtPort for EmbeddedPort<U> {
+        fn read_within(
+            &mut self,
+            buf: &mut [u8],
+            timeout: Duration,
+        ) -> Result<usize, TransportError> {
+            let start = clock::Instant::now();
+            loop {
+                if self.uart.read_ready().map_err(|e| port_error("UART", e))? {
+                    return match self.uart.read(buf) {
+                        Ok(0) if !buf.is_empty() => Err(TransportError::Disconnected),
+                        Ok(n) => Ok(n),
+                        Err(e) => Err(port_error("UART read", e)),
+                    };
+                }
+                if start.elapsed() >= timeout {
+                    return Ok(0);
+                }
+                core::hint::spin_loop();
             }
         }
-        self.file.read(buf)
-    }
-}
 
-impl Write for TtyFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl AtPort for TtyFile {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timeout = timeout;
-        Ok(())
-    }
-}
-
-impl<T: AtPort + ?Sized> AtPort for Box<T> {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        (**self).set_read_timeout(timeout)
+        fn write_all_out(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+            self.uart
+                .write_all(bytes)
+                .map_err(|e| port_error("UART write", e))?;
+            self.uart.flush().map_err(|e| port_error("UART flush", e))
+        }
     }
 }

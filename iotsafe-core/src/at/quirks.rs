@@ -20,7 +20,7 @@
 //! Add a modem by adding a [`ModemQuirks`] constant to [`KNOWN_MODEMS`]; unknown modems get
 //! [`ModemQuirks::GENERIC`].
 
-use std::time::Duration;
+use core::time::Duration;
 
 /// Behaviour flags of one modem family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! | 22 | not found | AT+CCHO: no applet with that AID (AT+CCHO itself works) |
 
 use super::parser::{Answer, FinalResult};
+use crate::prelude::*;
 use crate::transport::TransportError;
 
 /// A `+CME ERROR` the transport decides on, or [`CmeError::Other`].
@@ -89,7 +90,7 @@ pub(crate) fn refusal(command: &str, answer: &Answer) -> TransportError {
 /// For tests: the command and answer of a [`TransportError::Modem`], or a panic naming what came
 /// instead.
 #[cfg(test)]
-pub(crate) fn expect_modem_error<T: std::fmt::Debug>(
+pub(crate) fn expect_modem_error<T: core::fmt::Debug>(
     result: Result<T, TransportError>,
 ) -> (String, String) {
     match result {

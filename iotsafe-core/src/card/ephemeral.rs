@@ -13,6 +13,7 @@
 use crate::card::EphemeralKey;
 use crate::error::Error;
 use crate::objects::ObjectRef;
+use crate::prelude::*;
 
 /// The generation of the key in each slot that had one generated on this session.
 #[derive(Debug, Default)]

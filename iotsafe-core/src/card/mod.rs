@@ -11,11 +11,13 @@ mod session;
 use crate::config::CardConfig;
 use crate::error::Error;
 use crate::link::TraceSink;
+use crate::lock::{Guard, Lock};
 use crate::objects::{EcPoint, ObjectRef};
+use crate::prelude::*;
 use crate::stats::CardStats;
 use crate::transport::Transport;
+use core::fmt;
 use session::Session;
-use std::sync::{Mutex, MutexGuard};
 
 /// A key pair the card generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +65,11 @@ pub struct EphemeralKey {
 /// key generated before it fails cleanly ([`Error::StaleEphemeral`]) instead of reaching COMPUTE
 /// DH on a card that has wiped it.
 pub struct Card {
-    session: Mutex<Session>,
+    session: Lock<Session>,
 }
 
-impl std::fmt::Debug for Card {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Card {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Card")
             .field("transport", &self.describe())
             .finish_non_exhaustive()
@@ -79,14 +81,7 @@ impl std::fmt::Debug for Card {
 /// exhaust them. Best effort: errors are logged, never raised.
 impl Drop for Card {
     fn drop(&mut self) {
-        let session = match self.session.get_mut() {
-            Ok(s) => s,
-            Err(poisoned) => {
-                let session = poisoned.into_inner();
-                session.interrupted();
-                session
-            }
-        };
+        let session = self.session.get_mut(Session::interrupted);
         if let Err(e) = session.disconnect() {
             tracing::debug!(error = %e, "closing the card channel on drop failed");
         }
@@ -113,7 +108,7 @@ impl Card {
         let mut session = Session::new(Box::new(transport), config, trace);
         session.connect()?;
         Ok(Card {
-            session: Mutex::new(session),
+            session: Lock::new(session),
         })
     }
 
@@ -127,13 +122,8 @@ impl Card {
     /// Failing instead would make one panicking trace call end the session for good (the card's
     /// channel with it), and the accessors that cannot fail (`stats`, `describe`) would have to
     /// make up an answer.
-    fn lock(&self) -> MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(|poisoned| {
-            self.session.clear_poison();
-            let mut session = poisoned.into_inner();
-            session.interrupted();
-            session
-        })
+    fn lock(&self) -> Guard<'_, Session> {
+        self.session.lock(Session::interrupted)
     }
 
     /// Sets a sink that receives every APDU (secrets redacted); `None` removes it.

@@ -5,15 +5,16 @@
 use super::ephemeral::EphemeralSlots;
 use super::ops::{Closed, Op};
 use crate::apdu::{class_byte, ClassStyle};
+use crate::clock::Instant;
 use crate::commands;
 use crate::config::{CardConfig, ChannelStrategy};
 use crate::error::{hex, CommandKind, Error};
 use crate::link::{success, Link, Secrecy, TraceSink};
 use crate::objects::{AppletInfo, ObjectInfo};
+use crate::prelude::*;
 use crate::stats::{CardStats, Operation};
 use crate::sw::{Meaning, StatusWord};
 use crate::transport::{DirectTransaction, Transaction, Transport, TransportError};
-use std::time::Instant;
 
 /// Where the session stands with the applet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,7 +395,7 @@ impl Session {
         let Some(sel) = self.selected.take() else {
             return Ok(());
         };
-        match std::mem::replace(&mut self.state, ChannelState::Up) {
+        match core::mem::replace(&mut self.state, ChannelState::Up) {
             ChannelState::Up => {}
             // The card may still hold the channel: reach it again to close it.
             ChannelState::Lost => {

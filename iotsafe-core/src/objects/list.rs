@@ -3,6 +3,7 @@
 
 use super::{ObjectInfo, ObjectKind};
 use crate::error::{CommandKind, Error};
+use crate::prelude::*;
 use crate::tlv;
 
 /// Parses an object list (GET DATA P1=01): a run of `C1`..`C4` structures in any order.
@@ -67,8 +68,8 @@ fn single_field_bit(tag: u8) -> Option<u32> {
 }
 
 /// The whole of `content` as one object.
-fn whole(content: &[u8]) -> Vec<std::ops::Range<usize>> {
-    std::iter::once(0..content.len()).collect()
+fn whole(content: &[u8]) -> Vec<core::ops::Range<usize>> {
+    core::iter::once(0..content.len()).collect()
 }
 
 /// Splits the content of one information structure into the byte ranges of its objects.
@@ -84,7 +85,7 @@ fn whole(content: &[u8]) -> Vec<std::ops::Range<usize>> {
 /// So `74 L1 84 I1 60 … 74 L2 84 I2 60 …` splits before `74 L2` (giving object 1 label L1), and
 /// `84 I1 60 … 74 L2 84 I2 60 …` before `74 L2` too. Fields of unknown tags stay with the field
 /// before them. The search is linear: an object holds at most 19 distinct known fields.
-pub fn split_objects(content: &[u8]) -> Result<Vec<std::ops::Range<usize>>, tlv::TlvError> {
+pub fn split_objects(content: &[u8]) -> Result<Vec<core::ops::Range<usize>>, tlv::TlvError> {
     // Byte start and known-field bit of every TLV.
     let mut fields: Vec<(usize, Option<u32>)> = Vec::new();
     let base = content.as_ptr() as usize;

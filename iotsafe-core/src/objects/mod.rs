@@ -2,8 +2,9 @@
 //! information and EC points.
 
 use crate::error::{hex, CommandKind, Error};
+use crate::prelude::*;
 use crate::tlv;
-use std::fmt;
+use core::fmt;
 
 mod list;
 pub use list::{parse_object_list, split_objects};

@@ -1,6 +1,7 @@
 //! The line over a scripted in-memory port: what is written, how answers are read, and when
 //! the line is dirty.
 
+use std::io;
 use std::sync::{Arc, Mutex};
 
 use super::*;

@@ -16,7 +16,8 @@
 //! [`parse_session_id`] the session id of an `AT+CCHO` answer, and [`redact_answer_line`] says
 //! what of an answer may be logged.
 
-use std::fmt;
+use crate::prelude::*;
+use core::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -165,7 +166,7 @@ impl fmt::Display for ParseError {
     }
 }
 
-impl std::error::Error for ParseError {}
+impl core::error::Error for ParseError {}
 
 /// Collects one answer from a byte stream. Create one per AT command.
 #[derive(Debug, Clone)]
@@ -262,9 +263,9 @@ impl AnswerParser {
                     self.done = true;
                     self.keep_leftover(&bytes[index + 1..]);
                     return Ok(Progress::Done(Answer {
-                        info: std::mem::take(&mut self.info),
+                        info: core::mem::take(&mut self.info),
                         result,
-                        skipped: std::mem::take(&mut self.skipped),
+                        skipped: core::mem::take(&mut self.skipped),
                         skipped_count: self.skipped_count,
                     }));
                 }

@@ -1,7 +1,8 @@
 //! Decoding the data of a `+CSIM:` / `+CGLA:` information line, and the session id of an
 //! `AT+CCHO` answer.
 
-use std::fmt;
+use crate::prelude::*;
+use core::fmt;
 
 use zeroize::Zeroizing;
 
@@ -60,7 +61,7 @@ impl fmt::Display for PayloadError {
     }
 }
 
-impl std::error::Error for PayloadError {}
+impl core::error::Error for PayloadError {}
 
 /// Decodes `+CSIM: 6,"019000"` (or `+CGLA: ...`): quotes may be missing (Sequans GMS01Q), hex
 /// may be lower case, spaces may appear anywhere, and the length may be left out. A length that is

@@ -2,6 +2,7 @@
 //! and status word, an echoed command keeps its APDU header, and nothing else of the data.
 
 use super::strip_prefix_ignore_case;
+use crate::prelude::*;
 
 /// An information line with its data replaced by `…`, keeping the length and the last four hex
 /// digits (the status word): `+CSIM: 136,"…9000"`.

@@ -6,6 +6,7 @@ use crate::commands::{self, HashAlgorithm};
 use crate::error::{CommandKind, Error};
 use crate::link::Secrecy;
 use crate::objects::ObjectRef;
+use crate::prelude::*;
 use crate::stats::Operation;
 use zeroize::Zeroizing;
 

@@ -8,6 +8,7 @@ use crate::commands::{self, GeneratedKeyPair};
 use crate::error::{CommandKind, Error};
 use crate::link::Secrecy;
 use crate::objects::{EcPoint, ObjectRef};
+use crate::prelude::*;
 use crate::stats::Operation;
 use zeroize::Zeroizing;
 

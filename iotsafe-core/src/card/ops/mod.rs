@@ -12,6 +12,7 @@ use crate::apdu::{Command, Le, Response};
 use crate::config::CardConfig;
 use crate::error::{CommandKind, Error};
 use crate::link::{success, Link, Secrecy};
+use crate::prelude::*;
 
 /// One operation in progress: the link its APDUs go through, the class byte of the session's
 /// channel and the session's configuration.

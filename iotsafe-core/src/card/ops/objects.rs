@@ -9,6 +9,7 @@ use crate::commands;
 use crate::error::{CommandKind, Error};
 use crate::link::{success, Secrecy};
 use crate::objects::{AppletInfo, ObjectInfo, ObjectKind, ObjectRef};
+use crate::prelude::*;
 use crate::stats::Operation;
 use crate::sw::{Meaning, StatusWord};
 

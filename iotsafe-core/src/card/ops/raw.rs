@@ -4,6 +4,7 @@ use crate::apdu::Command;
 use crate::card::Card;
 use crate::error::{CommandKind, Error};
 use crate::link::Secrecy;
+use crate::prelude::*;
 use crate::stats::Operation;
 
 impl Card {

@@ -10,6 +10,7 @@ use crate::commands::{
 use crate::error::{CommandKind, Error};
 use crate::link::{success, Secrecy};
 use crate::objects::{EcPoint, ObjectRef};
+use crate::prelude::*;
 use crate::stats::Operation;
 use crate::sw::Meaning;
 
