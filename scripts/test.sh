@@ -82,6 +82,15 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+echo "== iotsafe-core without std, for microcontrollers (docs/mcu.md)"
+MCU_TARGETS=(thumbv7em-none-eabihf thumbv7m-none-eabi)
+if command -v rustup >/dev/null; then
+    rustup target add "${MCU_TARGETS[@]}" >/dev/null
+fi
+for target in "${MCU_TARGETS[@]}"; do
+    cargo clippy -p iotsafe-core --no-default-features --features at-core,embedded-io \
+        --target "$target" -- -D warnings
+done
 echo "== cargo test"
 cargo test --workspace --all-features
 echo "== benchmark smoke (each zero-latency bench once)"
