@@ -7,9 +7,7 @@
 
 use core::fmt;
 
-use embedded_io::{Read, ReadReady, Write, WriteReady};
-
-use crate::at::{to_hex, AtError, Modem, Response};
+use crate::at::{to_hex, AtError, Modem, Port, Response};
 
 /// The IoT SAFE applet's AID (GSMA IoT.05).
 pub const IOT_SAFE_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
@@ -74,15 +72,16 @@ pub fn cla_for_channel(channel: u8) -> u8 {
     }
 }
 
+const OPEN: &str = "MANAGE CHANNEL open";
+const SELECT: &str = "SELECT IoT SAFE applet";
+const CLOSE: &str = "MANAGE CHANNEL close";
+
 /// Runs the sequence on `modem`, printing each step with `log`. The channel is closed again
 /// even when the SELECT fails.
-pub fn run<P>(
+pub fn run<P: Port>(
     modem: &mut Modem<P>,
     log: &mut dyn FnMut(fmt::Arguments<'_>),
-) -> Result<Report, AppError<P::Error>>
-where
-    P: Read + Write + ReadReady + WriteReady,
-{
+) -> Result<Report, AppError<P::Error>> {
     for command in ["ATE0", "AT"] {
         log(format_args!("at> {command}"));
         for line in modem.command(command)? {
@@ -91,11 +90,9 @@ where
         log(format_args!("at< OK"));
     }
 
-    let open = apdu(
-        modem,
-        log,
-        "MANAGE CHANNEL open",
-        &[0x00, 0x70, 0x00, 0x00, 0x01],
+    let open = expect_ok(
+        OPEN,
+        apdu(modem, log, OPEN, &[0x00, 0x70, 0x00, 0x00, 0x01])?,
     )?;
     let channel = match open.data.as_slice() {
         [n @ 1..=19] => *n,
@@ -103,61 +100,28 @@ where
     };
     log(format_args!("channel: {channel}"));
 
-    let cla = cla_for_channel(channel);
-    let mut select = alloc::vec![cla, 0xA4, 0x04, 0x00, IOT_SAFE_AID.len() as u8];
+    let mut select = alloc::vec![cla_for_channel(channel), 0xA4, 0x04, 0x00];
+    select.push(IOT_SAFE_AID.len() as u8);
     select.extend_from_slice(&IOT_SAFE_AID);
-    let selected = apdu_any_sw(modem, log, "SELECT IoT SAFE applet", &select);
-    let close = apdu(
-        modem,
-        log,
-        "MANAGE CHANNEL close",
-        &[0x00, 0x70, 0x80, channel],
-    );
+    let selected = apdu(modem, log, SELECT, &select);
+    let closed = apdu(modem, log, CLOSE, &[0x00, 0x70, 0x80, channel]);
     let selected = selected?;
     log(format_args!("select: sw={:04X}", selected.sw));
-    if selected.sw != SW_OK {
-        return Err(AppError::Card {
-            step: "SELECT IoT SAFE applet",
-            sw: selected.sw,
-        });
-    }
-    close?;
+    let selected = expect_ok(SELECT, selected)?;
+    expect_ok(CLOSE, closed?)?;
     Ok(Report {
         channel,
         select_sw: selected.sw,
     })
 }
 
-/// Sends one APDU and requires 9000.
-fn apdu<P>(
+/// Sends one APDU, logging it and the answer, and returns whatever status word came.
+fn apdu<P: Port>(
     modem: &mut Modem<P>,
     log: &mut dyn FnMut(fmt::Arguments<'_>),
     step: &'static str,
     apdu: &[u8],
-) -> Result<Response, AppError<P::Error>>
-where
-    P: Read + Write + ReadReady + WriteReady,
-{
-    let response = apdu_any_sw(modem, log, step, apdu)?;
-    if response.sw != SW_OK {
-        return Err(AppError::Card {
-            step,
-            sw: response.sw,
-        });
-    }
-    Ok(response)
-}
-
-/// Sends one APDU and returns whatever status word came.
-fn apdu_any_sw<P>(
-    modem: &mut Modem<P>,
-    log: &mut dyn FnMut(fmt::Arguments<'_>),
-    step: &'static str,
-    apdu: &[u8],
-) -> Result<Response, AppError<P::Error>>
-where
-    P: Read + Write + ReadReady + WriteReady,
-{
+) -> Result<Response, AppError<P::Error>> {
     log(format_args!("apdu> {step}: {}", to_hex(apdu)));
     let response = modem.csim(apdu)?;
     log(format_args!(
@@ -166,4 +130,12 @@ where
         response.sw
     ));
     Ok(response)
+}
+
+/// The response when its status word is 9000, else the card's refusal of `step`.
+fn expect_ok<E>(step: &'static str, response: Response) -> Result<Response, AppError<E>> {
+    match response.sw {
+        SW_OK => Ok(response),
+        sw => Err(AppError::Card { step, sw }),
+    }
 }

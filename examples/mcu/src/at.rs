@@ -69,6 +69,12 @@ pub struct Response {
     pub sw: u16,
 }
 
+/// What the AT layer needs of a byte port: blocking reads and writes, and whether each would
+/// block, so that every wait can be cut off by a deadline. Any `embedded-io` UART qualifies.
+pub trait Port: Read + Write + ReadReady + WriteReady {}
+
+impl<T: Read + Write + ReadReady + WriteReady> Port for T {}
+
 /// A modem on a byte port, with a clock for deadlines.
 pub struct Modem<P> {
     port: P,
@@ -76,10 +82,7 @@ pub struct Modem<P> {
     deadline_ms: u64,
 }
 
-impl<P> Modem<P>
-where
-    P: Read + Write + ReadReady + WriteReady,
-{
+impl<P: Port> Modem<P> {
     /// A modem on `port`; each command must complete within `deadline_ms` by `now_ms`.
     pub fn new(port: P, now_ms: fn() -> u64, deadline_ms: u64) -> Self {
         Modem {
