@@ -15,8 +15,13 @@ use crate::mmio::{Block, Registers};
 use crate::uart::CmsdkUart;
 use crate::{clock, heap};
 
-/// The QEMU machine this firmware is built for.
-pub const MACHINE: &str = "mps2-an386";
+/// The QEMU machine this build is for: AN386 (Cortex-M4F) for `thumbv7em-none-eabihf`, AN385
+/// (Cortex-M3, same memory map and peripherals) for `thumbv7m-none-eabi`.
+pub const MACHINE: &str = if cfg!(target_abi = "eabihf") {
+    "mps2-an386"
+} else {
+    "mps2-an385"
+};
 /// The core and APB peripheral clock (`SYSCLK` in QEMU's MPS2 model).
 pub const SYSCLK_HZ: u32 = 25_000_000;
 /// The modem UART.
