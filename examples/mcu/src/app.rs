@@ -1,141 +1,158 @@
-//! The application: reach the IoT SAFE applet through the modem. Echo off (`ATE0`), check the
-//! modem answers (`AT`), open a logical channel (MANAGE CHANNEL), SELECT the applet on it, and
-//! close the channel again, printing every command and answer.
+//! The application: the IoT SAFE applet through iotsafe-core, built without `std` — the same AT
+//! client (`AtTransport` over the UART as an `EmbeddedPort`) and card session (`Card`) the host
+//! uses. It selects the applet, lists the objects, reads the device certificate, signs a digest
+//! with the device key, generates an ephemeral key pair and computes a DH with a fixed peer point,
+//! and reports each result (and the APDUs and UART bytes it cost) as `key: value` lines for the
+//! host to check.
 //!
-//! It only needs a byte port and a clock, not the board: this is the part iotsafe-core's AT
-//! client and card session replace.
+//! It needs the board only through what it is handed: a UART and the byte counts.
 
 use core::fmt;
 
-use crate::at::{to_hex, AtError, Modem, Port, Response};
+use iotsafe_core::at::{AtOptions, AtTransport, EmbeddedPort};
+use iotsafe_core::{
+    Card, CardConfig, CardSignature, EcPoint, Error, HashAlgorithm, ObjectRef, TransportError,
+};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use sha2::{Digest, Sha256};
 
-/// The IoT SAFE applet's AID (GSMA IoT.05).
-pub const IOT_SAFE_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
-/// How long the modem may take for one command.
-pub const DEADLINE_MS: u64 = 5_000;
-/// The status word of success.
-const SW_OK: u16 = 0x9000;
+use crate::uart::{CmsdkUart, Counts, Tally};
 
-/// What the run established.
-#[derive(Debug)]
-pub struct Report {
-    /// The logical channel the card opened.
-    pub channel: u8,
-    /// The SELECT's status word.
-    pub select_sw: u16,
-}
+/// What the device key signs: the SHA-256 of this message.
+pub const MESSAGE: &[u8] = b"iotsafe-rs on a microcontroller";
+/// The peer's private scalar of the DH (a test value the host knows, to check the result).
+pub const PEER_SCALAR: [u8; 32] = [7; 32];
+
+/// The objects of the card's default layout this run uses.
+const DEVICE_KEY: [u8; 1] = [0x01];
+const DEVICE_CERT: [u8; 1] = [0x02];
+const EPHEMERAL: [u8; 1] = [0x04];
+const PEER_SLOT: [u8; 1] = [0x05];
 
 /// Why the run failed.
 #[derive(Debug)]
-pub enum AppError<E> {
-    /// The modem failed a command or the UART failed.
-    At(AtError<E>),
-    /// The card answered a step with another status word than 9000.
-    Card {
-        /// The step.
-        step: &'static str,
-        /// Its status word.
-        sw: u16,
-    },
-    /// MANAGE CHANNEL returned something other than one channel number in 1..=19.
-    BadChannel(alloc::vec::Vec<u8>),
+pub enum AppError {
+    /// The modem could not be brought up.
+    Modem(TransportError),
+    /// A card operation failed.
+    Card(&'static str, Error),
+    /// The peer scalar is not a P-256 private key.
+    PeerKey,
 }
 
-impl<E> From<AtError<E>> for AppError<E> {
-    fn from(e: AtError<E>) -> Self {
-        AppError::At(e)
-    }
-}
-
-impl<E: fmt::Debug> fmt::Display for AppError<E> {
+impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AppError::At(e) => write!(f, "{e}"),
-            AppError::Card { step, sw } => write!(f, "{step}: the card answered {sw:04X}"),
-            AppError::BadChannel(data) => {
-                write!(
-                    f,
-                    "MANAGE CHANNEL: expected one channel number in 1..=19, got {data:02X?}"
-                )
-            }
+            AppError::Modem(e) => write!(f, "bringing up the modem: {e}"),
+            AppError::Card(step, e) => write!(f, "{step}: {e}"),
+            AppError::PeerKey => write!(f, "the peer scalar is not a P-256 key"),
         }
     }
 }
 
-/// The class byte for `channel` (ISO 7816-4 §5.4.1): channels 1-3 in the first interindustry
-/// class (`0x0n`), 4-19 in the further one (`0x40 + n - 4`).
-pub fn cla_for_channel(channel: u8) -> u8 {
-    if channel < 4 {
-        channel
-    } else {
-        0x40 | (channel - 4)
+/// Bytes as hex.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02X}"))
     }
 }
 
-const OPEN: &str = "MANAGE CHANNEL open";
-const SELECT: &str = "SELECT IoT SAFE applet";
-const CLOSE: &str = "MANAGE CHANNEL close";
-
-/// Runs the sequence on `modem`, printing each step with `log`. The channel is closed again
-/// even when the SELECT fails.
-pub fn run<P: Port>(
-    modem: &mut Modem<P>,
-    log: &mut dyn FnMut(fmt::Arguments<'_>),
-) -> Result<Report, AppError<P::Error>> {
-    for command in ["ATE0", "AT"] {
-        log(format_args!("at> {command}"));
-        for line in modem.command(command)? {
-            log(format_args!("at< {line}"));
-        }
-        log(format_args!("at< OK"));
-    }
-
-    let open = expect_ok(
-        OPEN,
-        apdu(modem, log, OPEN, &[0x00, 0x70, 0x00, 0x00, 0x01])?,
-    )?;
-    let channel = match open.data.as_slice() {
-        [n @ 1..=19] => *n,
-        _ => return Err(AppError::BadChannel(open.data)),
-    };
-    log(format_args!("channel: {channel}"));
-
-    let mut select = alloc::vec![cla_for_channel(channel), 0xA4, 0x04, 0x00];
-    select.push(IOT_SAFE_AID.len() as u8);
-    select.extend_from_slice(&IOT_SAFE_AID);
-    let selected = apdu(modem, log, SELECT, &select);
-    let closed = apdu(modem, log, CLOSE, &[0x00, 0x70, 0x80, channel]);
-    let selected = selected?;
-    log(format_args!("select: sw={:04X}", selected.sw));
-    let selected = expect_ok(SELECT, selected)?;
-    expect_ok(CLOSE, closed?)?;
-    Ok(Report {
-        channel,
-        select_sw: selected.sw,
-    })
+/// Counts one step: the APDUs the session sent and the UART bytes each way.
+struct Meter<'a> {
+    card: &'a Card,
+    tally: &'static Tally,
+    log: &'a mut dyn FnMut(fmt::Arguments<'_>),
 }
 
-/// Sends one APDU, logging it and the answer, and returns whatever status word came.
-fn apdu<P: Port>(
-    modem: &mut Modem<P>,
+impl Meter<'_> {
+    /// Runs `step` named `name`, then reports `steps: name apdus=… tx=… rx=…`.
+    fn step<T>(
+        &mut self,
+        name: &'static str,
+        step: impl FnOnce(&Card) -> Result<T, Error>,
+    ) -> Result<T, AppError> {
+        let (apdus, bytes) = (self.card.stats().apdus, self.tally.counts());
+        let value = step(self.card).map_err(|e| AppError::Card(name, e))?;
+        let (apdus, after) = (self.card.stats().apdus - apdus, self.tally.counts());
+        let Counts { tx, rx } = after;
+        (self.log)(format_args!(
+            "step: {name} apdus={apdus} tx={} rx={}",
+            tx - bytes.tx,
+            rx - bytes.rx
+        ));
+        Ok(value)
+    }
+}
+
+/// Runs the whole sequence on the modem behind `uart`, printing with `log`.
+pub fn run(
+    uart: CmsdkUart,
+    tally: &'static Tally,
     log: &mut dyn FnMut(fmt::Arguments<'_>),
-    step: &'static str,
-    apdu: &[u8],
-) -> Result<Response, AppError<P::Error>> {
-    log(format_args!("apdu> {step}: {}", to_hex(apdu)));
-    let response = modem.csim(apdu)?;
+) -> Result<(), AppError> {
+    let transport = AtTransport::new(EmbeddedPort::new(uart), "uart0", AtOptions::default())
+        .map_err(AppError::Modem)?;
+    log(format_args!("modem: {}", transport.quirks().name));
+    let opened = tally.counts();
+    let card =
+        Card::open(transport, CardConfig::default()).map_err(|e| AppError::Card("open", e))?;
     log(format_args!(
-        "apdu< {}{:04X}",
-        to_hex(&response.data),
-        response.sw
+        "step: open apdus={} tx={} rx={}",
+        card.stats().apdus,
+        tally.counts().tx - opened.tx,
+        tally.counts().rx - opened.rx
     ));
-    Ok(response)
-}
+    let mut meter = Meter {
+        card: &card,
+        tally,
+        log,
+    };
 
-/// The response when its status word is 9000, else the card's refusal of `step`.
-fn expect_ok<E>(step: &'static str, response: Response) -> Result<Response, AppError<E>> {
-    match response.sw {
-        SW_OK => Ok(response),
-        sw => Err(AppError::Card { step, sw }),
+    let objects = meter.step("objects", Card::objects)?;
+    for o in &objects {
+        let label = o.label.as_deref().unwrap_or_default();
+        (meter.log)(format_args!(
+            "object: {:?} id={} label={}",
+            o.kind,
+            Hex(o.id.as_deref().unwrap_or_default()),
+            core::str::from_utf8(label).unwrap_or("?")
+        ));
     }
+
+    let certificate = meter.step("certificate", |c| c.read_file(&ObjectRef::id(DEVICE_CERT)))?;
+    (meter.log)(format_args!("certificate: {}", Hex(&certificate)));
+
+    let digest = Sha256::digest(MESSAGE);
+    let signature = meter.step("sign", |c| {
+        c.sign_digest(&ObjectRef::id(DEVICE_KEY), HashAlgorithm::Sha256, &digest)
+    })?;
+    match &signature {
+        CardSignature::RawRs(rs) => (meter.log)(format_args!("signature: {}", Hex(rs))),
+        CardSignature::Der(der) => (meter.log)(format_args!("signature-der: {}", Hex(der))),
+    }
+
+    let ephemeral = meter.step("keygen", |c| {
+        c.generate_ephemeral(&ObjectRef::id(EPHEMERAL))
+    })?;
+    (meter.log)(format_args!(
+        "ephemeral: {}",
+        Hex(ephemeral.key_pair.point.as_bytes())
+    ));
+    let peer = p256::SecretKey::from_slice(&PEER_SCALAR).map_err(|_| AppError::PeerKey)?;
+    let peer = peer.public_key().to_encoded_point(false);
+    let peer = EcPoint::from_slice(peer.as_bytes()).ok_or(AppError::PeerKey)?;
+    let secret = meter.step("dh", |c| {
+        c.ephemeral_agreement(&ephemeral, &ObjectRef::id(PEER_SLOT), &peer)
+    })?;
+    // The secret itself stays here (and is wiped when dropped): its hash is enough to check it.
+    (meter.log)(format_args!(
+        "dh-sha256: {}",
+        Hex(&Sha256::digest(&secret[..]))
+    ));
+    drop(secret);
+
+    meter.step("close", Card::close)?;
+    Ok(())
 }

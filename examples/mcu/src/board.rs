@@ -12,7 +12,7 @@ use core::fmt;
 use cortex_m_semihosting::{debug, hprintln};
 
 use crate::mmio::{Block, Registers};
-use crate::uart::CmsdkUart;
+use crate::uart::{CmsdkUart, Tally};
 use crate::{clock, heap};
 
 /// The QEMU machine this build is for: AN386 (Cortex-M4F) for `thumbv7em-none-eabihf`, AN385
@@ -28,6 +28,8 @@ pub const SYSCLK_HZ: u32 = 25_000_000;
 pub const MODEM_UART: Block = Block::Uart0;
 /// The modem UART's baud rate (QEMU ignores it; real hardware would not).
 pub const MODEM_BAUD: u32 = 115_200;
+/// The bytes through the modem UART.
+pub static MODEM_TALLY: Tally = Tally::new();
 
 /// What the board hands the application.
 pub struct Board {
@@ -43,7 +45,8 @@ pub fn init() -> Board {
     let timer = Registers::take(Block::DualTimer).expect("the dual timer, taken once");
     clock::start(timer, SYSCLK_HZ, core.SYST, SYSCLK_HZ);
     let uart = Registers::take(MODEM_UART).expect("the modem UART, taken once");
-    let modem = CmsdkUart::new(uart, SYSCLK_HZ, MODEM_BAUD).expect("a divider of at least 16");
+    let modem = CmsdkUart::new(uart, SYSCLK_HZ, MODEM_BAUD, &MODEM_TALLY)
+        .expect("a divider of at least 16");
     Board { modem }
 }
 

@@ -1,10 +1,9 @@
-//! Cortex-M firmware that reaches the IoT SAFE applet on the SIM through a cellular modem's UART,
-//! for QEMU's `mps2-an386` board (see docs/mcu.md).
+//! Cortex-M firmware that drives the IoT SAFE applet on the SIM through a cellular modem's UART
+//! with iotsafe-core built without `std`, on QEMU's `mps2-an386` board (see docs/mcu.md).
 //!
-//! The board modules (`board`, `mmio`, `uart`, `clock`, `heap`) bring the hardware up; `at` and `app`
-//! speak to the modem over any `embedded-io` port with a millisecond clock. Everything reported
-//! goes to the host through semihosting as `key: value` lines, and the exit status says whether
-//! the applet answered 9000.
+//! The board modules (`board`, `mmio`, `uart`, `clock`, `heap`) bring the hardware up; `app`
+//! runs the card session over the UART. Everything reported goes to the host through
+//! semihosting as `key: value` lines, and the exit status says whether every step succeeded.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -13,18 +12,21 @@
 extern crate alloc;
 
 mod app;
-mod at;
 mod board;
 mod clock;
 mod heap;
 mod mmio;
 mod uart;
 
+use core::time::Duration;
+
 use cortex_m_rt::entry;
 
 #[entry]
 fn main() -> ! {
     let board = board::init();
+    // The session's deadlines and time counts run on the board's clock.
+    iotsafe_core::clock::set(|| Duration::from_millis(clock::now_ms()));
     let log = &mut |args: core::fmt::Arguments<'_>| board::println(args);
     log(format_args!(
         "board: {} uart0@{:#010x} heap={}",
@@ -34,11 +36,10 @@ fn main() -> ! {
     ));
 
     let started = clock::now_ms();
-    let mut modem = at::Modem::new(board.modem, clock::now_ms, app::DEADLINE_MS);
-    let outcome = app::run(&mut modem, log);
+    let outcome = app::run(board.modem, &board::MODEM_TALLY, log);
     let elapsed = clock::now_ms() - started;
 
-    let counts = modem.port().counts();
+    let counts = board::MODEM_TALLY.counts();
     let heap = heap::stats();
     log(format_args!("uart: tx={} rx={}", counts.tx, counts.rx));
     log(format_args!(
@@ -47,11 +48,8 @@ fn main() -> ! {
     ));
     log(format_args!("clock: elapsed_ms={elapsed}"));
     match outcome {
-        Ok(report) => {
-            log(format_args!(
-                "result: ok channel={} sw={:04X}",
-                report.channel, report.select_sw
-            ));
+        Ok(()) => {
+            log(format_args!("result: ok"));
             board::exit(true)
         }
         Err(e) => {

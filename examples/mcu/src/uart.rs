@@ -9,6 +9,8 @@
 //!
 //! Safe code: the registers are reached through [`crate::mmio::Registers`].
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use crate::mmio::Registers;
 
 const DATA: usize = 0x00;
@@ -47,17 +49,44 @@ pub struct Counts {
     pub rx: u32,
 }
 
+/// Where a UART counts its bytes: a static, so that the counts can be read while the UART is
+/// owned by the card session's transport (or after it was dropped).
+#[derive(Debug)]
+pub struct Tally {
+    tx: AtomicU32,
+    rx: AtomicU32,
+}
+
+impl Tally {
+    /// Nothing counted yet.
+    pub const fn new() -> Tally {
+        Tally {
+            tx: AtomicU32::new(0),
+            rx: AtomicU32::new(0),
+        }
+    }
+
+    /// Bytes moved so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            tx: self.tx.load(Ordering::Relaxed),
+            rx: self.rx.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// One CMSDK APB UART, owned: polled, 8N1, no interrupts.
 pub struct CmsdkUart {
     regs: Registers,
-    counts: Counts,
+    tally: &'static Tally,
 }
 
 impl CmsdkUart {
     /// Sets the UART's divider for `baud` from the peripheral clock `pclk_hz` and enables
     /// transmit and receive. `None` when the divider would be below 16 (the baud rate is too
     /// high for the clock).
-    pub fn new(regs: Registers, pclk_hz: u32, baud: u32) -> Option<Self> {
+    /// Its bytes are counted in `tally`.
+    pub fn new(regs: Registers, pclk_hz: u32, baud: u32, tally: &'static Tally) -> Option<Self> {
         let divider = pclk_hz.checked_div(baud)?;
         if divider < MIN_BAUDDIV {
             return None;
@@ -66,15 +95,7 @@ impl CmsdkUart {
         regs.write(BAUDDIV, divider);
         regs.write(STATE, STATE_RX_OVERRUN);
         regs.write(CTRL, CTRL_TX_EN | CTRL_RX_EN);
-        Some(CmsdkUart {
-            regs,
-            counts: Counts::default(),
-        })
-    }
-
-    /// Bytes moved so far.
-    pub fn counts(&self) -> Counts {
-        self.counts
+        Some(CmsdkUart { regs, tally })
     }
 
     fn state(&self) -> u32 {
@@ -127,7 +148,7 @@ impl embedded_io::Read for CmsdkUart {
             buf[n] = self.regs.read(DATA) as u8;
             n += 1;
         }
-        self.counts.rx = self.counts.rx.wrapping_add(n as u32);
+        self.tally.rx.fetch_add(n as u32, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -147,7 +168,7 @@ impl embedded_io::Write for CmsdkUart {
             self.regs.write(DATA, u32::from(buf[n]));
             n += 1;
         }
-        self.counts.tx = self.counts.tx.wrapping_add(n as u32);
+        self.tally.tx.fetch_add(n as u32, Ordering::Relaxed);
         Ok(n)
     }
 
