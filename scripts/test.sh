@@ -9,7 +9,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto openssl pkg-config opensc)
+PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto openssl pkg-config opensc libengine-pkcs11-openssl mosquitto-clients gnutls-bin qemu-system-arm)
 INSTALL_LINE="apt-get update && apt-get install -y --no-install-recommends ${PACKAGES[*]}"
 
 missing=()
@@ -90,7 +90,11 @@ fi
 for target in "${MCU_TARGETS[@]}"; do
     cargo clippy -p iotsafe-core --no-default-features --features at-core,embedded-io \
         --target "$target" -- -D warnings
+    # The QEMU firmware (its own workspace and target dir; tests/tests/mcu_qemu.rs runs it).
+    cargo clippy --manifest-path examples/mcu/Cargo.toml --locked --release --target "$target" \
+        -- -D warnings
 done
+cargo fmt --manifest-path examples/mcu/Cargo.toml -- --check
 echo "== cargo test"
 cargo test --workspace --all-features
 echo "== benchmark smoke (each zero-latency bench once)"
