@@ -13,7 +13,7 @@ use iotsafe_core::at::{AtMode, AtOptions as HostOptions, AtTransport, Deadlines}
 use iotsafe_core::{Card, CardConfig, ObjectRef, Operation};
 use iotsafe_rustls::{IotSafeTls, KxOptions, Reseed};
 use iotsafe_tests::handshake::{handshake, handshake_over, TlsFixture};
-use iotsafe_vcard::frontend::at::AtOptions as ModemOptions;
+use iotsafe_vcard::frontend::at::{AtHandle, AtOptions as ModemOptions};
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
 use rustls::ClientConfig;
@@ -87,16 +87,22 @@ fn default_config_one_four_eight_and_thirty_two_threads_on_one_card_all_succeed(
     }
 }
 
+/// The virtual card's AT modem on a free loopback TCP port.
+fn tcp_modem(vcard: VirtualCard) -> (std::net::SocketAddr, AtHandle) {
+    let tcp = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
+    let addr = tcp.local_addr().unwrap();
+    let handle = tcp
+        .spawn(Arc::new(Mutex::new(vcard)), ModemOptions::default())
+        .expect("start the modem");
+    (addr, handle)
+}
+
 #[test]
 fn default_config_threads_through_the_at_modem_all_succeed() {
     let _serial = serial();
     let mut modem = None;
     let fx = TlsFixture::over(CardOptions::default(), false, |vcard| {
-        let tcp = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
-        let addr = tcp.local_addr().unwrap();
-        let handle = tcp
-            .spawn(Arc::new(Mutex::new(vcard)), ModemOptions::default())
-            .expect("start the modem");
+        let (addr, handle) = tcp_modem(vcard);
         modem = Some(handle);
         let host = HostOptions {
             mode: AtMode::Csim,
@@ -127,11 +133,7 @@ fn default_config_spreads_threads_over_two_ephemeral_slots_through_the_at_modem(
             .store_mut()
             .add_ephemeral_slots(1)
             .expect("a second slot");
-        let tcp = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
-        let addr = tcp.local_addr().unwrap();
-        let handle = tcp
-            .spawn(Arc::new(Mutex::new(vcard)), ModemOptions::default())
-            .expect("start the modem");
+        let (addr, handle) = tcp_modem(vcard);
         modem = Some(handle);
         let transport = AtTransport::connect_tcp(addr).expect("connect over AT");
         Arc::new(Card::open(transport, CardConfig::default()).expect("open over AT"))
