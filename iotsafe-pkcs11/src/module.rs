@@ -30,9 +30,13 @@ struct Slot {
 pub struct Module {
     slots: Vec<Slot>,
     sessions: Mutex<BTreeMap<CK_SESSION_HANDLE, Session>>,
-    next_session: AtomicU64,
-    next_object: AtomicU64,
 }
+
+/// Session and object handles come from counters of the process, not of one initialization: a
+/// handle kept across `C_Finalize` and `C_Initialize` is stale, and is never taken for a new one.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+/// See [`NEXT_SESSION`].
+static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
 
 /// Takes over a lock a panic poisoned: every table here is consistent between two statements.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,14 +55,12 @@ impl Module {
                 })
                 .collect(),
             sessions: Mutex::new(BTreeMap::new()),
-            next_session: AtomicU64::new(1),
-            next_object: AtomicU64::new(1),
         }
     }
 
-    /// A fresh object handle (never reused while the module lives).
+    /// A fresh object handle (never reused in this process).
     pub(crate) fn object_handle(&self) -> CK_OBJECT_HANDLE {
-        self.next_object.fetch_add(1, Ordering::Relaxed) as CK_OBJECT_HANDLE
+        NEXT_OBJECT.fetch_add(1, Ordering::Relaxed) as CK_OBJECT_HANDLE
     }
 
     fn slot(&self, id: CK_SLOT_ID) -> P11Result<&Slot> {
@@ -161,7 +163,7 @@ impl Module {
             return Err(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
         }
         let token = self.token(id)?;
-        let handle = self.next_session.fetch_add(1, Ordering::Relaxed) as CK_SESSION_HANDLE;
+        let handle = NEXT_SESSION.fetch_add(1, Ordering::Relaxed) as CK_SESSION_HANDLE;
         let session = Session::new(id, token, flags & CKF_RW_SESSION != 0);
         lock(&self.sessions).insert(handle, session);
         Ok(handle)

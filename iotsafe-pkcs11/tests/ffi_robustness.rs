@@ -73,6 +73,7 @@ fn initialize_and_finalize_rules() {
     assert_eq!(raw.finalize(), CKR_OK);
 
     // Initialize, use, finalize, again and again; a null argument is a plain initialization.
+    let mut previous: Option<CK_SESSION_HANDLE> = None;
     for round in 0..3 {
         let rv = if round == 0 {
             call!(raw, C_Initialize(null_mut()))
@@ -86,6 +87,17 @@ fn initialize_and_finalize_rules() {
             (2, 40)
         );
         let s = raw.session();
+        if let Some(old) = previous.replace(s) {
+            assert_ne!(
+                old, s,
+                "a handle of the last initialization is never reused"
+            );
+            let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+            assert_eq!(
+                call!(raw, C_GetSessionInfo(old, &mut info)),
+                CKR_SESSION_HANDLE_INVALID
+            );
+        }
         let key = raw.object(s, CKO_PRIVATE_KEY, "device");
         let sig = raw.sign(s, CKM_ECDSA_SHA256, key, b"round").unwrap();
         let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
