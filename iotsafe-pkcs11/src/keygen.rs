@@ -135,7 +135,7 @@ impl Module {
                     pair.public.clone(),
                     &pair.point,
                     &naming,
-                    key.derive,
+                    public_use(&key),
                 ));
                 handle
             }
@@ -204,7 +204,22 @@ fn naming_of(a: &Attributes) -> Naming {
 /// aside).
 fn would_be_public(key: &KeyOnCard, naming: &Naming) -> Attributes {
     let placeholder = iotsafe_core::EcPoint([0x04; 65]);
-    objects::public_key(0, key.reference.clone(), &placeholder, naming, key.derive).attributes
+    objects::public_key(
+        0,
+        key.reference.clone(),
+        &placeholder,
+        naming,
+        public_use(key),
+    )
+    .attributes
+}
+
+/// The uses of a generated key's public half: those of the private key.
+fn public_use(key: &KeyOnCard) -> objects::PublicUse {
+    objects::PublicUse {
+        verify: key.sign,
+        derive: key.derive,
+    }
 }
 
 /// Every attribute of `template` the object shows must have the value asked; ones it does not

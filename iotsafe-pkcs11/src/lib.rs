@@ -34,6 +34,7 @@ pub mod search;
 pub mod session;
 pub mod sign;
 pub mod token;
+pub mod verify;
 
 #[allow(unsafe_code)]
 mod ffi;

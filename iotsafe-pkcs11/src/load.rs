@@ -2,7 +2,7 @@
 //! then PKCS#11 objects built from them, certificates paired with the keys they certify.
 
 use crate::cert::{self, CertificateFields};
-use crate::objects::{self, KeyOnCard, Naming, Object};
+use crate::objects::{self, KeyOnCard, Naming, Object, PublicUse};
 use cryptoki_sys::CK_OBJECT_HANDLE;
 use iotsafe_core::objects::{functions, key_type};
 use iotsafe_core::{Card, EcPoint, Error, ObjectInfo, ObjectKind, ObjectRef};
@@ -136,13 +136,16 @@ pub fn load(
         let subject = cert_of(Some(*point))
             .and_then(|f| f.cert.as_ref())
             .map(|c| c.subject.clone());
-        let derive = info.has_functions(functions::KEY_AGREEMENT);
+        let usage = PublicUse {
+            verify: info.has_functions(functions::SIGNATURE),
+            derive: info.has_functions(functions::KEY_AGREEMENT),
+        };
         objects.push(objects::public_key(
             next(),
             reference.clone(),
             point,
             &naming(info, subject),
-            derive,
+            usage,
         ));
     }
     for file in &files {

@@ -86,7 +86,7 @@ pub fn offered(objects: &[Object], has_peer_slot: bool) -> Vec<CK_MECHANISM_TYPE
 /// What a mechanism of [`offered`] can do; `None` for any other.
 pub fn info(mechanism: CK_MECHANISM_TYPE) -> Option<MechanismInfo> {
     let flags = match mechanism {
-        CKM_ECDSA | CKM_ECDSA_SHA256 => CKF_SIGN,
+        CKM_ECDSA | CKM_ECDSA_SHA256 => CKF_SIGN | CKF_VERIFY,
         CKM_ECDH1_DERIVE => CKF_DERIVE,
         CKM_EC_KEY_PAIR_GEN => CKF_GENERATE_KEY_PAIR,
         _ => return None,

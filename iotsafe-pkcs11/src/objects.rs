@@ -144,19 +144,29 @@ pub fn set_private_point(a: &mut Attributes, point: Option<&EcPoint>) {
     a.set(CKA_PUBLIC_KEY_INFO, info).set(CKA_EC_POINT, ec_point);
 }
 
+/// What a public key may be used for: verifying (IoT SAFE function `01`, done on the host by
+/// `C_Verify`), key agreement (function `04`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicUse {
+    /// `CKA_VERIFY`.
+    pub verify: bool,
+    /// `CKA_DERIVE`.
+    pub derive: bool,
+}
+
 /// A `CKO_PUBLIC_KEY` for an IoT SAFE public key with a known point.
 pub fn public_key(
     handle: CK_OBJECT_HANDLE,
     reference: ObjectRef,
     point: &EcPoint,
     naming: &Naming,
-    derive: bool,
+    usage: PublicUse,
 ) -> Object {
     let mut a = storage(CKO_PUBLIC_KEY, &naming.label, true);
-    key_common(&mut a, CKK_EC, naming, derive);
+    key_common(&mut a, CKK_EC, naming, usage.derive);
     a.set(CKA_SUBJECT, naming.subject.clone())
         .set(CKA_ENCRYPT, bool_value(false))
-        .set(CKA_VERIFY, bool_value(false))
+        .set(CKA_VERIFY, bool_value(usage.verify))
         .set(CKA_VERIFY_RECOVER, bool_value(false))
         .set(CKA_WRAP, bool_value(false))
         .set(CKA_TRUSTED, bool_value(false))

@@ -3,6 +3,7 @@
 use crate::objects::KeyOnCard;
 use crate::token::Token;
 use cryptoki_sys::{CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_SLOT_ID};
+use iotsafe_core::EcPoint;
 use sha2::Sha256;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -20,6 +21,8 @@ pub struct Session {
     pub find: Option<Search>,
     /// A signature in progress.
     pub sign: Option<Signing>,
+    /// A verification in progress.
+    pub verify: Option<Verifying>,
 }
 
 impl Session {
@@ -31,6 +34,7 @@ impl Session {
             read_write,
             find: None,
             sign: None,
+            verify: None,
         }
     }
 }
@@ -54,6 +58,17 @@ pub struct Signing {
     /// What `C_SignUpdate` fed in so far.
     pub input: SignInput,
     /// Whether `C_SignUpdate` was called (then only `C_SignFinal` may end it).
+    pub multi_part: bool,
+}
+
+/// A verification between `C_VerifyInit` and the call that ends it.
+#[derive(Debug, Clone)]
+pub struct Verifying {
+    /// The public key's point.
+    pub point: EcPoint,
+    /// What `C_VerifyUpdate` fed in so far.
+    pub input: SignInput,
+    /// Whether `C_VerifyUpdate` was called (then only `C_VerifyFinal` may end it).
     pub multi_part: bool,
 }
 

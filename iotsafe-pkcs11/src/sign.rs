@@ -49,14 +49,7 @@ impl Module {
             if s.sign.is_some() {
                 return Err(CKR_OPERATION_ACTIVE);
             }
-            let input = match mechanism.kind {
-                CKM_ECDSA => SignInput::Digest(Zeroizing::new(Vec::new())),
-                CKM_ECDSA_SHA256 => SignInput::Message(Sha256::new()),
-                _ => return Err(CKR_MECHANISM_INVALID),
-            };
-            if mechanism.params != Params::None {
-                return Err(CKR_MECHANISM_PARAM_INVALID);
-            }
+            let input = start(mechanism)?;
             let object = s.token.object(key).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
             let Backing::PrivateKey(key) = object.backing else {
                 return Err(CKR_KEY_TYPE_INCONSISTENT);
@@ -87,7 +80,7 @@ impl Module {
                 // C_SignUpdate started a multi-part signature: only C_SignFinal ends it.
                 return Err(CKR_OPERATION_ACTIVE);
             }
-            feed(op, data)
+            feed(&mut op.input, data)
         })
     }
 
@@ -96,7 +89,7 @@ impl Module {
         self.with_session(session, |s| {
             let op = s.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
             op.multi_part = true;
-            let fed = feed(op, part);
+            let fed = feed(&mut op.input, part);
             if fed.is_err() {
                 s.sign = None;
             }
@@ -154,9 +147,22 @@ impl Module {
     }
 }
 
-/// Adds input to a signature in progress.
-fn feed(op: &mut Signing, data: &[u8]) -> P11Result<()> {
-    match &mut op.input {
+/// The empty input of a signature (or verification) with `mechanism`.
+pub(crate) fn start(mechanism: &Mechanism) -> P11Result<SignInput> {
+    let input = match mechanism.kind {
+        CKM_ECDSA => SignInput::Digest(Zeroizing::new(Vec::new())),
+        CKM_ECDSA_SHA256 => SignInput::Message(Sha256::new()),
+        _ => return Err(CKR_MECHANISM_INVALID),
+    };
+    if mechanism.params != Params::None {
+        return Err(CKR_MECHANISM_PARAM_INVALID);
+    }
+    Ok(input)
+}
+
+/// Adds input to a signature (or verification) in progress.
+pub(crate) fn feed(input: &mut SignInput, data: &[u8]) -> P11Result<()> {
+    match input {
         SignInput::Digest(d) => {
             if d.len() + data.len() > MAX_DIGEST {
                 return Err(CKR_DATA_LEN_RANGE);
@@ -168,8 +174,8 @@ fn feed(op: &mut Signing, data: &[u8]) -> P11Result<()> {
     Ok(())
 }
 
-/// The 32 bytes the card signs.
-fn to_sign(input: &SignInput) -> P11Result<Zeroizing<[u8; SIGNED_LEN]>> {
+/// The 32 bytes the card signs (and a verification checks).
+pub(crate) fn to_sign(input: &SignInput) -> P11Result<Zeroizing<[u8; SIGNED_LEN]>> {
     let mut out = Zeroizing::new([0u8; SIGNED_LEN]);
     match input {
         SignInput::Message(h) => out.copy_from_slice(&h.clone().finalize()),

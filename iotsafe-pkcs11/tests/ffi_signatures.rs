@@ -203,3 +203,89 @@ fn attribute_templates_answer_each_attribute() {
     );
     assert_eq!(raw.finalize(), CKR_OK);
 }
+
+/// `C_VerifyInit` + `C_Verify`; the `CKR_*` of whichever failed.
+fn verify(
+    raw: &support::raw::Raw,
+    s: CK_SESSION_HANDLE,
+    mechanism: CK_MECHANISM_TYPE,
+    key: CK_OBJECT_HANDLE,
+    data: &[u8],
+    signature: &[u8],
+) -> CK_RV {
+    let mut m = CK_MECHANISM {
+        mechanism,
+        pParameter: nil(),
+        ulParameterLen: 0,
+    };
+    let rv = call!(raw, C_VerifyInit(s, &mut m, key));
+    if rv != CKR_OK {
+        return rv;
+    }
+    let (mut data, mut signature) = (data.to_vec(), signature.to_vec());
+    let (n, k) = (data.len() as CK_ULONG, signature.len() as CK_ULONG);
+    call!(
+        raw,
+        C_Verify(s, data.as_mut_ptr(), n, signature.as_mut_ptr(), k)
+    )
+}
+
+#[test]
+fn verification_with_the_public_key() {
+    let (f, _lock) = fixture();
+    let raw = &f.raw;
+    assert_eq!(raw.initialize(), CKR_OK);
+    let s = raw.session();
+    let key = raw.object(s, CKO_PRIVATE_KEY, "device");
+    let public = raw.object(s, CKO_PUBLIC_KEY, "device");
+    let msg = b"checked on the host";
+    let sig = raw.sign(s, CKM_ECDSA_SHA256, key, msg).unwrap();
+    assert_eq!(verify(raw, s, CKM_ECDSA_SHA256, public, msg, &sig), CKR_OK);
+    let digest = Sha256::digest(msg);
+    assert_eq!(verify(raw, s, CKM_ECDSA, public, &digest, &sig), CKR_OK);
+    let mut wrong = sig.clone();
+    wrong[40] ^= 1;
+    assert_eq!(
+        verify(raw, s, CKM_ECDSA_SHA256, public, msg, &wrong),
+        CKR_SIGNATURE_INVALID
+    );
+    assert_eq!(
+        verify(raw, s, CKM_ECDSA_SHA256, public, b"another", &sig),
+        CKR_SIGNATURE_INVALID
+    );
+    assert_eq!(
+        verify(raw, s, CKM_ECDSA_SHA256, public, msg, &sig[..63]),
+        CKR_SIGNATURE_LEN_RANGE
+    );
+    assert_eq!(
+        verify(raw, s, CKM_ECDSA_SHA256, key, msg, &sig),
+        CKR_KEY_TYPE_INCONSISTENT
+    );
+    assert_eq!(
+        verify(raw, s, CKM_RSA_PKCS, public, msg, &sig),
+        CKR_MECHANISM_INVALID
+    );
+    let mut sig = sig;
+    assert_eq!(
+        call!(raw, C_VerifyFinal(s, sig.as_mut_ptr(), 64)),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+    // Multi-part.
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_ECDSA_SHA256,
+        pParameter: nil(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(call!(raw, C_VerifyInit(s, &mut m, public)), CKR_OK);
+    assert_eq!(
+        call!(raw, C_VerifyInit(s, &mut m, public)),
+        CKR_OPERATION_ACTIVE
+    );
+    let mut msg = msg.to_vec();
+    for part in msg.chunks_mut(4) {
+        let n = part.len() as CK_ULONG;
+        assert_eq!(call!(raw, C_VerifyUpdate(s, part.as_mut_ptr(), n)), CKR_OK);
+    }
+    assert_eq!(call!(raw, C_VerifyFinal(s, sig.as_mut_ptr(), 64)), CKR_OK);
+    assert_eq!(raw.finalize(), CKR_OK);
+}

@@ -89,6 +89,66 @@ pub unsafe extern "C" fn C_SignFinal(
     })
 }
 
+/// `C_VerifyInit`.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyInit(
+    session: CK_SESSION_HANDLE,
+    mechanism: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    with_module(|m| {
+        // SAFETY: PKCS#11 mechanism; pointers checked inside.
+        let mechanism = unsafe { ptr::mechanism(mechanism)? };
+        m.verify_init(session, &mechanism, key)
+    })
+}
+
+/// `C_Verify`: `r‖s` over the data.
+#[no_mangle]
+pub unsafe extern "C" fn C_Verify(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    signature: *mut CK_BYTE,
+    signature_len: CK_ULONG,
+) -> CK_RV {
+    with_module(|m| {
+        // SAFETY: PKCS#11 input buffers; checked inside.
+        let data = unsafe { ptr::slice(data.cast_const(), data_len)? };
+        // SAFETY: as above.
+        let signature = unsafe { ptr::slice(signature.cast_const(), signature_len)? };
+        m.verify(session, data, signature)
+    })
+}
+
+/// `C_VerifyUpdate`.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyUpdate(
+    session: CK_SESSION_HANDLE,
+    part: *mut CK_BYTE,
+    part_len: CK_ULONG,
+) -> CK_RV {
+    with_module(|m| {
+        // SAFETY: PKCS#11 input buffer; checked inside.
+        let part = unsafe { ptr::slice(part.cast_const(), part_len)? };
+        m.verify_update(session, part)
+    })
+}
+
+/// `C_VerifyFinal`.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyFinal(
+    session: CK_SESSION_HANDLE,
+    signature: *mut CK_BYTE,
+    signature_len: CK_ULONG,
+) -> CK_RV {
+    with_module(|m| {
+        // SAFETY: PKCS#11 input buffer; checked inside.
+        let signature = unsafe { ptr::slice(signature.cast_const(), signature_len)? };
+        m.verify_final(session, signature)
+    })
+}
+
 /// `C_GenerateKeyPair`.
 #[allow(clippy::too_many_arguments)]
 #[no_mangle]

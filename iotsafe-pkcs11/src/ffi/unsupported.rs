@@ -1,6 +1,6 @@
 //! The functions this token does not offer: PIN management (there is no PIN), creating or
 //! changing objects (the card's objects are provisioned, not written through PKCS#11),
-//! encryption, digests, verification, key wrapping, operation state, slot events. Each answers
+//! encryption, digests, signature recovery, key wrapping, operation state, slot events. Each answers
 //! `CKR_FUNCTION_NOT_SUPPORTED` and reads none of its arguments; the two legacy parallel-function
 //! calls answer `CKR_FUNCTION_NOT_PARALLEL`, as PKCS#11 says they must.
 
@@ -54,10 +54,6 @@ answer! { CKR_FUNCTION_NOT_SUPPORTED =>
     C_DigestFinal(Session, Bytes, LenOut);
     C_SignRecoverInit(Session, Mech, Object);
     C_SignRecover(Session, Bytes, Len, Bytes, LenOut);
-    C_VerifyInit(Session, Mech, Object);
-    C_Verify(Session, Bytes, Len, Bytes, Len);
-    C_VerifyUpdate(Session, Bytes, Len);
-    C_VerifyFinal(Session, Bytes, Len);
     C_VerifyRecoverInit(Session, Mech, Object);
     C_VerifyRecover(Session, Bytes, Len, Bytes, LenOut);
     C_DigestEncryptUpdate(Session, Bytes, Len, Bytes, LenOut);

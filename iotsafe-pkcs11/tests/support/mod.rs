@@ -151,24 +151,21 @@ pub fn workout(dir: &Path, env: &[(&str, String)], device_cert: &[u8]) {
         (["--id", "01"], "sig1.der"),
         (["--label", "device"], "sig2.der"),
     ] {
-        tool(
-            &[
-                "--sign",
+        // The same ECDSA-SHA256 options for signing (on the card) and verifying (on the host).
+        let with = |action: &'static str, key: [&'static str; 2], file: &'static str| {
+            let mut args = vec![
+                action,
                 "-m",
                 "ECDSA-SHA256",
-                id_or_label[0],
-                id_or_label[1],
+                key[0],
+                key[1],
                 "-i",
                 "msg.txt",
-                "-o",
-                sig,
-                "--signature-format",
-                "openssl",
-            ],
-            dir,
-            env,
-        )
-        .ok();
+            ];
+            args.extend([file, sig, "--signature-format", "openssl"]);
+            tool(&args, dir, env).ok()
+        };
+        with("--sign", id_or_label, "-o");
         let verified = run(
             "openssl",
             &[
@@ -185,6 +182,8 @@ pub fn workout(dir: &Path, env: &[(&str, String)], device_cert: &[u8]) {
         )
         .ok();
         assert!(verified.contains("Verified OK"), "{verified}");
+        let checked = with("--verify", ["--id", "01"], "--signature-file");
+        assert!(checked.contains("Signature is valid"), "{checked}");
     }
 
     let random = |n: &str| tool(&["--generate-random", n], dir, env).output.stdout;

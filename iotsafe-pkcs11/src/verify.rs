@@ -1,0 +1,102 @@
+//! Verification: `C_VerifyInit`, `C_Verify`, `C_VerifyUpdate`, `C_VerifyFinal`, with a public key
+//! object of the token. A signature check needs no secret, so it runs on the host (p256), over
+//! the same 32 bytes a signature of [`crate::sign`] covers: `CKM_ECDSA` takes the digest (cut or
+//! padded as there), `CKM_ECDSA_SHA256` the message. Signatures are raw `r‖s`, 64 bytes.
+
+use crate::error::P11Result;
+use crate::mechanisms::Mechanism;
+use crate::module::Module;
+use crate::objects::Backing;
+use crate::session::Verifying;
+use crate::sign::{feed, start, to_sign, SIGNATURE_LEN};
+use cryptoki_sys::*;
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+
+impl Module {
+    /// `C_VerifyInit`.
+    pub fn verify_init(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: &Mechanism,
+        key: CK_OBJECT_HANDLE,
+    ) -> P11Result<()> {
+        self.with_session(session, |s| {
+            if s.verify.is_some() {
+                return Err(CKR_OPERATION_ACTIVE);
+            }
+            let input = start(mechanism)?;
+            let object = s.token.object(key).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+            if !matches!(object.backing, Backing::PublicKey { .. }) {
+                return Err(CKR_KEY_TYPE_INCONSISTENT);
+            }
+            if object.attributes.plain(CKA_VERIFY) != Some(&[CK_TRUE][..]) {
+                return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
+            }
+            let point = object
+                .attributes
+                .plain(CKA_EC_POINT)
+                .and_then(crate::der::peer_point)
+                .ok_or(CKR_KEY_TYPE_INCONSISTENT)?;
+            s.verify = Some(Verifying {
+                point,
+                input,
+                multi_part: false,
+            });
+            Ok(())
+        })
+    }
+
+    /// `C_Verify`: checks `signature` over `data` in one call; ends the operation.
+    pub fn verify(
+        &self,
+        session: CK_SESSION_HANDLE,
+        data: &[u8],
+        signature: &[u8],
+    ) -> P11Result<()> {
+        self.with_session(session, |s| {
+            let op = s.verify.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            if op.multi_part {
+                // C_VerifyUpdate started a multi-part verification: only C_VerifyFinal ends it.
+                return Err(CKR_OPERATION_ACTIVE);
+            }
+            let mut op = s.verify.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            feed(&mut op.input, data)?;
+            check(&op, signature)
+        })
+    }
+
+    /// `C_VerifyUpdate`.
+    pub fn verify_update(&self, session: CK_SESSION_HANDLE, part: &[u8]) -> P11Result<()> {
+        self.with_session(session, |s| {
+            let op = s.verify.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            op.multi_part = true;
+            let fed = feed(&mut op.input, part);
+            if fed.is_err() {
+                s.verify = None;
+            }
+            fed
+        })
+    }
+
+    /// `C_VerifyFinal`; ends the operation.
+    pub fn verify_final(&self, session: CK_SESSION_HANDLE, signature: &[u8]) -> P11Result<()> {
+        self.with_session(session, |s| {
+            let op = s.verify.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            check(&op, signature)
+        })
+    }
+}
+
+/// `CKR_OK` when `signature` (`r‖s`) is the key's over the operation's input.
+fn check(op: &Verifying, signature: &[u8]) -> P11Result<()> {
+    if signature.len() != SIGNATURE_LEN {
+        return Err(CKR_SIGNATURE_LEN_RANGE);
+    }
+    let digest = to_sign(&op.input)?;
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(op.point.as_bytes())
+        .map_err(|_| CKR_KEY_TYPE_INCONSISTENT)?;
+    let signature =
+        p256::ecdsa::Signature::from_slice(signature).map_err(|_| CKR_SIGNATURE_INVALID)?;
+    key.verify_prehash(&digest[..], &signature)
+        .map_err(|_| CKR_SIGNATURE_INVALID)
+}
