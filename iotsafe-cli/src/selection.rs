@@ -36,7 +36,7 @@ pub struct CardSelection {
     #[arg(long, global = true, value_name = "STATE", env = "IOTSAFE_VCARD")]
     pub vcard: Option<PathBuf>,
     /// AID of the IoT SAFE applet, in hex (default: probe the standard and known AIDs).
-    #[arg(long, global = true, value_name = "HEX")]
+    #[arg(long, global = true, value_name = "HEX", env = "IOTSAFE_AID")]
     pub aid: Option<String>,
     /// Latency profile of the virtual card (`sim` = a typical SIM's timings).
     #[arg(long, global = true, value_enum, value_name = "PROFILE")]

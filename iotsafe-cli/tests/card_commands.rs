@@ -293,6 +293,17 @@ fn user_mistakes_give_one_clear_line_and_a_failure_status() {
         wrong_aid.stderr
     );
 
+    // The AID from the environment, as the PKCS#11 module takes it.
+    let wrong_env_aid = f.run_with_env(&["info"], &[("IOTSAFE_AID", "A000000559FFFF")]);
+    wrong_env_aid.assert_clean_error();
+    assert!(
+        wrong_env_aid.stderr.contains("no IoT SAFE applet"),
+        "{}",
+        wrong_env_aid.stderr
+    );
+    let env_aid = f.run_with_env(&["info"], &[("IOTSAFE_AID", "A0000005590010")]);
+    assert!(env_aid.ok(), "{}", env_aid.stderr);
+
     let corrupt = f.path("corrupt.json");
     std::fs::write(&corrupt, b"{ not json").unwrap();
     let r = iotsafe(

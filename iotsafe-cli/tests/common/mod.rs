@@ -30,9 +30,14 @@ impl Fixture {
 
     /// Runs `iotsafe --vcard STATE <args>`.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[])
+    }
+
+    /// Runs `iotsafe --vcard STATE <args>` with the environment variables `env` set.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut full = vec!["--vcard", self.state.to_str().unwrap()];
         full.extend_from_slice(args);
-        iotsafe(&full, self.dir.path())
+        iotsafe_with_env(&full, self.dir.path(), env)
     }
 
     /// Runs with `--json` and parses stdout.
@@ -70,14 +75,23 @@ impl Run {
 }
 
 pub fn iotsafe(args: &[&str], cwd: &Path) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_iotsafe"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("IOTSAFE_VCARD")
-        .env_remove("IOTSAFE_READER")
-        .env_remove("IOTSAFE_MODEM")
-        .output()
-        .expect("running iotsafe");
+    iotsafe_with_env(args, cwd, &[])
+}
+
+/// Runs `iotsafe <args>` in `cwd` with none of the card selection variables but `env`.
+pub fn iotsafe_with_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_iotsafe"));
+    command.args(args).current_dir(cwd);
+    for name in [
+        "IOTSAFE_VCARD",
+        "IOTSAFE_READER",
+        "IOTSAFE_MODEM",
+        "IOTSAFE_AID",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let out: Output = command.output().expect("running iotsafe");
     Run {
         status: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
