@@ -10,7 +10,7 @@ use super::framing::AtCommand;
 use super::line::ModemLine;
 use super::parser::{self, Answer};
 use super::port::AtPort;
-use super::refusal::modem_error;
+use super::refusal::refusal;
 use crate::prelude::*;
 use crate::transport::TransportError;
 
@@ -92,7 +92,9 @@ impl Channels {
         if answer.result.is_ok() {
             Ok(())
         } else {
-            Err(modem_error(command.shown(), &answer))
+            // A lost SIM is `RemovedCard`, so that the session reconnects; any other refusal
+            // names the command and the answer.
+            Err(refusal(command.shown(), &answer))
         }
     }
 
@@ -167,6 +169,33 @@ mod tests {
 
     fn modem_line(script: impl FnMut(&str) -> Vec<Said> + Send + 'static) -> ModemLine<FakePort> {
         ModemLine::new(FakePort::new(script), "fake".into(), &AtOptions::default())
+    }
+
+    #[test]
+    fn a_close_refused_because_the_sim_is_gone_is_a_removed_card() {
+        let mut answers = vec![
+            vec![line("+CME ERROR: 13")],
+            vec![line("+CME ERROR: 3")],
+        ]
+        .into_iter();
+        let mut modem = modem_line(move |_| answers.next().unwrap_or_default());
+        let mut channels = Channels {
+            open: Some(4),
+            ..Channels::default()
+        };
+        assert!(matches!(
+            channels.close(&mut modem, TIMEOUT),
+            Err(TransportError::RemovedCard)
+        ));
+        channels.open = Some(5);
+        match channels.close(&mut modem, TIMEOUT) {
+            Err(TransportError::Modem { command, answer }) => {
+                assert_eq!(command, "AT+CCHC=5");
+                assert_eq!(answer, "+CME ERROR: 3");
+            }
+            other => panic!("expected a modem error, got {other:?}"),
+        }
+        assert_eq!(channels.session(), None);
     }
 
     #[test]
