@@ -173,11 +173,8 @@ mod tests {
 
     #[test]
     fn a_close_refused_because_the_sim_is_gone_is_a_removed_card() {
-        let mut answers = vec![
-            vec![line("+CME ERROR: 13")],
-            vec![line("+CME ERROR: 3")],
-        ]
-        .into_iter();
+        let mut answers =
+            vec![vec![line("+CME ERROR: 13")], vec![line("+CME ERROR: 3")]].into_iter();
         let mut modem = modem_line(move |_| answers.next().unwrap_or_default());
         let mut channels = Channels {
             open: Some(4),
