@@ -4,6 +4,7 @@
 
 use iotsafe_core::{Card, CardConfig, ObjectRef};
 use iotsafe_rustls::{ephemeral_slots, CardKxGroup, KxOptions};
+use iotsafe_vcard::store::attr;
 use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rustls::crypto::{ActiveKeyExchange, SupportedKxGroup};
@@ -61,13 +62,13 @@ fn persistent_keys_and_keys_without_key_agreement_are_never_taken() {
         let mut persistent = store.private_keys[1].clone();
         persistent.id = vec![0x30];
         persistent.label = Some("persistent-ka".into());
-        persistent.attributes.key_type = 0x13;
+        persistent.attributes.key_type = attr::KEY_TYPE_P256_PERSISTENT;
         store.private_keys.push(persistent);
         // A volatile pair without key agreement.
         let mut signing = store.private_keys[1].clone();
         signing.id = vec![0x31];
         signing.label = Some("volatile-sign".into());
-        signing.attributes.functions = 0x01 | 0x02;
+        signing.attributes.functions = attr::FUNCTION_SIGNATURE | attr::FUNCTION_KEY_GENERATION;
         store.private_keys.push(signing);
     });
     let slots = ephemeral_slots(&card, &KxOptions::default()).unwrap();

@@ -16,9 +16,10 @@ impl ObjectStore {
     /// [`MAX_OBJECTS_PER_TYPE`] keys of a type.
     pub fn add_ephemeral_slots(&mut self, count: usize) -> Result<Vec<Vec<u8>>, VcardError> {
         let eph = ObjectRef::Id(layout::EPHEMERAL_KEY_ID);
-        let (Some(private), Some(public)) =
-            (self.private_key_index(eph), self.public_key_index(eph))
-        else {
+        let (Some(private), Some(public)) = (
+            eph.find_in(&self.private_keys).cloned(),
+            eph.find_in(&self.public_keys).cloned(),
+        ) else {
             return Err(VcardError::MissingObject("ephemeral key pair 04"));
         };
         for (what, have) in [
@@ -33,13 +34,6 @@ impl ObjectStore {
                 });
             }
         }
-        let (private, public) = (
-            self.private_keys.get(private).cloned(),
-            self.public_keys.get(public).cloned(),
-        );
-        let (Some(private), Some(public)) = (private, public) else {
-            return Err(VcardError::MissingObject("ephemeral key pair 04"));
-        };
         let mut ids = Vec::with_capacity(count);
         let mut next = 0x06u8;
         for n in 0..count {

@@ -62,7 +62,7 @@ mod schedule;
 pub use schedule::QueueStats;
 
 use crate::error::{Error, KxError};
-use iotsafe_core::objects::functions;
+use iotsafe_core::objects::{functions, key_type};
 use iotsafe_core::{Card, EcPoint, EphemeralKey, ObjectKind, ObjectRef};
 use rustls::crypto::{ActiveKeyExchange, SharedSecret, SupportedKxGroup};
 use rustls::ffdhe_groups::FfdheGroup;
@@ -206,7 +206,7 @@ pub fn ephemeral_slots(card: &Card, options: &KxOptions) -> Result<Vec<ObjectRef
     if options.every_ephemeral_slot {
         let more = objects.iter().filter(|o| {
             o.kind == Some(ObjectKind::PrivateKey)
-                && o.key_type == Some(KEY_TYPE_P256_VOLATILE)
+                && o.key_type == Some(key_type::P256_VOLATILE)
                 && o.functions.is_some_and(|f| f & needed == needed)
                 && !slot.matches(o)
         });
@@ -214,9 +214,6 @@ pub fn ephemeral_slots(card: &Card, options: &KxOptions) -> Result<Vec<ObjectRef
     }
     Ok(slots)
 }
-
-/// Key type `4B` of a volatile NIST P-256 key.
-const KEY_TYPE_P256_VOLATILE: u8 = 0x14;
 
 /// secp256r1 key exchange on an IoT SAFE card, one per card. See the module docs.
 pub struct CardKxGroup {
