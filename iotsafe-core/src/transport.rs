@@ -99,27 +99,19 @@ pub enum TransportError {
 impl TransportError {
     /// True when the card session should reconnect (and re-select) before the next operation.
     pub fn needs_reconnect(&self) -> bool {
-        matches!(
-            self,
+        match self {
             TransportError::RemovedCard
-                | TransportError::ResetCard
-                | TransportError::NotTransacted
-                | TransportError::NoService
-                | TransportError::NoCard(_)
-                | TransportError::Disconnected
-                | TransportError::Timeout { .. }
-                | TransportError::Port(_)
-        ) || self.is_io()
-    }
-
-    #[cfg(feature = "std")]
-    fn is_io(&self) -> bool {
-        matches!(self, TransportError::Io(_))
-    }
-
-    #[cfg(not(feature = "std"))]
-    fn is_io(&self) -> bool {
-        false
+            | TransportError::ResetCard
+            | TransportError::NotTransacted
+            | TransportError::NoService
+            | TransportError::NoCard(_)
+            | TransportError::Disconnected
+            | TransportError::Timeout { .. }
+            | TransportError::Port(_) => true,
+            #[cfg(feature = "std")]
+            TransportError::Io(_) => true,
+            _ => false,
+        }
     }
 }
 
