@@ -75,15 +75,25 @@ impl Meter<'_> {
     ) -> Result<T, AppError> {
         let (apdus, bytes) = (self.card.stats().apdus, self.tally.counts());
         let value = step(self.card).map_err(|e| AppError::Card(name, e))?;
-        let (apdus, after) = (self.card.stats().apdus - apdus, self.tally.counts());
-        let Counts { tx, rx } = after;
-        (self.log)(format_args!(
-            "step: {name} apdus={apdus} tx={} rx={}",
-            tx - bytes.tx,
-            rx - bytes.rx
-        ));
+        let apdus = self.card.stats().apdus - apdus;
+        report_step(self.log, name, apdus, bytes, self.tally.counts());
         Ok(value)
     }
+}
+
+/// `step: name apdus=… tx=… rx=…`, the bytes being those from `before` to `after`.
+fn report_step(
+    log: &mut dyn FnMut(fmt::Arguments<'_>),
+    name: &str,
+    apdus: u64,
+    before: Counts,
+    after: Counts,
+) {
+    log(format_args!(
+        "step: {name} apdus={apdus} tx={} rx={}",
+        after.tx - before.tx,
+        after.rx - before.rx
+    ));
 }
 
 /// Runs the whole sequence on the modem behind `uart`, printing with `log`.
@@ -98,12 +108,7 @@ pub fn run(
     let opened = tally.counts();
     let card =
         Card::open(transport, CardConfig::default()).map_err(|e| AppError::Card("open", e))?;
-    log(format_args!(
-        "step: open apdus={} tx={} rx={}",
-        card.stats().apdus,
-        tally.counts().tx - opened.tx,
-        tally.counts().rx - opened.rx
-    ));
+    report_step(log, "open", card.stats().apdus, opened, tally.counts());
     let mut meter = Meter {
         card: &card,
         tally,
