@@ -53,6 +53,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 /// nobody here).
 const FOREIGN_POLL: Duration = Duration::from_millis(5);
 
+/// How soon a look that found the record's lock held looks again.
+const BUSY_RECORD: Duration = Duration::from_millis(1);
+
 /// What one card's slot book saw in this process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlotStats {
@@ -205,20 +208,23 @@ impl SlotBook {
 
     fn update<R>(&self, f: impl FnOnce(&mut record::Record) -> R) -> Result<R, Error> {
         let store = self.inner.store.as_ref().map_err(store_error)?;
-        store.update(f).map_err(|e| Error::SlotRecord {
-            path: store
-                .location()
-                .map_or_else(String::new, |p| p.display().to_string()),
-            reason: e.to_string(),
-        })
+        store.update(f).map_err(|e| record_error(store, e))
+    }
+
+    /// [`SlotBook::update`] without waiting for the record's lock: `None` when it is busy.
+    fn try_update<R>(&self, f: impl FnOnce(&mut record::Record) -> R) -> Result<Option<R>, Error> {
+        let store = self.inner.store.as_ref().map_err(store_error)?;
+        store.update_if(false, f).map_err(|e| record_error(store, e))
     }
 
     /// Joins the queue for any of `slots` (at least one), each turn held for at most `lease`
-    /// while others wait. Dropping the [`SlotWait`] leaves the queue.
+    /// while others wait. Dropping the [`SlotWait`] leaves the queue. Never waits for the record's
+    /// lock: when another thread or process holds it, the place is taken at the first
+    /// [`SlotWait::try_take`] that finds it free.
     pub fn request(&self, slots: &[ObjectRef], lease: Duration) -> Result<SlotWait, Error> {
         let keys = SlotBook::keys(slots)?;
         let party = self.party();
-        let ticket = self.update(|r| r.enqueue(party, &keys))?;
+        let ticket = self.try_update(|r| r.enqueue(party, &keys))?;
         Ok(SlotWait {
             book: self.clone(),
             slots: slots.to_vec(),
@@ -236,7 +242,23 @@ impl SlotBook {
 
     /// Waits (blocking this thread) for a turn on any of `slots`.
     pub fn wait(&self, slots: &[ObjectRef], lease: Duration) -> Result<SlotTurn, Error> {
-        self.request(slots, lease)?.wait()
+        let keys = SlotBook::keys(slots)?;
+        let party = self.party();
+        let ticket = self.update(|r| r.enqueue(party, &keys))?;
+        SlotWait {
+            book: self.clone(),
+            slots: slots.to_vec(),
+            keys,
+            party,
+            ticket: Some(ticket),
+            lease,
+            asked: Instant::now(),
+            seen: self.inner.notify.counter(),
+            recheck: None,
+            waited: false,
+            done: false,
+        }
+        .wait()
     }
 
     /// A turn for a key made ahead of time, only when the slots are idle (nobody holds or waits
@@ -348,6 +370,15 @@ impl SlotBook {
     }
 }
 
+fn record_error(store: &Store, e: std::io::Error) -> Error {
+    Error::SlotRecord {
+        path: store
+            .location()
+            .map_or_else(String::new, |p| p.display().to_string()),
+        reason: e.to_string(),
+    }
+}
+
 fn no_slot_named() -> Error {
     Error::InvalidRequest {
         command: crate::CommandKind::GenerateKeyPair,
@@ -368,7 +399,8 @@ pub struct SlotWait {
     slots: Vec<ObjectRef>,
     keys: Vec<SlotKey>,
     party: Party,
-    ticket: u64,
+    /// The place in the queue, once taken.
+    ticket: Option<u64>,
     lease: Duration,
     asked: Instant,
     /// The notification counter at the last look.
@@ -388,20 +420,38 @@ impl core::fmt::Debug for SlotWait {
 }
 
 impl SlotWait {
-    /// Looks at the queue: the turn, if it has come. Never blocks longer than reading the record.
+    /// Looks at the queue: the turn, if it has come. Never waits, not even for the record's lock
+    /// (then it looks again after a millisecond, see [`SlotWait::recheck_in`]).
     pub fn try_take(&mut self) -> Result<Option<SlotTurn>, Error> {
+        self.look(false)
+    }
+
+    /// One look at the queue, waiting for the record's lock or not.
+    fn look(&mut self, wait: bool) -> Result<Option<SlotTurn>, Error> {
         self.seen = self.book.inner.notify.counter();
-        let (party, ticket, lease) = (self.party, self.ticket, millis(self.lease));
-        let keys = self.keys.clone();
-        let look = self
-            .book
-            .update(|r| match r.look(party, ticket, now_ms(), lease) {
+        let (party, lease) = (self.party, millis(self.lease));
+        let (keys, ticket) = (&self.keys, self.ticket);
+        let look = |r: &mut record::Record| {
+            let ticket = ticket.unwrap_or_else(|| r.enqueue(party, keys));
+            match r.look(party, ticket, now_ms(), lease) {
                 // Dropped from the queue (the record was damaged or reset): join it again.
-                Look::Gone => Err(r.enqueue(party, &keys)),
-                look => Ok(look),
-            })?;
+                Look::Gone => (r.enqueue(party, keys), None),
+                look => (ticket, Some(look)),
+            }
+        };
+        let looked = if wait {
+            Some(self.book.update(look)?)
+        } else {
+            self.book.try_update(look)?
+        };
+        let Some((ticket, look)) = looked else {
+            // The record's lock is busy: a moment later.
+            self.recheck = Some(BUSY_RECORD);
+            return Ok(None);
+        };
+        self.ticket = Some(ticket);
         match look {
-            Ok(Look::Granted(grant)) => {
+            Some(Look::Granted(grant)) => {
                 self.done = true;
                 let wait = self.asked.elapsed();
                 let turn = self
@@ -411,7 +461,7 @@ impl SlotWait {
                 stats.max_wait = stats.max_wait.max(wait);
                 Ok(Some(turn))
             }
-            Ok(Look::Wait { until, poll }) => {
+            Some(Look::Wait { until, poll }) => {
                 self.waited = true;
                 let lease_end =
                     until.map(|u| Duration::from_millis(u.saturating_sub(now_ms()).max(1)));
@@ -422,9 +472,7 @@ impl SlotWait {
                 };
                 Ok(None)
             }
-            Ok(Look::Gone) => Ok(None),
-            Err(ticket) => {
-                self.ticket = ticket;
+            Some(Look::Gone) | None => {
                 self.recheck = Some(Duration::ZERO);
                 Ok(None)
             }
@@ -450,7 +498,7 @@ impl SlotWait {
     /// Blocks this thread until the turn comes.
     pub fn wait(mut self) -> Result<SlotTurn, Error> {
         loop {
-            if let Some(turn) = self.try_take()? {
+            if let Some(turn) = self.look(true)? {
                 return Ok(turn);
             }
             self.book.inner.notify.wait(self.seen, self.recheck);
@@ -463,7 +511,9 @@ impl Drop for SlotWait {
         if self.done || !self.party.is_this_process() {
             return;
         }
-        let (party, ticket) = (self.party, self.ticket);
+        let (party, Some(ticket)) = (self.party, self.ticket) else {
+            return;
+        };
         if let Err(e) = self.book.update(|r| r.cancel(party, ticket)) {
             tracing::warn!(error = %e, "leaving the card's slot queue failed");
         }

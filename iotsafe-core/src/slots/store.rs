@@ -45,6 +45,16 @@ impl Locked {
         file.lock()?;
         Ok(Locked(file))
     }
+
+    /// The lock if it is free now, `None` if someone holds it.
+    fn try_take(path: &Path) -> io::Result<Option<Locked>> {
+        let file = open_shared(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Locked(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 impl Drop for Locked {
@@ -85,10 +95,39 @@ impl Store {
     /// Reads the record, forgets what dead parties left, lets `f` change it, and writes it back
     /// (atomically, and only when it changed), all under the record's lock.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Record) -> R) -> io::Result<R> {
+        // Waiting for the lock, it always comes back with the result.
+        self.update_if(true, f)?
+            .ok_or_else(|| io::Error::other("the slot record's lock was not taken"))
+    }
+
+    /// [`Store::update`], or, when `wait` is false and another thread or process holds the
+    /// record's lock, `None` at once: an async runtime's thread must not wait for a lock whose
+    /// holder the system may have descheduled.
+    pub(crate) fn update_if<R>(
+        &self,
+        wait: bool,
+        f: impl FnOnce(&mut Record) -> R,
+    ) -> io::Result<Option<R>> {
         match self {
-            Store::Memory(record, _) => Ok(f(&mut lock(record))),
+            Store::Memory(record, _) => {
+                let mut guard = match record.try_lock() {
+                    Ok(guard) => guard,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) if !wait => return Ok(None),
+                    Err(std::sync::TryLockError::WouldBlock) => lock(record),
+                };
+                Ok(Some(f(&mut guard)))
+            }
             Store::Folder(dir) => {
-                let _lock = Locked::take(&dir.join("state.lock"))?;
+                let path = dir.join("state.lock");
+                let _lock = if wait {
+                    Locked::take(&path)?
+                } else {
+                    match Locked::try_take(&path)? {
+                        Some(locked) => locked,
+                        None => return Ok(None),
+                    }
+                };
                 let path = dir.join("state");
                 let before = match fs::read_to_string(&path) {
                     Ok(text) => text,
@@ -111,7 +150,7 @@ impl Store {
                     drop(out);
                     fs::rename(&temp, &path)?;
                 }
-                Ok(result)
+                Ok(Some(result))
             }
         }
     }
