@@ -205,6 +205,53 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// `C_GenerateKeyPair` into the card's ephemeral key slot (ID `04`, key agreement only):
+    /// its public and private key handles.
+    pub fn generate_ephemeral(
+        &self,
+        session: CK_SESSION_HANDLE,
+    ) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+        let mut mechanism = CK_MECHANISM {
+            mechanism: CKM_EC_KEY_PAIR_GEN,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let mut p256 = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+        let (mut id, mut derive) = ([4u8], CK_TRUE);
+        let mut public = [
+            bytes(CKA_EC_PARAMS, &mut p256),
+            bytes(CKA_ID, &mut id),
+            attribute(CKA_DERIVE, &mut derive),
+        ];
+        let (mut p, mut k) = (0, 0);
+        let rv = call!(
+            self,
+            C_GenerateKeyPair(
+                session,
+                &mut mechanism,
+                public.as_mut_ptr(),
+                public.len() as CK_ULONG,
+                null_mut(),
+                0,
+                &mut p,
+                &mut k
+            )
+        );
+        assert_eq!(rv, CKR_OK, "C_GenerateKeyPair into the ephemeral slot");
+        (p, k)
+    }
+}
+
+/// A `CK_ATTRIBUTE` over a byte buffer.
+pub fn bytes(kind: CK_ATTRIBUTE_TYPE, value: &mut [u8]) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: kind,
+        pValue: value.as_mut_ptr().cast(),
+        ulValueLen: value.len() as CK_ULONG,
+    }
+}
+
 /// `CK_C_INITIALIZE_ARGS` without mutex functions.
 pub fn init_args(flags: CK_FLAGS, reserved: *mut std::ffi::c_void) -> CK_C_INITIALIZE_ARGS {
     CK_C_INITIALIZE_ARGS {
