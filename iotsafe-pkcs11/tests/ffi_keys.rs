@@ -11,10 +11,8 @@ use cryptoki_sys::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256};
 use std::ptr::null_mut;
-use support::raw::{attribute, bytes, fixture, nil, Raw};
+use support::raw::{attribute, bytes, fixture, nil, Raw, P256};
 
-/// The P-256 curve's `CKA_EC_PARAMS`.
-const P256: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 /// P-384's, which the card does not offer.
 const P384: [u8; 7] = [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22];
 
@@ -75,50 +73,6 @@ fn no_attribute_of_any_object_holds_a_private_key() {
     assert_eq!(raw.finalize(), CKR_OK);
 }
 
-/// `C_GenerateKeyPair` with EC_PARAMS `params` and the private key's `CKA_ID` and `CKA_DERIVE`.
-fn generate(
-    raw: &Raw,
-    s: CK_SESSION_HANDLE,
-    params: &mut [u8],
-    id: u8,
-    derive: bool,
-) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE), CK_RV> {
-    let mut mechanism = CK_MECHANISM {
-        mechanism: CKM_EC_KEY_PAIR_GEN,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
-    let (mut id, mut yes, mut flag) = ([id], CK_TRUE, if derive { CK_TRUE } else { CK_FALSE });
-    let mut public = vec![bytes(CKA_ID, &mut id)];
-    if !params.is_empty() {
-        public.push(bytes(CKA_EC_PARAMS, params));
-    }
-    let mut private = [
-        bytes(CKA_ID, &mut id),
-        attribute(CKA_SENSITIVE, &mut yes),
-        attribute(CKA_DERIVE, &mut flag),
-    ];
-    let (mut p, mut k) = (0, 0);
-    let rv = call!(
-        raw,
-        C_GenerateKeyPair(
-            s,
-            &mut mechanism,
-            public.as_mut_ptr(),
-            public.len() as CK_ULONG,
-            private.as_mut_ptr(),
-            3,
-            &mut p,
-            &mut k
-        )
-    );
-    if rv == CKR_OK {
-        Ok((p, k))
-    } else {
-        Err(rv)
-    }
-}
-
 /// `C_DeriveKey` with ECDH1 (`kdf`, the peer's point) and the given template.
 fn derive(
     raw: &Raw,
@@ -170,24 +124,24 @@ fn key_pair_generation_and_ecdh_derivation() {
     every_private_key_has_its_public_half(raw, s);
     let mut p256 = P256;
     assert_eq!(
-        generate(raw, read_only, &mut p256, 4, true),
+        raw.generate(read_only, &mut p256, 4, true),
         Err(CKR_SESSION_READ_ONLY)
     );
     assert_eq!(
-        generate(raw, s, &mut [], 4, true),
+        raw.generate(s, &mut [], 4, true),
         Err(CKR_TEMPLATE_INCOMPLETE)
     );
     assert_eq!(
-        generate(raw, s, &mut P384.clone(), 4, true),
+        raw.generate(s, &mut P384.clone(), 4, true),
         Err(CKR_CURVE_NOT_SUPPORTED)
     );
     assert_eq!(
-        generate(raw, s, &mut p256, 9, true),
+        raw.generate(s, &mut p256, 9, true),
         Err(CKR_TEMPLATE_INCONSISTENT),
         "no key 09"
     );
     assert_eq!(
-        generate(raw, s, &mut p256, 1, true),
+        raw.generate(s, &mut p256, 1, true),
         Err(CKR_TEMPLATE_INCONSISTENT),
         "the device key does not derive"
     );
@@ -217,8 +171,9 @@ fn key_pair_generation_and_ecdh_derivation() {
         CKR_ARGUMENTS_BAD
     );
 
-    let (public, private) =
-        generate(raw, s, &mut p256, 4, true).expect("generate into the ephemeral slot");
+    let (public, private) = raw
+        .generate(s, &mut p256, 4, true)
+        .expect("generate into the ephemeral slot");
     let point = raw.attribute(s, public, CKA_EC_POINT).unwrap();
     assert_eq!(raw.attribute(s, private, CKA_EC_POINT).unwrap(), point);
     assert_eq!(with_id_04(), vec![private, public], "shown once generated");

@@ -10,7 +10,7 @@ mod support;
 use cryptoki_sys::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384};
-use support::raw::{attribute, fixture, nil};
+use support::raw::{attribute, fixture, nil, P256};
 
 #[test]
 fn signatures_bad_mechanisms_and_short_buffers() {
@@ -20,7 +20,7 @@ fn signatures_bad_mechanisms_and_short_buffers() {
     let s = raw.session();
     let key = raw.object(s, CKO_PRIVATE_KEY, "device");
     // The ephemeral slot's key, generated first: a slot never generated is not shown.
-    let (_, ecdhe) = raw.generate_ephemeral(s);
+    let (_, ecdhe) = raw.generate(s, &mut P256.clone(), 4, true).unwrap();
     let cert = raw.object(s, CKO_CERTIFICATE, "device-cert");
     let mut m = CK_MECHANISM {
         mechanism: CKM_ECDSA_SHA256,
