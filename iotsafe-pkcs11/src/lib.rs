@@ -27,6 +27,7 @@ pub mod error;
 pub mod info;
 pub mod keygen;
 pub mod load;
+pub mod login;
 pub mod mechanisms;
 pub mod module;
 pub mod objects;

@@ -38,11 +38,11 @@ impl Token {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of one object.
+    /// A copy of one object callers see ([`Object::shown`]).
     pub fn object(&self, handle: CK_OBJECT_HANDLE) -> P11Result<Object> {
         self.objects()
             .iter()
-            .find(|o| o.handle == handle)
+            .find(|o| o.handle == handle && o.shown())
             .cloned()
             .ok_or(CKR_OBJECT_HANDLE_INVALID)
     }

@@ -79,7 +79,7 @@ static FUNCTION_LIST: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
     C_CreateObject: Some(unsupported::C_CreateObject),
     C_CopyObject: Some(unsupported::C_CopyObject),
     C_DestroyObject: Some(objects::C_DestroyObject),
-    C_GetObjectSize: Some(unsupported::C_GetObjectSize),
+    C_GetObjectSize: Some(objects::C_GetObjectSize),
     C_GetAttributeValue: Some(objects::C_GetAttributeValue),
     C_SetAttributeValue: Some(unsupported::C_SetAttributeValue),
     C_FindObjectsInit: Some(objects::C_FindObjectsInit),
