@@ -26,6 +26,7 @@ pub mod diag;
 pub mod error;
 pub mod info;
 pub mod keygen;
+mod lifecycle;
 pub mod load;
 pub mod login;
 pub mod mechanisms;

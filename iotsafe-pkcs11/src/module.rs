@@ -38,11 +38,14 @@ pub(crate) struct SessionTable {
 }
 
 impl SessionTable {
-    /// Removes a session; the last one of its token logs the token out (PKCS#11 v2.40 §5.6).
+    /// Removes a session; the last one of its token logs the token out (PKCS#11 v2.40 §5.6) and
+    /// gives back the turns on the card's volatile key slots its key generations held (nobody is
+    /// left to derive with those keys; other programs need the slots).
     fn close(&mut self, handle: CK_SESSION_HANDLE) -> Option<Session> {
         let session = self.open.remove(&handle)?;
         if !self.open.values().any(|s| s.slot == session.slot) {
             self.logins.remove(&session.slot);
+            session.token.end_turns();
         }
         Some(session)
     }

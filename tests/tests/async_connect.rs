@@ -167,22 +167,39 @@ fn name() -> ServerName<'static> {
 }
 
 /// One connect, one line each way.
-async fn one(how: How, config: Arc<ClientConfig>, server: SocketAddr, i: usize) -> Result<(), String> {
-    let tcp = TcpStream::connect(server).await.map_err(|e| e.to_string())?;
+async fn one(
+    how: How,
+    config: Arc<ClientConfig>,
+    server: SocketAddr,
+    i: usize,
+) -> Result<(), String> {
+    let tcp = TcpStream::connect(server)
+        .await
+        .map_err(|e| e.to_string())?;
     let line = format!("hello {i}\n");
     let mut answer = String::new();
     match how {
         How::Connector => {
             let tls = CardConnector::from(config).connect(name(), tcp).await;
             let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
-            tls.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
-            tls.read_line(&mut answer).await.map_err(|e| e.to_string())?;
+            tls.write_all(line.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            tls.read_line(&mut answer)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         How::Plain => {
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name(), tcp).await;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name(), tcp)
+                .await;
             let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
-            tls.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
-            tls.read_line(&mut answer).await.map_err(|e| e.to_string())?;
+            tls.write_all(line.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            tls.read_line(&mut answer)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     if answer != format!("ok {line}") {
@@ -318,7 +335,10 @@ fn plain_on(flavor: Flavor) {
         assert_eq!(used.count(Operation::Sign), n, "{used:?}");
         assert_eq!(used.count(Operation::Dh) + host, n, "{used:?}");
         if matches!(flavor, Flavor::TwoWorkers) {
-            assert_eq!(host, 0, "a multi-thread runtime waits in place for the slot");
+            assert_eq!(
+                host, 0,
+                "a multi-thread runtime waits in place for the slot"
+            );
         }
     }
 }

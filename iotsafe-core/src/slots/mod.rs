@@ -122,6 +122,12 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A public point's name in the record: FNV-1a of its bytes (the card's own answer is compared
+/// in full before the key is used).
+fn point_hash(point: &crate::objects::EcPoint) -> u64 {
+    store::fnv1a(point.as_bytes())
+}
+
 /// A slot's name in the record.
 fn key_of(slot: &ObjectRef) -> SlotKey {
     let (prefix, bytes) = match slot {
@@ -214,7 +220,9 @@ impl SlotBook {
     /// [`SlotBook::update`] without waiting for the record's lock: `None` when it is busy.
     fn try_update<R>(&self, f: impl FnOnce(&mut record::Record) -> R) -> Result<Option<R>, Error> {
         let store = self.inner.store.as_ref().map_err(store_error)?;
-        store.update_if(false, f).map_err(|e| record_error(store, e))
+        store
+            .update_if(false, f)
+            .map_err(|e| record_error(store, e))
     }
 
     /// Joins the queue for any of `slots` (at least one), each turn held for at most `lease`
@@ -302,6 +310,33 @@ impl SlotBook {
             Err(Error::SlotTakenOver {
                 slot: claim.slot.clone(),
             })
+        }
+    }
+
+    /// Publishes the key made in `claim`'s turn, with public point `point`, for every program
+    /// on the host: [`Card::published_agreement`](crate::Card::published_agreement) may use it
+    /// while nobody is granted the slot. False when the slot was granted to another since.
+    pub fn publish(
+        &self,
+        claim: &SlotClaim,
+        point: &crate::objects::EcPoint,
+    ) -> Result<bool, Error> {
+        let hash = point_hash(point);
+        self.update(|r| r.publish(claim.party, &claim.slot, claim.ticket, claim.epoch, hash))
+    }
+
+    /// Fails with [`Error::SlotTakenOver`] unless the key with `point` was published on `slot`
+    /// and nobody was granted the slot since.
+    pub(crate) fn check_published(
+        &self,
+        slot: &ObjectRef,
+        point: &crate::objects::EcPoint,
+    ) -> Result<(), Error> {
+        let key = key_of(slot);
+        if self.update(|r| r.published_current(&key, point_hash(point)))? {
+            Ok(())
+        } else {
+            Err(Error::SlotTakenOver { slot: key })
         }
     }
 

@@ -46,6 +46,16 @@ pub(crate) struct SlotState {
     pub(crate) owner: Option<Owner>,
     /// A key made ahead of time in the turn of this epoch, left for its party's next turn.
     pub(crate) ready: Option<Ready>,
+    /// A key any program may use while the epoch stays (a PKCS#11 token object: another process
+    /// of the same application derives with it), named by a hash of its public point.
+    pub(crate) published: Option<Published>,
+}
+
+/// A key published for every program: the epoch of the turn it was made in, its point's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub(crate) epoch: u64,
+    pub(crate) point: u64,
 }
 
 /// The holder of a slot.
@@ -147,6 +157,7 @@ impl Record {
                     epoch: 0,
                     owner: None,
                     ready: None,
+                    published: None,
                 });
                 self.slots.len() - 1
             }
@@ -181,6 +192,7 @@ impl Record {
             .is_some_and(|r| r.party == party && r.epoch == state.epoch);
         state.epoch += 1;
         state.ready = None;
+        state.published = None;
         state.owner = Some(Owner {
             party,
             ticket,
@@ -338,6 +350,33 @@ impl Record {
         })
     }
 
+    /// Publishes the key made in the turn (`party`, `ticket`, `epoch`) for every program, if it
+    /// is still the slot's key.
+    pub(crate) fn publish(
+        &mut self,
+        party: Party,
+        slot: &str,
+        ticket: u64,
+        epoch: u64,
+        point: u64,
+    ) -> bool {
+        if !self.still_current(party, slot, ticket, epoch) {
+            return false;
+        }
+        self.state(slot).published = Some(Published { epoch, point });
+        true
+    }
+
+    /// Whether the key with point hash `point` was published on `slot` and nobody was granted the
+    /// slot since (it may be held by nobody, or by a party that is gone).
+    pub(crate) fn published_current(&self, slot: &str, point: u64) -> bool {
+        self.get(slot).is_some_and(|s| {
+            s.owner.is_none()
+                && s.published
+                    .is_some_and(|p| p.epoch == s.epoch && p.point == point)
+        })
+    }
+
     /// Whether anyone (any party) waits for one of `slots`.
     pub(crate) fn anyone_waits(&self, slots: &[SlotKey]) -> bool {
         self.waiters
@@ -350,16 +389,17 @@ impl Record {
 /// seems stuck.
 ///
 /// ```text
-/// iotsafe-slots 1
+/// iotsafe-slots 2
 /// next 42
-/// slot i04 17 1234.998877.4026531836.77/41/1765130000123 -
-/// slot i06 3 - 1234.998877.4026531836.77/3
+/// slot i04 17 1234.998877.4026531836.77/41/1765130000123 - -
+/// slot i06 3 - 1234.998877.4026531836.77/3 -
+/// slot i07 5 - - 5/9c1185a5c5e9fc54
 /// wait 1240.998990.4026531836.91 42 i04,i06
 /// ```
 pub(crate) mod text {
     use super::*;
 
-    const HEADER: &str = "iotsafe-slots 1";
+    const HEADER: &str = "iotsafe-slots 2";
 
     /// The record as text.
     pub(crate) fn write(record: &Record) -> String {
@@ -374,7 +414,15 @@ pub(crate) mod text {
             let ready = s
                 .ready
                 .map_or_else(|| "-".to_string(), |r| format!("{}/{}", r.party, r.epoch));
-            let _ = writeln!(out, "slot {} {} {owner} {ready}", s.slot, s.epoch);
+            let published = s.published.map_or_else(
+                || "-".to_string(),
+                |p| format!("{}/{:016x}", p.epoch, p.point),
+            );
+            let _ = writeln!(
+                out,
+                "slot {} {} {owner} {ready} {published}",
+                s.slot, s.epoch
+            );
         }
         for w in &record.waiters {
             let _ = writeln!(out, "wait {} {} {}", w.party, w.ticket, w.slots.join(","));
@@ -431,6 +479,13 @@ pub(crate) mod text {
                         epoch: epoch.parse().ok()?,
                     })
                 })?;
+                let published = optional(words.next()?, |p| {
+                    let (epoch, point) = p.split_once('/')?;
+                    Some(Published {
+                        epoch: epoch.parse().ok()?,
+                        point: u64::from_str_radix(point, 16).ok()?,
+                    })
+                })?;
                 if record.slots.iter().any(|s| s.slot == slot) {
                     return None;
                 }
@@ -439,6 +494,7 @@ pub(crate) mod text {
                     epoch,
                     owner,
                     ready,
+                    published,
                 });
             }
             "wait" => {
@@ -632,6 +688,25 @@ mod tests {
     }
 
     #[test]
+    fn a_published_key_stays_usable_by_anyone_until_the_next_grant() {
+        let mut r = Record::default();
+        let one = slots(&["i04"]);
+        let g = r.immediate_grant(party(A), &one, 0, LEASE).unwrap();
+        assert!(r.publish(party(A), "i04", g.ticket, g.epoch, 77));
+        assert!(!r.published_current("i04", 77), "still held");
+        r.release(party(A), "i04", g.ticket, false);
+        assert!(r.published_current("i04", 77));
+        assert!(!r.published_current("i04", 78), "another point");
+        let h = r.immediate_grant(party(B), &one, 1, LEASE).unwrap();
+        r.release(party(B), "i04", h.ticket, false);
+        assert!(!r.published_current("i04", 77), "granted since");
+        assert!(
+            !r.publish(party(A), "i04", g.ticket, g.epoch, 77),
+            "too late"
+        );
+    }
+
+    #[test]
     fn the_dead_hold_nothing() {
         let mut r = Record::default();
         let one = slots(&["i04"]);
@@ -664,6 +739,11 @@ mod tests {
         r.enqueue(party(B), &slots(&["i04", "l6563"]));
         let h = r.idle_grant(party(B), &slots(&["i06"]), 5, LEASE).unwrap();
         r.release(party(B), "i06", h.ticket, true);
+        let p = r
+            .immediate_grant(party(A), &slots(&["i07"]), 5, LEASE)
+            .unwrap();
+        assert!(r.publish(party(A), "i07", p.ticket, p.epoch, 0x9c11_85a5_c5e9_fc54));
+        r.release(party(A), "i07", p.ticket, false);
         let written = text::write(&r);
         assert_eq!(text::read(&written), (r.clone(), 0));
         // A torn last line is dropped, the rest kept, tickets never reused.
@@ -675,7 +755,7 @@ mod tests {
         assert!(back.next_ticket > g.ticket);
         assert_eq!(text::read(""), (Record::default(), 0));
         assert_eq!(text::read("garbage\n").1, 1);
-        let doubled = format!("{written}slot i04 1 - -\n");
+        let doubled = format!("{written}slot i04 1 - - -\n");
         assert_eq!(text::read(&doubled).1, 1, "a slot listed twice");
     }
 }

@@ -223,7 +223,7 @@ fn set_mode(path: &Path, mode: u32) {
 
 /// FNV-1a, 64 bits: a stable short name for a card identity (a clash only makes two cards share
 /// one queue).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
