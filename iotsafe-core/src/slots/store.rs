@@ -75,6 +75,9 @@ impl Store {
     /// default); the folder is made if missing.
     pub(crate) fn folder(base: &Path, identity: &str) -> io::Result<Store> {
         let dir = base.join(format!("card-{:016x}", fnv1a(identity.as_bytes())));
+        if let Some(parent) = base.parent() {
+            fs::create_dir_all(parent)?;
+        }
         make_shared_dir(base)?;
         if make_shared_dir(&dir)? {
             let mut f = open_shared(&dir.join("identity"))?;
