@@ -9,7 +9,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto openssl pkg-config opensc libengine-pkcs11-openssl pkcs11-provider mosquitto-clients gnutls-bin qemu-system-arm)
+PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto openssl pkg-config opensc libengine-pkcs11-openssl pkcs11-provider mosquitto-clients gnutls-bin qemu-system-arm python3-pykcs11)
 INSTALL_LINE="apt-get update && apt-get install -y --no-install-recommends ${PACKAGES[*]}"
 # Debian 12 has pkcs11-provider (OpenSSL 3's PKCS#11 provider) in bookworm-backports only: this file
 # adds that suite, from the mirror the machine already uses for bookworm (apt installs from it only

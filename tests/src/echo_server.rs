@@ -3,11 +3,13 @@
 //! `ok <line>`. A thread per connection; stops when dropped.
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
+};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,10 +30,7 @@ impl EchoServer {
                 .collect::<Result<_, _>>()
                 .expect("server certificate");
         let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).expect("server.key");
-        let mut roots = RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(pki.join("ca.pem")).expect("ca.pem") {
-            roots.add(ca.expect("CA certificate")).expect("CA");
-        }
+        let roots = roots(&pki.join("ca.pem")).expect("ca.pem");
         let provider = Arc::new(iotsafe_rustls::software_provider());
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
@@ -90,4 +89,36 @@ impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// One client connection to an [`EchoServer`] at `server` (name `localhost`): the handshake, then
+/// `line` each way.
+pub fn talk(config: &Arc<ClientConfig>, server: &str, line: &str) -> Result<(), String> {
+    let tcp = TcpStream::connect(server).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let conn = ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())?;
+    let mut tls = BufReader::new(StreamOwned::new(conn, tcp));
+    tls.get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    tls.read_line(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    if answer != format!("ok {line}\n") {
+        return Err(format!("the server answered {answer:?}"));
+    }
+    Ok(())
+}
+
+/// The roots in a PEM file.
+pub fn roots(ca_pem: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(ca_pem).map_err(|e| e.to_string())? {
+        roots
+            .add(ca.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(roots)
 }

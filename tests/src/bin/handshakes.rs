@@ -12,11 +12,7 @@
 
 use iotsafe_core::{Card, CardConfig};
 use iotsafe_rustls::{IotSafeTls, KxOptions};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use iotsafe_tests::echo_server;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,25 +79,6 @@ fn open(a: &Args) -> Result<Card, String> {
     ))
 }
 
-fn handshake(config: &Arc<ClientConfig>, server: &str, line: &str) -> Result<(), String> {
-    let tcp = TcpStream::connect(server).map_err(|e| format!("connect: {e}"))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
-    let conn = ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())?;
-    let mut tls = BufReader::new(StreamOwned::new(conn, tcp));
-    tls.get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut answer = String::new();
-    tls.read_line(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
-    if answer != format!("ok {line}\n") {
-        return Err(format!("the server answered {answer:?}"));
-    }
-    Ok(())
-}
-
 fn main() {
     let a = match args() {
         Ok(a) => a,
@@ -112,12 +89,7 @@ fn main() {
     };
     let run = || -> Result<Vec<String>, String> {
         let card = Arc::new(open(&a)?);
-        let mut roots = RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(&a.ca).map_err(|e| e.to_string())? {
-            roots
-                .add(ca.map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        }
+        let roots = echo_server::roots(a.ca.as_ref())?;
         let tls = IotSafeTls::builder(card)
             .kx_options(KxOptions::pregenerating(a.pregenerate))
             .build()
@@ -132,7 +104,7 @@ fn main() {
                     let mut failures = Vec::new();
                     for i in 0..each {
                         let line = format!("process {pid} thread {t} handshake {i}");
-                        if let Err(e) = handshake(&config, &server, &line) {
+                        if let Err(e) = echo_server::talk(&config, &server, &line) {
                             failures.push(format!("{line}: {e}"));
                         }
                         std::thread::sleep(pause);
