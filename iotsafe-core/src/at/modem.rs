@@ -53,6 +53,10 @@ pub struct AtTransport<P: AtPort> {
     channels: Channels,
     /// An AT+CGLA has succeeded on this modem (so a later refusal is about that APDU, not CGLA).
     cgla_worked: bool,
+    /// The AID of the last AT+CCHO that opened a channel: the modem has AT+CCHO, and the applet
+    /// is there (so a later refusal is no reason to fall back, and a plain `ERROR` to the same
+    /// AID is no missing applet).
+    ccho_opened: Option<Vec<u8>>,
     /// Whether the modem took `AT+CMEE=1`.
     errors: ErrorMode,
     /// The budget of recoveries for a plain `ERROR` to AT+CGLA/AT+CSIM.
@@ -93,6 +97,7 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channels: Channels::default(),
             cgla_worked: false,
+            ccho_opened: None,
             errors: ErrorMode::Plain,
             plain_errors: PlainErrors::default(),
             reopen: None,
@@ -273,14 +278,17 @@ impl<P: AtPort> AtTransport<P> {
         TransportError::ResetCard
     }
 
-    /// A refused AT+CCHO: `Ok(None)` when the transport falls back to AT+CSIM, else the error.
-    /// Only a refusal that says the modem lacks the command causes the fallback; a transient one
-    /// leaves AT+CCHO in use for the next open.
+    /// A refused AT+CCHO for `aid`: `Ok(None)` when the transport falls back to AT+CSIM, else the
+    /// error. Only a refusal that says the modem lacks the command causes the fallback, and never
+    /// once an AT+CCHO has worked on this modem; a transient one leaves AT+CCHO in use for the
+    /// next open.
     fn ccho_refused(
         &mut self,
+        aid: &[u8],
         command: &AtCommand,
         answer: &Answer,
     ) -> Result<Option<TransportChannel>, TransportError> {
+        let plain = is_plain_error(&answer.result);
         match CmeError::of(&answer.result) {
             // A lost SIM is no reason to give up on AT+CCHO.
             Some(CmeError::SimLost) => Err(sim_lost(command.shown(), answer)),
@@ -293,12 +301,18 @@ impl<P: AtPort> AtTransport<P> {
                 tracing::warn!(command = %command.shown(), answer = %answer.summary(), "the SIM is busy; AT+CCHO again at the next open");
                 Err(TransportError::ResetCard)
             }
+            // The same AT+CCHO opened a channel before: a plain ERROR now is a busy SIM, or a
+            // modem restarted behind our back (back at AT+CMEE=0), not a missing command or applet.
+            None if plain && self.ccho_opened.as_deref() == Some(aid) => {
+                tracing::warn!(command = %command.shown(), "a plain ERROR to an AT+CCHO that worked before; taken for a busy SIM");
+                Err(TransportError::ResetCard)
+            }
             // Without numeric codes a plain ERROR may be a busy SIM or a missing applet as well
             // as a missing command: no fallback on a guess.
-            None if is_plain_error(&answer.result) && self.errors == ErrorMode::Plain => {
+            None if plain && self.errors == ErrorMode::Plain => {
                 Err(modem_error(command.shown(), answer))
             }
-            _ if self.options.mode == AtMode::Auto => {
+            _ if self.options.mode == AtMode::Auto && self.ccho_opened.is_none() => {
                 tracing::warn!(
                     command = %command.shown(),
                     answer = %answer.summary(),
@@ -457,8 +471,13 @@ impl<P: AtPort> Transport for AtTransport<P> {
         {
             // 27.007 leaves the channel number to the modem; the session id is not the channel
             // number.
-            Ccho::Opened => Ok(Some(TransportChannel { number: None })),
-            Ccho::Refused(command, answer) => self.ccho_refused(&command, &answer),
+            Ccho::Opened => {
+                if self.ccho_opened.as_deref() != Some(aid) {
+                    self.ccho_opened = Some(aid.to_vec());
+                }
+                Ok(Some(TransportChannel { number: None }))
+            }
+            Ccho::Refused(command, answer) => self.ccho_refused(aid, &command, &answer),
         }
     }
 

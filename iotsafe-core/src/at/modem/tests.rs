@@ -571,3 +571,36 @@ fn a_late_ccho_answer_found_by_the_next_open_is_closed_before_it() {
     drop(t);
     assert_eq!(count(&lines(&written), "AT+CCHC=5"), 1);
 }
+
+#[test]
+fn once_ccho_has_opened_a_channel_no_refusal_makes_auto_mode_fall_back() {
+    for numeric in [true, false] {
+        let mut opens = 0;
+        let (mut t, _) = transport_with_cmee(AtMode::Auto, numeric, move |l| match l {
+            "AT+CCHO=\"A001\"" => vec![line("ERROR")],
+            l if l.starts_with("AT+CCHO=") => {
+                opens += 1;
+                match opens {
+                    1 => vec![line("+CCHO: 1"), line("OK")],
+                    2 => vec![line("ERROR")],
+                    _ => vec![line("+CME ERROR: 4")],
+                }
+            }
+            _ => vec![line("OK")],
+        });
+        assert!(t.open_channel(&AID).unwrap().is_some());
+        // A plain ERROR to the AT+CCHO that worked: a busy SIM or a restarted modem.
+        assert!(matches!(
+            t.open_channel(&AID),
+            Err(TransportError::ResetCard)
+        ));
+        // Any other refusal is the error it names; AT+CCHO stays.
+        let (_, answer) = expect_modem_error(t.open_channel(&AID));
+        assert_eq!(answer, "+CME ERROR: 4");
+        // A plain ERROR for another AID may be a missing applet (or, with numeric codes, the
+        // command refused): the error, never the fallback.
+        let (command, _) = expect_modem_error(t.open_channel(&[0xA0, 0x01]));
+        assert_eq!(command, "AT+CCHO=\"A001\"");
+        assert!(t.uses_logical_channel_commands(), "numeric {numeric}");
+    }
+}
