@@ -59,9 +59,11 @@ impl std::str::FromStr for AtInjection {
                 keep.parse()
                     .map_err(|e| format!("hex characters kept: {e}"))?,
             ),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown fault {kind:?} (error, cme:CODE, garbage, silence, late, truncate:KEEP)"
-            )),
+            ))
+            }
         };
         let (at, every) = match when.split_once('/') {
             Some((at, every)) => (at, Some(every.parse().map_err(|e| format!("EVERY: {e}"))?)),
