@@ -1,9 +1,10 @@
 //! Modems at factory defaults, through the virtual card's AT modem on loopback TCP with the core
 //! client's real AT transport and a real `Card`: a modem restart from another connection
 //! (`AT+CFUN=1,1`) between operations, with the modem at `AT+CMEE=0` (plain `ERROR`; taking
-//! `AT+CMEE` or refusing it) and at `AT+CMEE=1`; an AT+CCHO answered after the host's deadline
-//! (its channel is closed, none leaks); a SIM busy after a reset (AT+CCHO used again, not
-//! AT+CSIM). docs/real-sims.md §11 says what each case is.
+//! `AT+CMEE` or refusing it) and at `AT+CMEE=1`; a SIM switched off and on again at `AT+CMEE=0`
+//! (a bare `ERROR` to AT+CSIM is a lost SIM when `AT+CPIN?` fails too); an AT+CCHO answered
+//! after the host's deadline (its channel is closed, none leaks); a SIM busy after a reset
+//! (AT+CCHO used again, not AT+CSIM). docs/real-sims.md §11 says what each case is.
 #![cfg(feature = "at")]
 #![forbid(unsafe_code)]
 
@@ -277,6 +278,48 @@ fn a_sim_busy_after_a_restart_leaves_ccho_in_use() {
             rig.card.describe()
         );
         assert_eq!(rig.open_channels(), 1, "{case}");
+        rig.stop();
+    }
+}
+
+#[test]
+fn a_sim_switched_off_at_cmee_0_is_a_lost_sim_and_works_again_once_on() {
+    // Every failure a bare ERROR, AT+CMEE refused.
+    let modem = ModemOptions {
+        cmee: 0,
+        cmee_settable: false,
+        ..ModemOptions::default()
+    };
+    for mode in [AtMode::Csim, AtMode::Cgla] {
+        let rig = rig(modem.clone(), host_options(mode, Duration::from_secs(3)));
+        rig.sign()
+            .unwrap_or_else(|e| panic!("{mode:?}: first signature: {e}"));
+        assert_eq!(rig.other_host("AT+CFUN=0"), ["OK"]);
+        match (mode, rig.sign()) {
+            // AT+CSIM: `AT+CPIN?` fails too, so the SIM is gone, as `+CME ERROR: 13` says.
+            (
+                AtMode::Csim,
+                Err(Error::Transport {
+                    source: TransportError::RemovedCard,
+                    ..
+                }),
+            ) => {}
+            // AT+CGLA: read as a lost channel; reopening it fails while the SIM is off.
+            (
+                AtMode::Cgla,
+                Err(Error::Transport {
+                    source: TransportError::ResetCard,
+                    ..
+                }),
+            ) => {}
+            (_, other) => panic!("{mode:?}: expected the SIM lost, got {other:?}"),
+        }
+        assert_eq!(rig.other_host("AT+CFUN=1"), ["OK"]);
+        rig.sign()
+            .unwrap_or_else(|e| panic!("{mode:?}: signature with the SIM back: {e}"));
+        rig.generate_and_agree()
+            .unwrap_or_else(|e| panic!("{mode:?}: key agreement with the SIM back: {e}"));
+        assert_eq!(rig.open_channels(), 1, "{mode:?}");
         rig.stop();
     }
 }

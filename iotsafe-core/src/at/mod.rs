@@ -35,9 +35,10 @@
 //! - Errors name the command with the APDU payload redacted (`AT+CSIM=78,"002B800122…"`) and the
 //!   modem's answer with response data redacted (`+CSIM: 136,"…9000"`). A lost SIM
 //!   (`+CME ERROR: 10`/`13`) is [`TransportError::RemovedCard`](crate::TransportError::RemovedCard).
-//! - A bare `ERROR` to AT+CGLA/AT+CSIM is read as a lost session once per operation
+//! - A bare `ERROR` to AT+CGLA is read as a lost channel once per operation
 //!   ([`TransportError::ResetCard`](crate::TransportError::ResetCard): the session reopens its
-//!   channel and retries), then as the command's own refusal.
+//!   channel and retries), then as the command's own refusal. To AT+CSIM it is a lost SIM when
+//!   `AT+CPIN?` fails too, else the command's own refusal.
 //! - [`AtMode::Auto`] uses AT+CCHO/AT+CGLA when `AT+CCHO=?` says OK and falls back to AT+CSIM
 //!   when the modem refuses AT+CCHO as a command it lacks (before any AT+CCHO worked) or its
 //!   first AT+CGLA; a busy SIM (`+CME ERROR: 14`) is no reason to.

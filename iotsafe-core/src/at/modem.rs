@@ -59,7 +59,7 @@ pub struct AtTransport<P: AtPort> {
     ccho_opened: Option<Vec<u8>>,
     /// Whether the modem took `AT+CMEE=1`.
     errors: ErrorMode,
-    /// The budget of recoveries for a plain `ERROR` to AT+CGLA/AT+CSIM.
+    /// The budget of recoveries for a plain `ERROR` to AT+CGLA.
     plain_errors: PlainErrors,
     /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
     /// the old one dead, e.g. a USB modem that re-enumerated.
@@ -190,7 +190,7 @@ impl<P: AtPort> AtTransport<P> {
         if !answer.result.is_ok() {
             return Err(match self.channels.session() {
                 Some(_) => self.cgla_refused(shown, &answer),
-                None if is_plain_error(&answer.result) => self.plain_refusal(shown, &answer),
+                None if is_plain_error(&answer.result) => self.plain_csim_refusal(shown, &answer),
                 None => refusal(shown, &answer),
             });
         }
@@ -234,7 +234,7 @@ impl<P: AtPort> AtTransport<P> {
     /// [`AtMode::Auto`], a modem that refuses the very first AT+CGLA lacks it even though it has
     /// AT+CCHO: close the channel, use AT+CSIM from now on, and report `ResetCard` too, so the
     /// session re-selects over AT+CSIM and retries. A plain `ERROR` later on follows
-    /// [`AtTransport::plain_refusal`].
+    /// [`AtTransport::plain_cgla_refusal`].
     fn cgla_refused(&mut self, shown: &str, answer: &Answer) -> TransportError {
         match CmeError::of(&answer.result) {
             Some(CmeError::SimLost) => sim_lost(shown, answer),
@@ -255,27 +255,48 @@ impl<P: AtPort> AtTransport<P> {
                 self.cgla = Support::No;
                 TransportError::ResetCard
             }
-            _ if is_plain_error(&answer.result) => self.plain_refusal(shown, answer),
+            _ if is_plain_error(&answer.result) => self.plain_cgla_refusal(shown, answer),
             _ => modem_error(shown, answer),
         }
     }
 
-    /// A plain `ERROR` to AT+CGLA or AT+CSIM. It has no code, so it may stand for the lost SIM or
-    /// session a numeric code would have named (a modem at `AT+CMEE=0`, or one restarted behind
-    /// our back, which forgot `AT+CMEE=1`), or for a command the modem will not take. The first
-    /// is read as a reset, once per operation ([`PlainErrors`]): the channel is retired (closed
-    /// once the modem answers, in case it still has it) and the session reopens it and retries.
-    /// Refused again in the retry, it is the command's own refusal: [`TransportError::Modem`].
-    fn plain_refusal(&mut self, shown: &str, answer: &Answer) -> TransportError {
+    /// A plain `ERROR` to AT+CGLA. It has no code, so it may stand for the lost channel or SIM a
+    /// numeric code would have named (a modem at `AT+CMEE=0`, or one restarted behind our back,
+    /// which forgot `AT+CMEE=1`), or for a command the modem will not take. The first is read as
+    /// a reset, once per operation ([`PlainErrors`]): the channel is retired (closed with AT+CCHC
+    /// once the modem answers, in case it still has it, so a wrong guess leaks nothing) and the
+    /// session reopens one and retries. Refused again in the retry, it is the command's own
+    /// refusal: [`TransportError::Modem`].
+    fn plain_cgla_refusal(&mut self, shown: &str, answer: &Answer) -> TransportError {
         if !self.plain_errors.take_recovery() {
             return modem_error(shown, answer);
         }
         tracing::warn!(
             command = %shown,
-            "a plain ERROR: taken for a lost SIM or channel; reopening once"
+            "a plain ERROR to AT+CGLA: taken for a lost channel; reopening once"
         );
         self.channels.retire(self.line.label());
         TransportError::ResetCard
+    }
+
+    /// A plain `ERROR` to AT+CSIM. A SIM that was reset answers `6881` to the session's channel
+    /// inside `+CSIM:`, so the only loss a plain `ERROR` stands for is the SIM itself (`10`/`13`);
+    /// `AT+CPIN?` says whether it is there. Gone: [`TransportError::RemovedCard`], as the numeric
+    /// code. There: the refusal is the command's own, [`TransportError::Modem`] at once; reading
+    /// it as a reset would make the session open a new channel and leak the one it has (the
+    /// session opened it with MANAGE CHANNEL; the transport cannot close it).
+    fn plain_csim_refusal(&mut self, shown: &str, answer: &Answer) -> TransportError {
+        let command = AtCommand::plain("AT+CPIN?");
+        let parser = self.line.parser(&["+CPIN:"]);
+        match self
+            .line
+            .exchange(&command, parser, self.options.check_timeout())
+        {
+            Ok(pin) if pin.result.is_ok() => modem_error(shown, answer),
+            Ok(_) => sim_lost(shown, answer),
+            // No answer either: the modem is in trouble; the session reconnects, resynchronising.
+            Err(err) => err,
+        }
     }
 
     /// A refused AT+CCHO for `aid`: `Ok(None)` when the transport falls back to AT+CSIM, else the
@@ -487,7 +508,8 @@ impl<P: AtPort> Transport for AtTransport<P> {
     }
 
     /// The transport itself, as for any port no other program shares; it also counts the
-    /// operation for the plain-`ERROR` rule ([`AtTransport::plain_refusal`]).
+    /// operation, so that a bare `ERROR` to AT+CGLA is read as a lost channel at most once per
+    /// operation (its retry included).
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
         self.plain_errors.attempt_begins();
         Ok(Box::new(DirectTransaction(self)))

@@ -13,9 +13,10 @@
 //! | 22 | not found | AT+CCHO: no applet with that AID (AT+CCHO itself works) |
 //!
 //! Modems come up reporting a plain `ERROR` for all of them (`AT+CMEE=0`, the factory default);
-//! the transport asks for numbers at open ([`ErrorMode`]). A plain `ERROR` to AT+CGLA/AT+CSIM may
-//! still come (a modem that refuses `AT+CMEE`, or one restarted behind the transport's back): it
-//! is read as the lost session it may stand for, at most once per operation ([`PlainErrors`]).
+//! the transport asks for numbers at open ([`ErrorMode`]). A plain `ERROR` may still come (a modem
+//! that refuses `AT+CMEE`, or one restarted behind the transport's back): to AT+CGLA it is read as
+//! the lost channel it may stand for, at most once per operation ([`PlainErrors`]); to AT+CSIM,
+//! `AT+CPIN?` says whether the SIM is gone (the transport decides, in `modem.rs`).
 
 use super::parser::{Answer, FinalResult};
 use crate::prelude::*;
@@ -88,8 +89,8 @@ pub(crate) enum ErrorMode {
     Plain,
 }
 
-/// The rule for a plain `ERROR` to AT+CGLA/AT+CSIM: it is read as the lost SIM or session a
-/// numeric code would have named, once per operation. The operation's retry (after the session
+/// The rule for a plain `ERROR` to AT+CGLA: it is read as the lost channel or SIM a numeric code
+/// would have named, once per operation. The operation's retry (after the session
 /// reconnected and reopened its channel) refused with a plain `ERROR` again means the command
 /// itself is refused (a line the modem will not take): that is the typed error, not a second
 /// recovery. So a malformed command costs one recovery per operation, never a loop.

@@ -197,6 +197,8 @@ fn a_refusal_of_the_first_cgla_falls_back_to_csim_in_auto_mode_only() {
             "AT+CGLA=3,10,\"00C0000000\"",
             "AT+CCHC=3",
             "AT+CSIM=10,\"00C0000000\"",
+            // A plain ERROR to AT+CSIM: is the SIM there?
+            "AT+CPIN?",
         ]
     );
 
@@ -427,26 +429,36 @@ fn a_plain_error_to_cgla_is_a_lost_channel_once_per_operation() {
 }
 
 #[test]
-fn a_plain_error_to_csim_is_a_reset_once_per_operation() {
-    let (mut t, _) = transport_with_cmee(AtMode::Csim, true, |_| vec![line("ERROR")]);
+fn a_plain_error_to_csim_is_a_lost_sim_only_when_at_cpin_says_so() {
+    // The SIM is there: the refusal is the command's own, typed at once; no reset that would
+    // make the session open another channel.
+    let (mut t, written) = transport_with_cmee(AtMode::Csim, false, |l| match l {
+        "AT+CPIN?" => vec![line("+CPIN: READY"), line("OK")],
+        _ => vec![line("ERROR")],
+    });
     for _ in 0..2 {
         let mut operation = t.transaction().unwrap();
-        assert!(matches!(
-            operation.transmit(&GET_RESPONSE),
-            Err(TransportError::ResetCard)
-        ));
-        drop(operation);
-        let mut retry = t.transaction().unwrap();
-        let (command, answer) = expect_modem_error(retry.transmit(&GET_RESPONSE));
+        let (command, answer) = expect_modem_error(operation.transmit(&GET_RESPONSE));
         assert_eq!(
             (command.as_str(), answer.as_str()),
             ("AT+CSIM=10,\"00C0000000\"", "ERROR")
         );
     }
-    // Numbered refusals keep their meaning.
-    let (mut t, _) = transport_with_cmee(AtMode::Csim, true, |_| vec![line("+CME ERROR: 3")]);
+    assert_eq!(
+        lines(&written),
+        ["AT+CSIM=10,\"00C0000000\"", "AT+CPIN?"].repeat(2)
+    );
+    // The SIM is gone (at AT+CMEE=0, `+CME ERROR: 13` is a plain ERROR too): as the numeric code.
+    let (mut t, _) = transport_with_cmee(AtMode::Csim, false, |_| vec![line("ERROR")]);
+    assert!(matches!(
+        t.transmit(&GET_RESPONSE),
+        Err(TransportError::RemovedCard)
+    ));
+    // Numbered refusals keep their meaning, without a question.
+    let (mut t, written) = transport_with_cmee(AtMode::Csim, true, |_| vec![line("+CME ERROR: 3")]);
     let (_, answer) = expect_modem_error(t.transmit(&GET_RESPONSE));
     assert_eq!(answer, "+CME ERROR: 3");
+    assert_eq!(lines(&written), ["AT+CSIM=10,\"00C0000000\""]);
 }
 
 #[test]
