@@ -280,6 +280,18 @@ fn count(lines: &[String], wanted: &str) -> usize {
     lines.iter().filter(|l| *l == wanted).count()
 }
 
+/// GET RESPONSE in an operation of its own, as the session sends APDUs (in a transaction).
+fn in_operation(t: &mut AtTransport<FakePort>) -> Result<Vec<u8>, TransportError> {
+    let mut operation = t.transaction().unwrap();
+    operation.transmit(&GET_RESPONSE)
+}
+
+/// What the session does after a reset before it retries: reconnect, reopen the channel.
+fn recover(t: &mut AtTransport<FakePort>) {
+    t.reconnect().unwrap();
+    t.open_channel(&AID).unwrap();
+}
+
 /// A fake modem whose opening handshake is answered, `AT+CMEE=1` with `OK` when `numeric`
 /// (`ERROR` otherwise), everything else by `script`, `AT` included once the transport is open;
 /// the lines written after the handshake.
@@ -386,34 +398,22 @@ fn a_plain_error_to_cgla_is_a_lost_channel_once_per_operation() {
     // An operation works, then its channel is lost: the plain ERROR is read as a reset, the
     // channel is retired and closed at the reconnect, the retry goes through a new channel.
     t.open_channel(&AID).unwrap();
-    let mut operation = t.transaction().unwrap();
-    assert_eq!(operation.transmit(&GET_RESPONSE).unwrap(), [0x90, 0x00]);
-    drop(operation);
-    let mut operation = t.transaction().unwrap();
+    assert_eq!(in_operation(&mut t).unwrap(), [0x90, 0x00]);
     assert!(matches!(
-        operation.transmit(&GET_RESPONSE),
+        in_operation(&mut t),
         Err(TransportError::ResetCard)
     ));
-    drop(operation);
     assert_eq!(t.session_id(), None);
-    t.reconnect().unwrap();
-    t.open_channel(&AID).unwrap();
-    let mut retry = t.transaction().unwrap();
-    assert_eq!(retry.transmit(&GET_RESPONSE).unwrap(), [0x90, 0x00]);
-    drop(retry);
+    recover(&mut t);
+    assert_eq!(in_operation(&mut t).unwrap(), [0x90, 0x00]);
     // A command the modem will never take: one recovery, and the retry's refusal is the
     // command's own, typed.
-    let mut operation = t.transaction().unwrap();
     assert!(matches!(
-        operation.transmit(&GET_RESPONSE),
+        in_operation(&mut t),
         Err(TransportError::ResetCard)
     ));
-    drop(operation);
-    t.reconnect().unwrap();
-    t.open_channel(&AID).unwrap();
-    let mut retry = t.transaction().unwrap();
-    let (command, answer) = expect_modem_error(retry.transmit(&GET_RESPONSE));
-    drop(retry);
+    recover(&mut t);
+    let (command, answer) = expect_modem_error(in_operation(&mut t));
     assert_eq!(
         (command.as_str(), answer.as_str()),
         ("AT+CGLA=3,10,\"00C0000000\"", "ERROR")
@@ -437,8 +437,7 @@ fn a_plain_error_to_csim_is_a_lost_sim_only_when_at_cpin_says_so() {
         _ => vec![line("ERROR")],
     });
     for _ in 0..2 {
-        let mut operation = t.transaction().unwrap();
-        let (command, answer) = expect_modem_error(operation.transmit(&GET_RESPONSE));
+        let (command, answer) = expect_modem_error(in_operation(&mut t));
         assert_eq!(
             (command.as_str(), answer.as_str()),
             ("AT+CSIM=10,\"00C0000000\"", "ERROR")
@@ -502,86 +501,62 @@ fn a_plain_error_to_ccho_falls_back_only_when_it_means_an_unknown_command() {
     assert!(t.uses_logical_channel_commands());
 }
 
-#[test]
-fn the_channel_a_late_ccho_answer_names_is_closed() {
-    // The AT+CCHO gets no answer in time; its `+CCHO: 7` comes before the answer to the next
-    // line the host writes (the resync's AT).
+/// A modem whose first AT+CCHO gets no answer in time: its `late` answer line comes before the
+/// answer to the next `AT` the host writes (the resync's). Later AT+CCHO open session `next`.
+fn late_ccho_transport(
+    late: &'static str,
+    next: u32,
+) -> (AtTransport<FakePort>, Arc<Mutex<Vec<String>>>) {
     let mut opens = 0;
-    let mut late = false;
-    let (mut t, written) = transport_with_cmee(AtMode::Cgla, true, move |l| match l {
+    let mut pending = false;
+    transport_with_cmee(AtMode::Cgla, true, move |l| match l {
         l if l.starts_with("AT+CCHO=") => {
             opens += 1;
-            late = opens == 1;
-            if late {
+            pending = opens == 1;
+            if pending {
                 vec![]
             } else {
-                vec![line("+CCHO: 8"), line("OK")]
+                vec![line(&format!("+CCHO: {next}")), line("OK")]
             }
         }
-        "AT" if late => {
-            late = false;
-            vec![line("+CCHO: 7"), line("OK"), line("OK")]
+        "AT" if pending => {
+            pending = false;
+            vec![line(late), line("OK"), line("OK")]
         }
-        "AT" | "AT+CCHC=7" => vec![line("OK")],
+        l if l == "AT" || l.starts_with("AT+CCHC=") => vec![line("OK")],
         _ => vec![line("ERROR")],
-    });
-    assert!(matches!(
-        t.open_channel(&AID),
-        Err(TransportError::Timeout { .. })
-    ));
-    t.reconnect().unwrap();
-    assert!(t.open_channel(&AID).unwrap().is_some());
-    assert_eq!(t.session_id(), Some(8));
-    assert_eq!(
-        lines(&written),
-        [
-            "AT+CCHO=\"A0000005590010\"",
-            "AT",
-            "ATE0",
-            "AT",
-            "AT+CMEE=1",
-            "AT+CCHC=7",
-            "AT+CCHO=\"A0000005590010\"",
-        ]
-    );
+    })
 }
 
 #[test]
-fn a_late_ccho_answer_found_by_the_next_open_is_closed_before_it() {
-    // No reconnect in between: the next open resynchronises first, finds the late (bare) session
-    // id, and closes that channel before it opens its own.
-    let mut opens = 0;
-    let (mut t, written) = transport_with_cmee(AtMode::Cgla, true, move |l| match l {
-        l if l.starts_with("AT+CCHO=") => {
-            opens += 1;
-            if opens == 1 {
-                vec![]
-            } else {
-                vec![line("+CCHO: 6"), line("OK")]
-            }
+fn the_channel_a_late_ccho_answer_names_is_closed() {
+    const CCHO: &str = "AT+CCHO=\"A0000005590010\"";
+    // Found by the resync of a reconnect, or by the next open itself (no reconnect in between;
+    // a bare session id, as 27.007 writes it), and closed before a new channel is opened.
+    let cases: [(&str, bool, &[&str]); 2] = [
+        (
+            "+CCHO: 7",
+            true,
+            &[CCHO, "AT", "ATE0", "AT", "AT+CMEE=1", "AT+CCHC=7", CCHO],
+        ),
+        ("7", false, &[CCHO, "AT", "AT+CCHC=7", CCHO]),
+    ];
+    for (late, reconnect, expected) in cases {
+        let (mut t, written) = late_ccho_transport(late, 8);
+        assert!(matches!(
+            t.open_channel(&AID),
+            Err(TransportError::Timeout { .. })
+        ));
+        if reconnect {
+            t.reconnect().unwrap();
         }
-        "AT" if opens == 1 => vec![line("5"), line("OK"), line("OK")],
-        "AT" | "AT+CCHC=5" => vec![line("OK")],
-        _ => vec![line("ERROR")],
-    });
-    assert!(matches!(
-        t.open_channel(&AID),
-        Err(TransportError::Timeout { .. })
-    ));
-    assert!(t.open_channel(&AID).unwrap().is_some());
-    assert_eq!(t.session_id(), Some(6));
-    assert_eq!(
-        lines(&written),
-        [
-            "AT+CCHO=\"A0000005590010\"",
-            "AT",
-            "AT+CCHC=5",
-            "AT+CCHO=\"A0000005590010\"",
-        ]
-    );
-    // Nothing stale is left for the drop to close.
-    drop(t);
-    assert_eq!(count(&lines(&written), "AT+CCHC=5"), 1);
+        assert!(t.open_channel(&AID).unwrap().is_some());
+        assert_eq!(t.session_id(), Some(8));
+        assert_eq!(lines(&written), expected, "{late}");
+        // Closed once: nothing stale is left for the drop.
+        drop(t);
+        assert_eq!(count(&lines(&written), "AT+CCHC=7"), 1, "{late}");
+    }
 }
 
 #[test]
