@@ -273,6 +273,36 @@ pub fn provisioned(
     (report, card)
 }
 
+/// Sends `command` to an AT modem on TCP from a connection of its own (another host on the same
+/// modem) and returns its answer lines (echo left out), up to and including the final result.
+pub fn at_command(modem: SocketAddr, command: &str) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(modem).expect("a second AT connection");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    stream
+        .write_all(format!("{command}\r").as_bytes())
+        .expect("write the command");
+    let mut reader = BufReader::new(stream);
+    let mut lines = Vec::new();
+    loop {
+        let mut got = String::new();
+        assert!(
+            reader.read_line(&mut got).expect("read the answer") > 0,
+            "{command}: no answer"
+        );
+        let text = got.trim();
+        if text.is_empty() || text == command {
+            continue;
+        }
+        lines.push(text.to_owned());
+        if text == "OK" || text.contains("ERROR") {
+            return lines;
+        }
+    }
+}
+
 #[cfg(feature = "pcsc")]
 pub mod private_pcscd;
 #[cfg(feature = "pcsc")]

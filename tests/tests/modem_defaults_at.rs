@@ -8,8 +8,7 @@
 #![cfg(feature = "at")]
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,28 +77,7 @@ impl Rig {
     /// Another host on the same modem sends `command`; its answer lines (echo left out), up to
     /// and including the final result.
     fn other_host(&self, command: &str) -> Vec<String> {
-        let mut stream = TcpStream::connect(self.addr).expect("a second AT connection");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.write_all(format!("{command}\r").as_bytes()).unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut lines = Vec::new();
-        loop {
-            let mut got = String::new();
-            assert!(
-                reader.read_line(&mut got).unwrap() > 0,
-                "{command}: no answer"
-            );
-            let text = got.trim();
-            if text.is_empty() || text == command {
-                continue;
-            }
-            lines.push(text.to_owned());
-            if text == "OK" || text.contains("ERROR") {
-                return lines;
-            }
-        }
+        iotsafe_tests::at_command(self.addr, command)
     }
 
     /// The modem restarts, the SIM with it, at another host's request.
