@@ -254,6 +254,18 @@ impl<P: AtPort> ModemLine<P> {
         Ok(())
     }
 
+    /// Waits `pause`, keeping what the modem says meanwhile as [`Line::drain`] does (a SIM that
+    /// is starting may announce itself; a late answer may still name a channel).
+    pub(super) fn pause(&mut self, pause: Duration) -> Result<(), TransportError> {
+        let mut late = core::mem::take(&mut self.late);
+        let result = self.read_loop(pause, None, |bytes| {
+            late.discarded(bytes);
+            ControlFlow::<()>::Continue(())
+        });
+        self.late = late;
+        result.map(drop)
+    }
+
     /// Writes `command` and reads its answer, whatever the state; an exchange that does not end
     /// in a complete answer leaves the line dirty.
     fn transact(

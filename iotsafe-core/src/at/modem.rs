@@ -5,6 +5,7 @@
 //! means, reconnecting and opening the port again. Bytes go through [`ModemLine`] (the only reader
 //! and writer, and the keeper of the resync rule); the AT+CCHO channels are kept by [`Channels`].
 
+use crate::clock::Instant;
 use crate::prelude::*;
 use core::time::Duration;
 
@@ -37,6 +38,9 @@ const DROP_CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Longest the line is drained at open, before `ATE0` (a modem may still be printing its boot
 /// banner or URCs).
 const OPEN_DRAIN_LIMIT: Duration = Duration::from_millis(200);
+
+/// Between two AT+CCHO to a SIM that is still starting.
+const SIM_STARTING_PAUSE: Duration = Duration::from_millis(100);
 
 /// A transport that sends APDUs as AT+CSIM or AT+CGLA commands over any [`AtPort`].
 ///
@@ -299,6 +303,16 @@ impl<P: AtPort> AtTransport<P> {
         }
     }
 
+    /// Whether a refused AT+CCHO for `aid` says the SIM is still starting: `+CME ERROR: 14` (SIM
+    /// busy), or a plain `ERROR` to an AT+CCHO that opened a channel before.
+    fn sim_starting(&self, aid: &[u8], answer: &Answer) -> bool {
+        match CmeError::of(&answer.result) {
+            Some(CmeError::Busy) => true,
+            None => is_plain_error(&answer.result) && self.ccho_opened.as_deref() == Some(aid),
+            Some(_) => false,
+        }
+    }
+
     /// A refused AT+CCHO for `aid`: `Ok(None)` when the transport falls back to AT+CSIM, else the
     /// error. Only a refusal that says the modem lacks the command causes the fallback, and never
     /// once an AT+CCHO has worked on this modem; a transient one leaves AT+CCHO in use for the
@@ -486,19 +500,32 @@ impl<P: AtPort> Transport for AtTransport<P> {
                 tracing::warn!(error = %err, "closing the previous channel failed");
             }
         }
-        match self
-            .channels
-            .open(&mut self.line, aid, self.options.command_timeout)?
-        {
-            // 27.007 leaves the channel number to the modem; the session id is not the channel
-            // number.
-            Ccho::Opened => {
-                if self.ccho_opened.as_deref() != Some(aid) {
-                    self.ccho_opened = Some(aid.to_vec());
+        let asked = Instant::now();
+        loop {
+            match self
+                .channels
+                .open(&mut self.line, aid, self.options.command_timeout)?
+            {
+                // 27.007 leaves the channel number to the modem; the session id is not the
+                // channel number.
+                Ccho::Opened => {
+                    if self.ccho_opened.as_deref() != Some(aid) {
+                        self.ccho_opened = Some(aid.to_vec());
+                    }
+                    return Ok(Some(TransportChannel { number: None }));
                 }
-                Ok(Some(TransportChannel { number: None }))
+                // A SIM still starting after a reset (another program's AT+CFUN, a SIM REFRESH):
+                // ask again a moment later, for as long as a command may take, rather than fail
+                // the operation that found the reset.
+                Ccho::Refused(_, answer)
+                    if self.sim_starting(aid, &answer)
+                        && asked.elapsed() < self.options.deadlines.normal =>
+                {
+                    tracing::debug!(answer = %answer.summary(), "the SIM is still starting; AT+CCHO again shortly");
+                    self.line.pause(SIM_STARTING_PAUSE)?;
+                }
+                Ccho::Refused(command, answer) => return self.ccho_refused(aid, &command, &answer),
             }
-            Ccho::Refused(command, answer) => self.ccho_refused(aid, &command, &answer),
         }
     }
 

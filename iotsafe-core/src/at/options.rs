@@ -16,8 +16,9 @@ pub enum AtMode {
     /// on this modem. These refusals do not cause the fallback: `+CME ERROR: 22` (no applet
     /// with that AID: a [`TransportError::Modem`] error, so the session tries its next AID
     /// through AT+CCHO), a lost SIM (`+CME ERROR: 10`/`13`, reported as
-    /// [`TransportError::RemovedCard`]), a busy SIM (`+CME ERROR: 14`, reported as
-    /// [`TransportError::ResetCard`], so the session tries AT+CCHO once more), and a bare `ERROR`
+    /// [`TransportError::RemovedCard`]), a busy SIM (`+CME ERROR: 14`: asked again every 100 ms
+    /// for up to [`Deadlines::normal`](super::Deadlines), then reported as
+    /// [`TransportError::ResetCard`]), and a bare `ERROR`
     /// from a modem that reports no numeric codes (a busy SIM and a missing applet look the same;
     /// to an AT+CCHO that opened a channel before it is taken for a busy SIM).
     ///

@@ -475,12 +475,9 @@ fn a_busy_sim_does_not_make_auto_mode_give_up_ccho() {
             }
             _ => vec![line("ERROR")],
         });
-        assert!(matches!(
-            t.open_channel(&AID),
-            Err(TransportError::ResetCard)
-        ));
-        assert!(t.uses_logical_channel_commands(), "{busy}: no fallback");
+        // The SIM is still starting: asked again a moment later, the channel opens.
         assert!(t.open_channel(&AID).unwrap().is_some());
+        assert!(t.uses_logical_channel_commands(), "{busy}: no fallback");
         assert_eq!(count(&lines(&written), "AT+CCHO=\"A0000005590010\""), 2);
     }
 }
@@ -568,7 +565,7 @@ fn once_ccho_has_opened_a_channel_no_refusal_makes_auto_mode_fall_back() {
             l if l.starts_with("AT+CCHO=") => {
                 opens += 1;
                 match opens {
-                    1 => vec![line("+CCHO: 1"), line("OK")],
+                    1 | 3 => vec![line("+CCHO: 1"), line("OK")],
                     2 => vec![line("ERROR")],
                     _ => vec![line("+CME ERROR: 4")],
                 }
@@ -576,11 +573,9 @@ fn once_ccho_has_opened_a_channel_no_refusal_makes_auto_mode_fall_back() {
             _ => vec![line("OK")],
         });
         assert!(t.open_channel(&AID).unwrap().is_some());
-        // A plain ERROR to the AT+CCHO that worked: a busy SIM or a restarted modem.
-        assert!(matches!(
-            t.open_channel(&AID),
-            Err(TransportError::ResetCard)
-        ));
+        // A plain ERROR to the AT+CCHO that worked: a SIM still starting (or a restarted modem):
+        // asked again, it opens.
+        assert!(t.open_channel(&AID).unwrap().is_some());
         // Any other refusal is the error it names; AT+CCHO stays.
         let (_, answer) = expect_modem_error(t.open_channel(&AID));
         assert_eq!(answer, "+CME ERROR: 4");
