@@ -157,6 +157,9 @@ fn generate_in_turn<'t>(
     token: &'t Token,
     slot: &ObjectRef,
 ) -> P11Result<(iotsafe_core::KeyPair, std::sync::MutexGuard<'t, ()>)> {
+    // Taken first: a concurrent generation of this module into the slot has put its key (and
+    // turn) in the list before this one gives that turn back.
+    let generating = token.generation();
     drop(token.forget_generated(slot));
     let card = &token.card;
     let turn = card
@@ -166,7 +169,6 @@ fn generate_in_turn<'t>(
             iotsafe_core::slots::DEFAULT_LEASE,
         )
         .map_err(|e| card_error(&e))?;
-    let generating = token.generation();
     let key = card
         .generate_ephemeral_in(&turn)
         .map_err(|e| card_error(&e))?;

@@ -119,3 +119,62 @@ fn generate_then_derive_then_close() {
         Err(CKR_OBJECT_HANDLE_INVALID)
     );
 }
+
+#[test]
+fn concurrent_generations_leave_the_table_showing_the_key_the_card_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, _) = card(dir.path(), "d");
+    let m = std::sync::Arc::new(Module::new(vec![spec]));
+    let ec = Mechanism::plain(CKM_EC_KEY_PAIR_GEN);
+    let template = [
+        Attribute::new(CKA_EC_PARAMS, iotsafe_pkcs11::der::P256_PARAMS),
+        Attribute::new(CKA_DERIVE, [CK_TRUE]),
+    ];
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (m, ec, template) = (m.clone(), ec.clone(), template.clone());
+            std::thread::spawn(move || {
+                let s = m
+                    .open_session(0, CKF_SERIAL_SESSION | CKF_RW_SESSION)
+                    .unwrap();
+                let pairs: Vec<_> = (0..5)
+                    .map(|_| m.generate_key_pair(s, &ec, &template, &[]).unwrap())
+                    .collect();
+                (s, pairs)
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    // Every generation took the same slot's handles; the table shows one point: the card's.
+    let (s, pairs) = &results[0];
+    let (public, private) = pairs[0];
+    assert!(results
+        .iter()
+        .all(|(_, p)| p.iter().all(|h| *h == (public, private))));
+    let Lookup::Value(point) = m.attributes(*s, public, &[CKA_EC_POINT]).unwrap().remove(0) else {
+        panic!("no point");
+    };
+    let shown = p256::PublicKey::from_sec1_bytes(&point[2..]).unwrap();
+    let peer = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let ecdh = Mechanism {
+        kind: CKM_ECDH1_DERIVE,
+        params: Params::Ecdh(EcdhParams {
+            kdf: CKD_NULL,
+            shared_data: Vec::new(),
+            public_data: peer
+                .public_key()
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec(),
+        }),
+    };
+    let secret = m.derive(*s, &ecdh, private, &[]).unwrap();
+    let expected = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), shown.as_affine());
+    assert_eq!(
+        m.attributes(*s, secret, &[CKA_VALUE]).unwrap(),
+        vec![Lookup::Value(Zeroizing::new(
+            expected.raw_secret_bytes().to_vec()
+        ))],
+        "the card's ECDH is the one of the point the table shows"
+    );
+}
