@@ -6,14 +6,13 @@ use iotsafe_rustls::CardConnector;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The ticker's period.
-pub const TICK: Duration = Duration::from_millis(5);
+pub use iotsafe_examples::stall::TICK;
 
 /// A TLS server on loopback (its own 2-worker runtime) that requires a client certificate, reads
 /// one line per connection and answers `ok <line>`.
@@ -111,35 +110,40 @@ pub async fn one(
         .await
         .map_err(|e| e.to_string())?;
     let line = format!("hello {i}\n");
-    let mut answer = String::new();
-    match how {
+    let answer = match how {
         How::Connector => {
             let tls = CardConnector::from(config).connect(name(), tcp).await;
-            let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
-            tls.write_all(line.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            tls.read_line(&mut answer)
-                .await
-                .map_err(|e| e.to_string())?;
+            exchange_line(tls.map_err(|e| format!("connect: {e}"))?, &line).await?
         }
         How::Plain => {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name(), tcp)
                 .await;
-            let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
-            tls.write_all(line.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            tls.read_line(&mut answer)
-                .await
-                .map_err(|e| e.to_string())?;
+            exchange_line(tls.map_err(|e| format!("connect: {e}"))?, &line).await?
         }
-    }
+    };
     if answer != format!("ok {line}") {
         return Err(format!("the server answered {answer:?}"));
     }
     Ok(())
+}
+
+/// Writes `line` on `stream` and reads the answer line.
+async fn exchange_line(
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    line: &str,
+) -> Result<String, String> {
+    let mut stream = BufReader::new(stream);
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(answer)
 }
 
 /// How long the connect tasks go on.
@@ -176,21 +180,7 @@ pub fn run(
 ) -> Run {
     let config = Arc::clone(config);
     flavor.runtime().block_on(async move {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = tokio::spawn({
-            let stop = Arc::clone(&stop);
-            async move {
-                let mut longest = Duration::ZERO;
-                let mut last = Instant::now();
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(TICK).await;
-                    let now = Instant::now();
-                    longest = longest.max(now.duration_since(last).saturating_sub(TICK));
-                    last = now;
-                }
-                longest
-            }
-        });
+        let ticker = iotsafe_examples::stall::StallWatch::start();
         // Let the ticker start before the connects.
         tokio::time::sleep(TICK * 2).await;
         let started = Instant::now();
@@ -231,8 +221,7 @@ pub fn run(
             }
         }
         let wall = started.elapsed();
-        stop.store(true, Ordering::SeqCst);
-        let stall = ticker.await.unwrap_or_default();
+        let stall = ticker.stop().await;
         Run {
             done,
             failures,

@@ -6,50 +6,50 @@
 #![forbid(unsafe_code)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use iotsafe_tests::echo_server::EchoServer;
 use iotsafe_vcard::frontend::at::AtOptions as ModemOptions;
 use iotsafe_vcard::frontend::tcp::TcpModem;
-use iotsafe_vcard::{CardOptions, Latency};
+use iotsafe_vcard::{CardOptions, Latency, VirtualCard};
 
-/// Runs `processes` copies of the handshakes program at once with `card` arguments, each
-/// `threads` × `each` handshakes to `server`; returns their outputs.
-fn run_programs(
-    card: &[&str],
-    server: &EchoServer,
-    ca: &Path,
-    lock_dir: &Path,
-    processes: usize,
-    threads: usize,
-    each: usize,
-) -> Vec<Output> {
+/// Each program's threads and handshakes.
+const THREADS: usize = 2;
+const EACH: usize = 4;
+
+/// A provisioned card with the typical-SIM latency, state and PKI in `dir`.
+fn sim_card(dir: &Path) -> VirtualCard {
+    let options = CardOptions {
+        latency: Latency::typical_sim(),
+        ..CardOptions::default()
+    };
+    iotsafe_tests::provisioned(dir, options).1
+}
+
+/// Runs `processes` copies of the handshakes program at once on the card `card` names, each
+/// `THREADS` × `EACH` handshakes to a server with the PKI in `dir`, sharing the lock folder
+/// `dir/locks`; every program must succeed with every handshake.
+fn programs_all_succeed(card: &[&str], dir: &Path, processes: usize) {
+    let server = EchoServer::start(&dir.join("pki"));
     let children: Vec<_> = (0..processes)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_handshakes"))
                 .args(card)
                 .args(["--server", &server.addr().to_string()])
                 .arg("--ca")
-                .arg(ca)
-                .args(["--threads", &threads.to_string()])
-                .args(["--each", &each.to_string()])
-                .env("IOTSAFE_LOCK_DIR", lock_dir)
+                .arg(dir.join("pki/ca.pem"))
+                .args(["--threads", &THREADS.to_string()])
+                .args(["--each", &EACH.to_string()])
+                .env("IOTSAFE_LOCK_DIR", dir.join("locks"))
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .expect("start the handshakes program")
         })
         .collect();
-    children
-        .into_iter()
-        .map(|c| c.wait_with_output().expect("the handshakes program"))
-        .collect()
-}
-
-/// Every program succeeded with every handshake.
-fn all_succeeded(outputs: &[Output], threads: usize, each: usize) {
-    for (i, out) in outputs.iter().enumerate() {
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("the handshakes program");
         let stdout = String::from_utf8_lossy(&out.stdout);
         eprintln!("program {i}: {}", stdout.trim());
         assert!(
@@ -58,8 +58,9 @@ fn all_succeeded(outputs: &[Output], threads: usize, each: usize) {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        let total = THREADS * EACH;
         assert!(
-            stdout.contains(&format!("handshakes: {} ok, 0 failed", threads * each)),
+            stdout.contains(&format!("handshakes: {total} ok, 0 failed")),
             "program {i}: {stdout}"
         );
     }
@@ -68,29 +69,13 @@ fn all_succeeded(outputs: &[Output], threads: usize, each: usize) {
 #[test]
 fn three_programs_two_threads_four_handshakes_each_on_one_card_over_at_tcp() {
     let dir = tempfile::tempdir().unwrap();
-    let options = CardOptions {
-        latency: Latency::typical_sim(),
-        ..CardOptions::default()
-    };
-    let (_, vcard) = iotsafe_tests::provisioned(dir.path(), options);
+    let vcard = sim_card(dir.path());
     let tcp = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
     let modem = tcp.local_addr().unwrap();
     let handle = tcp
         .spawn(Arc::new(Mutex::new(vcard)), ModemOptions::default())
         .expect("start the modem");
-    let server = EchoServer::start(&dir.path().join("pki"));
-    let locks = dir.path().join("locks");
-    let card = ["--modem", &format!("tcp://{modem}")];
-    let outputs = run_programs(
-        &card,
-        &server,
-        &dir.path().join("pki/ca.pem"),
-        &locks,
-        3,
-        2,
-        4,
-    );
-    all_succeeded(&outputs, 2, 4);
+    programs_all_succeed(&["--modem", &format!("tcp://{modem}")], dir.path(), 3);
     handle.stop().unwrap();
 }
 
@@ -102,25 +87,8 @@ fn two_programs_on_one_card_through_pcscd() {
     }
     let _slot = iotsafe_tests::vpcd_slot_lock();
     let dir = tempfile::tempdir().unwrap();
-    let options = CardOptions {
-        latency: Latency::typical_sim(),
-        ..CardOptions::default()
-    };
-    let (_, vcard) = iotsafe_tests::provisioned(dir.path(), options);
-    let plugged = iotsafe_tests::vpcd::plug(Arc::new(Mutex::new(vcard)));
-    let server = EchoServer::start(&dir.path().join("pki"));
+    let plugged = iotsafe_tests::vpcd::plug(Arc::new(Mutex::new(sim_card(dir.path()))));
     let reader = iotsafe_tests::vpcd::Slot::shared().reader;
-    let card = ["--reader", reader.as_str()];
-    let locks = dir.path().join("locks");
-    let outputs = run_programs(
-        &card,
-        &server,
-        &dir.path().join("pki/ca.pem"),
-        &locks,
-        2,
-        2,
-        4,
-    );
-    all_succeeded(&outputs, 2, 4);
+    programs_all_succeed(&["--reader", reader.as_str()], dir.path(), 2);
     drop(plugged);
 }

@@ -230,9 +230,24 @@ impl SlotBook {
     /// lock: when another thread or process holds it, the place is taken at the first
     /// [`SlotWait::try_take`] that finds it free.
     pub fn request(&self, slots: &[ObjectRef], lease: Duration) -> Result<SlotWait, Error> {
+        self.join(slots, lease, false)
+    }
+
+    /// Waits (blocking this thread) for a turn on any of `slots`.
+    pub fn wait(&self, slots: &[ObjectRef], lease: Duration) -> Result<SlotTurn, Error> {
+        self.join(slots, lease, true)?.wait()
+    }
+
+    /// A place in the queue; `wait`: taken now, waiting for the record's lock if need be.
+    fn join(&self, slots: &[ObjectRef], lease: Duration, wait: bool) -> Result<SlotWait, Error> {
         let keys = SlotBook::keys(slots)?;
         let party = self.party();
-        let ticket = self.try_update(|r| r.enqueue(party, &keys))?;
+        let enqueue = |r: &mut record::Record| r.enqueue(party, &keys);
+        let ticket = if wait {
+            Some(self.update(enqueue)?)
+        } else {
+            self.try_update(enqueue)?
+        };
         Ok(SlotWait {
             book: self.clone(),
             slots: slots.to_vec(),
@@ -246,27 +261,6 @@ impl SlotBook {
             waited: false,
             done: false,
         })
-    }
-
-    /// Waits (blocking this thread) for a turn on any of `slots`.
-    pub fn wait(&self, slots: &[ObjectRef], lease: Duration) -> Result<SlotTurn, Error> {
-        let keys = SlotBook::keys(slots)?;
-        let party = self.party();
-        let ticket = self.update(|r| r.enqueue(party, &keys))?;
-        SlotWait {
-            book: self.clone(),
-            slots: slots.to_vec(),
-            keys,
-            party,
-            ticket: Some(ticket),
-            lease,
-            asked: Instant::now(),
-            seen: self.inner.notify.counter(),
-            recheck: None,
-            waited: false,
-            done: false,
-        }
-        .wait()
     }
 
     /// A turn for a key made ahead of time, only when the slots are idle (nobody holds or waits
