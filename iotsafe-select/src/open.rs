@@ -7,16 +7,32 @@ use iotsafe_core::{Card, CardConfig, TraceSink, Transport};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The session on `transport`, for the card described as `card`.
-fn session(
+/// The session on `transport` to the card described as `card`, shown as `description`; no test
+/// PKI, nothing provisioned (the virtual card fills those in).
+fn opened(
     card: String,
+    description: String,
     transport: impl Transport + Send + 'static,
     config: CardConfig,
     trace: Option<TraceSink>,
-) -> Result<Arc<Card>, SelectError> {
+) -> Result<OpenedCard, SelectError> {
     match Card::open_traced(transport, config, trace) {
-        Ok(session) => Ok(Arc::new(session)),
+        Ok(session) => Ok(OpenedCard {
+            card: Arc::new(session),
+            description,
+            pki: None,
+            provisioned: false,
+        }),
         Err(source) => Err(SelectError::Card { card, source }),
+    }
+}
+
+/// What a reader or a modem that could not be reached becomes.
+#[cfg(any(feature = "pcsc", feature = "at"))]
+fn unreachable(card: &str) -> impl Fn(iotsafe_core::TransportError) -> SelectError + '_ {
+    move |source| SelectError::Transport {
+        card: card.to_string(),
+        source,
     }
 }
 
@@ -29,25 +45,17 @@ pub(crate) fn reader(
 ) -> Result<OpenedCard, SelectError> {
     use iotsafe_core::pcsc::{PcscOptions, PcscTransport, ReaderChoice};
     let card = format!("PC/SC reader {name:?}");
-    let failed = |source| SelectError::Transport {
-        card: card.clone(),
-        source,
-    };
-    let readers = PcscTransport::list_readers().map_err(failed)?;
+    let readers = PcscTransport::list_readers().map_err(unreachable(&card))?;
     // An exact name wins; otherwise a unique substring.
     let choice = if readers.iter().any(|r| r == name) {
         ReaderChoice::Exact(name.to_string())
     } else {
         ReaderChoice::Contains(name.to_string())
     };
-    let transport = PcscTransport::connect(&choice, PcscOptions::default()).map_err(failed)?;
+    let transport =
+        PcscTransport::connect(&choice, PcscOptions::default()).map_err(unreachable(&card))?;
     let description = format!("PC/SC reader {:?}", transport.reader());
-    Ok(OpenedCard {
-        card: session(card, transport, config, trace)?,
-        description,
-        pki: None,
-        provisioned: false,
-    })
+    opened(card, description, transport, config, trace)
 }
 
 /// Without PC/SC support: says so.
@@ -73,27 +81,18 @@ pub(crate) fn modem(
 ) -> Result<OpenedCard, SelectError> {
     use iotsafe_core::at::AtTransport;
     let card = format!("modem {target}");
-    let failed = |source| SelectError::Transport {
-        card: card.clone(),
-        source,
-    };
     // The two ports are different types, hence two calls.
-    let session = match target.strip_prefix("tcp://") {
+    match target.strip_prefix("tcp://") {
         Some(addr) => {
-            let transport = AtTransport::connect_tcp(addr).map_err(failed)?;
-            session(card.clone(), transport, config, trace)?
+            let transport = AtTransport::connect_tcp(addr).map_err(unreachable(&card))?;
+            opened(card.clone(), card, transport, config, trace)
         }
         None => {
-            let transport = AtTransport::open_serial(target, 115_200).map_err(failed)?;
-            session(card.clone(), transport, config, trace)?
+            let transport =
+                AtTransport::open_serial(target, 115_200).map_err(unreachable(&card))?;
+            opened(card.clone(), card, transport, config, trace)
         }
-    };
-    Ok(OpenedCard {
-        card: session,
-        description: card,
-        pki: None,
-        provisioned: false,
-    })
+    }
 }
 
 /// Without AT modem support: says so.
@@ -127,9 +126,8 @@ pub(crate) fn virtual_card(
     let description = format!("virtual card {}", state.display());
     let transport = iotsafe_vcard::InProcessTransport::new(vcard);
     Ok(OpenedCard {
-        card: session(description.clone(), transport, config, trace)?,
-        description,
         pki: test_pki_in(&pki_dir_of(state)),
         provisioned,
+        ..opened(description.clone(), description, transport, config, trace)?
     })
 }
