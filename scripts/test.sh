@@ -9,8 +9,22 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto openssl pkg-config opensc libengine-pkcs11-openssl mosquitto-clients gnutls-bin qemu-system-arm)
+PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto openssl pkg-config opensc libengine-pkcs11-openssl pkcs11-provider mosquitto-clients gnutls-bin qemu-system-arm python3-pykcs11)
 INSTALL_LINE="apt-get update && apt-get install -y --no-install-recommends ${PACKAGES[*]}"
+# Debian 12 has pkcs11-provider (OpenSSL 3's PKCS#11 provider) in bookworm-backports only: this file
+# adds that suite, from the mirror the machine already uses for bookworm (apt installs from it only
+# what the main suites lack: backports never replace a package of the release).
+BACKPORTS=/etc/apt/sources.list.d/iotsafe-bookworm-backports.sources
+add_backports() {
+    grep -q '^VERSION_CODENAME=bookworm$' /etc/os-release 2>/dev/null || return 0
+    local uris
+    uris=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' | awk '$2 == "bookworm" {print $1}' | sort -u)
+    grep -q 'bookworm-backports' <(apt-get indextargets --format '$(RELEASE)') && return 0
+    [[ -n "$uris" ]] || { echo "no bookworm mirror configured for apt" >&2; return 1; }
+    echo "== adding bookworm-backports (for pkcs11-provider) in $BACKPORTS"
+    printf '%s\n' 'Types: deb' "URIs: ${uris//$'\n'/ }" 'Suites: bookworm-backports' 'Components: main' \
+        'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' >"$BACKPORTS"
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -21,10 +35,13 @@ if ((${#missing[@]})); then
         echo "== installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
+        add_backports
+        apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
     else
         echo "missing Debian packages: ${missing[*]}" >&2
         echo "run as root: $INSTALL_LINE" >&2
+        echo "(on Debian 12, pkcs11-provider comes from bookworm-backports: add that suite first)" >&2
         exit 1
     fi
 fi

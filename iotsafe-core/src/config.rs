@@ -92,6 +92,12 @@ pub struct CardConfig {
     /// application away from the modem. Turn it on only for a card with no logical channels that
     /// nothing else uses (a PC/SC reader with this application alone).
     pub allow_basic_channel: bool,
+    /// The name every program on the host uses for this card, for the queue of its volatile key
+    /// slots that they share (`iotsafe_core::slots`). `None` (the default): the transport's
+    /// route (the PC/SC reader's name, the modem's port); a card only this process reaches (an
+    /// in-process virtual card) then has a queue of its own. Set the same name where two routes
+    /// reach one SIM (pcscd and a modem's AT port, two AT ports of one modem), e.g. its ICCID.
+    pub card_identity: Option<String>,
 }
 
 impl Default for CardConfig {
@@ -116,6 +122,7 @@ impl Default for CardConfig {
             full_text_length: LengthForm::OneByte,
             max_rounds: 32,
             allow_basic_channel: false,
+            card_identity: None,
         }
     }
 }

@@ -137,6 +137,30 @@ pub enum Error {
         /// Current generation.
         current: u64,
     },
+    /// Another user of the card (a thread, an async task, another program) was granted the
+    /// volatile key slot since this key was made, so the slot may hold another key now. Nothing
+    /// was sent to the card.
+    #[error(
+        "the volatile key slot {slot} was granted to another key exchange since this key was \
+         made (its turn outlived its lease, or it took none); nothing was sent: restart the key \
+         exchange"
+    )]
+    SlotTakenOver {
+        /// The slot, as the shared record names it (`i` + hex ID, or `l` + hex label).
+        slot: String,
+    },
+    /// The record of the card's volatile key slots that every program using the card shares
+    /// cannot be read or written (`iotsafe_core::slots`).
+    #[error(
+        "the shared record of the card's volatile key slots ({path}) cannot be used: {reason}; \
+         set IOTSAFE_LOCK_DIR to a folder every program using the card may write"
+    )]
+    SlotRecord {
+        /// The folder.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
     /// MANAGE CHANNEL opened no logical channel (the card has none left, or none at all), and the
     /// configuration does not allow the basic channel
     /// ([`CardConfig::allow_basic_channel`](crate::CardConfig::allow_basic_channel)).

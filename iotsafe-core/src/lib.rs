@@ -39,6 +39,8 @@ pub mod objects;
 pub mod pcsc;
 mod prelude;
 mod signature_check;
+#[cfg(feature = "std")]
+pub mod slots;
 pub mod stats;
 mod sw;
 #[cfg(any(test, feature = "testing"))]

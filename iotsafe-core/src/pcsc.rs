@@ -502,6 +502,11 @@ impl Transport for PcscTransport {
     fn describe(&self) -> String {
         format!("PC/SC reader {:?}", self.reader)
     }
+
+    /// The reader: every program reaching the card through pcscd names it the same.
+    fn route(&self) -> Option<String> {
+        Some(format!("pcsc:{}", self.reader))
+    }
 }
 
 /// An open PC/SC transaction on a [`PcscTransport`]'s card, ended on drop.

@@ -186,6 +186,14 @@ pub trait Transport {
     fn describe(&self) -> String {
         String::from("transport")
     }
+
+    /// Where other programs on this host may reach the same card: a stable name (the PC/SC reader,
+    /// the modem's port), the same in every process. `None`: only this process reaches it (an
+    /// in-process virtual card, a test script). Programs that reach the card by the same route
+    /// share the queue of its volatile key slots (`iotsafe_core::slots`).
+    fn route(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -209,5 +217,8 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn route(&self) -> Option<String> {
+        (**self).route()
     }
 }

@@ -131,6 +131,19 @@ impl Attributes {
             .all(|a| self.plain(a.kind) == Some(a.value.as_slice()))
     }
 
+    /// The bytes of every value held here: readable values and secrets; a value that only the
+    /// card holds counts for nothing (`C_GetObjectSize`).
+    pub fn held_bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(_, v)| match v {
+                Value::Plain(bytes) => bytes.len(),
+                Value::Secret { value, .. } => value.len(),
+                Value::OnCardOnly => 0,
+            })
+            .sum()
+    }
+
     /// The attribute types present.
     pub fn types(&self) -> impl Iterator<Item = CK_ATTRIBUTE_TYPE> + '_ {
         self.entries.iter().map(|(k, _)| *k)

@@ -8,8 +8,11 @@ use crate::attributes::{Attribute, Template};
 use crate::error::{card_error, P11Result};
 use crate::mechanisms::{Mechanism, Params};
 use crate::module::Module;
-use crate::objects::{self, Backing, SecretOptions, SECRET_USAGE};
+use crate::objects::{self, Backing, KeyOnCard, Object, SecretOptions, SECRET_USAGE};
+use crate::token::Token;
 use cryptoki_sys::*;
+use iotsafe_core::{EcPoint, Error, ObjectRef};
+use zeroize::Zeroizing;
 
 impl Module {
     /// `C_DeriveKey`.
@@ -34,19 +37,19 @@ impl Module {
         let peer =
             crate::der::peer_point(&params.public_data).ok_or(CKR_MECHANISM_PARAM_INVALID)?;
         let object = token.object(base).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
-        let Backing::PrivateKey(key) = object.backing else {
+        let Backing::PrivateKey(key) = &object.backing else {
             return Err(CKR_KEY_TYPE_INCONSISTENT);
         };
         if !key.derive {
             return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
         }
         let (options, length) = secret_template(template)?;
-        let mut secret = {
-            let _peer_slot_is_ours = token.agreement();
-            let card = &token.card;
-            card.put_public_key(&peer_slot, &peer)
-                .and_then(|()| card.compute_dh(&key.reference, &peer_slot))
-                .map_err(|e| card_error(&e))?
+        let mut secret = if key.volatile {
+            let public = public_half(&token, &object);
+            agree_with_generated(&token, key, &public, &peer_slot, &peer)?
+        } else {
+            let agreed = token.card.key_agreement(&key.reference, &peer_slot, &peer);
+            agreed.map_err(|e| card_error(&e))?
         };
         if let Some(n) = length {
             if n > secret.len() {
@@ -62,6 +65,76 @@ impl Module {
             s.token.insert(object);
             Ok(handle)
         })
+    }
+}
+
+/// ECDH with the key in a volatile slot that key exchanges share, never with a key that is not
+/// the one the handle stands for: the key this module generated (its claim on the slot checked:
+/// nobody was granted the slot since), else the key another run of the application generated
+/// and published (`iotsafe_core::Card::published_agreement`: the same check, and the card's
+/// public point compared with the one the object shows). A key taken over by another program,
+/// or none ever generated, is `CKR_KEY_HANDLE_INVALID`: the key the handle stood for is gone.
+fn agree_with_generated(
+    token: &Token,
+    key: &KeyOnCard,
+    public: &ObjectRef,
+    peer_slot: &ObjectRef,
+    peer: &EcPoint,
+) -> P11Result<Zeroizing<Vec<u8>>> {
+    let slot = &key.reference;
+    let mine = {
+        let generated = token.generated();
+        let found = generated.iter().find(|g| g.key.key_pair.private == *slot);
+        found.map(|g| g.key.clone())
+    };
+    let agreed = match (&mine, key.point) {
+        (Some(mine), _) => token.card.ephemeral_agreement(mine, peer_slot, peer),
+        (None, Some(point)) => {
+            let card = &token.card;
+            card.published_agreement(slot, public, &point, peer_slot, peer)
+        }
+        (None, None) => {
+            crate::diag::note(format_args!("C_DeriveKey: no key generated in {slot}"));
+            return Err(CKR_KEY_HANDLE_INVALID);
+        }
+    };
+    match agreed {
+        Ok(secret) => {
+            // The first derivation ends the turn; the key stays usable until the slot is
+            // granted to someone else.
+            if let Some(g) = token
+                .generated()
+                .iter_mut()
+                .find(|g| Some(&g.key) == mine.as_ref())
+            {
+                g.turn = None;
+            }
+            Ok(secret)
+        }
+        Err(e @ (Error::SlotTakenOver { .. } | Error::StaleEphemeral { .. })) => {
+            crate::diag::note(format_args!("C_DeriveKey: {e}"));
+            drop(token.forget_generated(slot));
+            Err(CKR_KEY_HANDLE_INVALID)
+        }
+        Err(e) => Err(card_error(&e)),
+    }
+}
+
+/// How the card names the public half of `private`'s pair: the public key object with its
+/// `CKA_ID`, else the private key's own reference (a pair shares it).
+fn public_half(token: &Token, private: &Object) -> ObjectRef {
+    let id = private.attributes.plain(CKA_ID);
+    let objects = token.objects();
+    let found = objects.iter().find_map(|o| match &o.backing {
+        Backing::PublicKey { reference } if id.is_some() && o.attributes.plain(CKA_ID) == id => {
+            Some(reference.clone())
+        }
+        _ => None,
+    });
+    match (found, &private.backing) {
+        (Some(r), _) => r,
+        (None, Backing::PrivateKey(k)) => k.reference.clone(),
+        (None, _) => ObjectRef::Id(Vec::new()),
     }
 }
 

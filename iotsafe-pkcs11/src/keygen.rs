@@ -9,6 +9,7 @@ use crate::error::{card_error, P11Result};
 use crate::mechanisms::{Mechanism, Params};
 use crate::module::Module;
 use crate::objects::{self, Backing, KeyOnCard, Naming, Object};
+use crate::token::{Generated, Token};
 use cryptoki_sys::*;
 use iotsafe_core::ObjectRef;
 
@@ -95,10 +96,14 @@ impl Module {
         };
         check(&public_attributes, public)?;
 
-        let pair = token
-            .card
-            .generate_key_pair(&key.reference)
-            .map_err(|e| card_error(&e))?;
+        // The generation lock, from the card's answer to the table's update.
+        let (pair, _generating) = if key.volatile {
+            generate_in_turn(&token, &key.reference)?
+        } else {
+            let generating = token.generation();
+            let pair = token.card.generate_key_pair(&key.reference);
+            (pair.map_err(|e| card_error(&e))?, generating)
+        };
         let mut objects = token.objects();
         if let Some(o) = objects
             .iter_mut()
@@ -142,6 +147,40 @@ impl Module {
         };
         Ok((public_handle, private_object.handle))
     }
+}
+
+/// GENERATE KEY PAIR in a volatile slot that key exchanges share: a turn on the slot first (this
+/// module's own earlier turn on it given back), then the key, kept with the turn for the
+/// derivation (see [`Generated`]). Returns the pair and the generation lock, taken for the card
+/// work and held by the caller until the object table shows the new key.
+fn generate_in_turn<'t>(
+    token: &'t Token,
+    slot: &ObjectRef,
+) -> P11Result<(iotsafe_core::KeyPair, std::sync::MutexGuard<'t, ()>)> {
+    drop(token.forget_generated(slot));
+    let card = &token.card;
+    let turn = card
+        .slots()
+        .wait(
+            std::slice::from_ref(slot),
+            iotsafe_core::slots::DEFAULT_LEASE,
+        )
+        .map_err(|e| card_error(&e))?;
+    let generating = token.generation();
+    let key = card
+        .generate_ephemeral_in(&turn)
+        .map_err(|e| card_error(&e))?;
+    let pair = key.key_pair.clone();
+    // Another run of the application (pkcs11-tool --keypairgen, then --derive) may derive with
+    // it, as long as nobody takes the slot meanwhile.
+    card.slots()
+        .publish(turn.claim(), &pair.point)
+        .map_err(|e| card_error(&e))?;
+    token.generated().push(Generated {
+        key,
+        turn: Some(turn),
+    });
+    Ok((pair, generating))
 }
 
 /// The key slot the templates name.

@@ -1,14 +1,16 @@
 //! The module between `C_Initialize` and `C_Finalize`, as safe Rust: slots (one per configured
-//! card, opened on first use), sessions, login, random numbers. The object, signature and key
-//! calls are in `search.rs`, `sign.rs`, `derive.rs` and `keygen.rs`.
+//! card, opened on first use), sessions, random numbers. Login is in `login.rs`; the object,
+//! signature and key calls are in `search.rs`, `sign.rs`, `derive.rs` and `keygen.rs`.
 //!
-//! Locking: the session table and each slot have a lock of their own, each token an object
-//! table lock. None is held across card I/O except a slot's, while its card opens and its
-//! objects load; a session lock is never taken while a slot lock is held by the same thread.
+//! Locking: the session table (with the login state of each token) and each slot have a lock
+//! of their own, each token an object table lock. None is held across card I/O except a slot's,
+//! while its card opens and its objects load; a session lock is never taken while a slot lock is
+//! held by the same thread.
 
 use crate::config::CardSpec;
 use crate::error::{card_error, P11Result};
 use crate::info::{SlotInfo, TokenInfo, Version};
+use crate::login::{self, LoggedIn};
 use crate::mechanisms::{self, MechanismInfo};
 use crate::session::Session;
 use crate::token::Token;
@@ -25,11 +27,35 @@ struct Slot {
     token: Mutex<Option<Arc<Token>>>,
 }
 
+/// The open sessions and who is logged in to each token, under one lock: a login and the
+/// sessions it depends on (no read-only session while the SO is logged in) change together.
+#[derive(Debug, Default)]
+pub(crate) struct SessionTable {
+    /// Every open session.
+    pub(crate) open: BTreeMap<CK_SESSION_HANDLE, Session>,
+    /// The login of each slot's token, shared by all of its sessions (none: public sessions).
+    pub(crate) logins: BTreeMap<CK_SLOT_ID, LoggedIn>,
+}
+
+impl SessionTable {
+    /// Removes a session; the last one of its token logs the token out (PKCS#11 v2.40 §5.6) and
+    /// gives back the turns on the card's volatile key slots its key generations held (nobody is
+    /// left to derive with those keys; other programs need the slots).
+    fn close(&mut self, handle: CK_SESSION_HANDLE) -> Option<Session> {
+        let session = self.open.remove(&handle)?;
+        if !self.open.values().any(|s| s.slot == session.slot) {
+            self.logins.remove(&session.slot);
+            session.token.end_turns();
+        }
+        Some(session)
+    }
+}
+
 /// The initialized module.
 #[derive(Debug)]
 pub struct Module {
     slots: Vec<Slot>,
-    sessions: Mutex<BTreeMap<CK_SESSION_HANDLE, Session>>,
+    sessions: Mutex<SessionTable>,
 }
 
 /// Session and object handles come from counters of the process, not of one initialization: a
@@ -54,7 +80,7 @@ impl Module {
                     token: Mutex::new(None),
                 })
                 .collect(),
-            sessions: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::new(SessionTable::default()),
         }
     }
 
@@ -119,6 +145,7 @@ impl Module {
     pub fn token_info(&self, id: CK_SLOT_ID) -> P11Result<TokenInfo> {
         let token = self.token(id)?;
         let (sessions, rw_sessions) = lock(&self.sessions)
+            .open
             .values()
             .filter(|s| s.slot == id)
             .fold((0, 0), |(n, rw), s| {
@@ -162,23 +189,31 @@ impl Module {
         mechanisms::info(mechanism).ok_or(CKR_MECHANISM_INVALID)
     }
 
-    /// `C_OpenSession`. `CKF_SERIAL_SESSION` is required, as PKCS#11 says.
+    /// `C_OpenSession`. `CKF_SERIAL_SESSION` is required, as PKCS#11 says; a read-only session
+    /// cannot join a token the SO is logged in to (`CKR_SESSION_READ_WRITE_SO_EXISTS`).
     pub fn open_session(&self, id: CK_SLOT_ID, flags: CK_FLAGS) -> P11Result<CK_SESSION_HANDLE> {
         self.slot(id)?;
         if flags & CKF_SERIAL_SESSION == 0 {
             return Err(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
         }
         let token = self.token(id)?;
+        let read_write = flags & CKF_RW_SESSION != 0;
+        let mut table = lock(&self.sessions);
+        if !read_write && table.logins.get(&id) == Some(&LoggedIn::SecurityOfficer) {
+            return Err(CKR_SESSION_READ_WRITE_SO_EXISTS);
+        }
         let handle = NEXT_SESSION.fetch_add(1, Ordering::Relaxed) as CK_SESSION_HANDLE;
-        let session = Session::new(id, token, flags & CKF_RW_SESSION != 0);
-        lock(&self.sessions).insert(handle, session);
+        table
+            .open
+            .insert(handle, Session::new(id, token, read_write));
         Ok(handle)
     }
 
-    /// `C_CloseSession`: its session objects are destroyed with it.
+    /// `C_CloseSession`: its session objects are destroyed with it; closing the token's last
+    /// session logs the token out.
     pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> P11Result<()> {
         let session = lock(&self.sessions)
-            .remove(&handle)
+            .close(handle)
             .ok_or(CKR_SESSION_HANDLE_INVALID)?;
         session.token.drop_session_objects(handle);
         Ok(())
@@ -188,15 +223,16 @@ impl Module {
     pub fn close_all_sessions(&self, id: CK_SLOT_ID) -> P11Result<()> {
         self.slot(id)?;
         let closed: Vec<(CK_SESSION_HANDLE, Session)> = {
-            let mut sessions = lock(&self.sessions);
-            let handles: Vec<_> = sessions
+            let mut table = lock(&self.sessions);
+            let handles: Vec<_> = table
+                .open
                 .iter()
                 .filter(|(_, s)| s.slot == id)
                 .map(|(h, _)| *h)
                 .collect();
             handles
                 .into_iter()
-                .filter_map(|h| sessions.remove(&h).map(|s| (h, s)))
+                .filter_map(|h| table.close(h).map(|s| (h, s)))
                 .collect()
         };
         for (handle, session) in closed {
@@ -211,11 +247,18 @@ impl Module {
         handle: CK_SESSION_HANDLE,
         f: impl FnOnce(&mut Session) -> P11Result<T>,
     ) -> P11Result<T> {
-        let mut sessions = lock(&self.sessions);
-        let session = sessions
-            .get_mut(&handle)
-            .ok_or(CKR_SESSION_HANDLE_INVALID)?;
-        f(session)
+        self.with_table(|table| {
+            let session = table
+                .open
+                .get_mut(&handle)
+                .ok_or(CKR_SESSION_HANDLE_INVALID)?;
+            f(session)
+        })
+    }
+
+    /// Runs `f` on the whole session table, under its lock (no card I/O in `f`).
+    pub(crate) fn with_table<T>(&self, f: impl FnOnce(&mut SessionTable) -> T) -> T {
+        f(&mut lock(&self.sessions))
     }
 
     /// The token a session works on.
@@ -223,33 +266,18 @@ impl Module {
         self.with_session(handle, |s| Ok(s.token.clone()))
     }
 
-    /// `C_GetSessionInfo`: slot, state (always public: there is no login), flags.
+    /// `C_GetSessionInfo`: slot, state (`CKS_*`: read-only or read/write, and who is logged in
+    /// to its token), flags.
     pub fn session_info(
         &self,
         handle: CK_SESSION_HANDLE,
     ) -> P11Result<(CK_SLOT_ID, CK_STATE, CK_FLAGS)> {
-        self.with_session(handle, |s| {
-            let (state, rw) = if s.read_write {
-                (CKS_RW_PUBLIC_SESSION, CKF_RW_SESSION)
-            } else {
-                (CKS_RO_PUBLIC_SESSION, 0)
-            };
+        self.with_table(|table| {
+            let s = table.open.get(&handle).ok_or(CKR_SESSION_HANDLE_INVALID)?;
+            let state = login::session_state(s.read_write, table.logins.get(&s.slot).copied());
+            let rw = if s.read_write { CKF_RW_SESSION } else { 0 };
             Ok((s.slot, state, CKF_SERIAL_SESSION | rw))
         })
-    }
-
-    /// `C_Login`: IoT SAFE has no PIN, so any login of a known user type is accepted and changes
-    /// nothing (the token does not set `CKF_LOGIN_REQUIRED`).
-    pub fn login(&self, handle: CK_SESSION_HANDLE, user: CK_USER_TYPE) -> P11Result<()> {
-        self.with_session(handle, |_| match user {
-            CKU_SO | CKU_USER | CKU_CONTEXT_SPECIFIC => Ok(()),
-            _ => Err(CKR_USER_TYPE_INVALID),
-        })
-    }
-
-    /// `C_Logout`: accepted, as `C_Login` is.
-    pub fn logout(&self, handle: CK_SESSION_HANDLE) -> P11Result<()> {
-        self.with_session(handle, |_| Ok(()))
     }
 
     /// `C_GenerateRandom`: `len` bytes from the card's generator (GET RANDOM).

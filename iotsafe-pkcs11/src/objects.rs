@@ -58,6 +58,17 @@ pub struct Object {
     pub backing: Backing,
 }
 
+impl Object {
+    /// Whether callers see the object. All do but the private key of a volatile key slot whose
+    /// pair was never generated (no public point): it has no public half to pair with and nothing
+    /// to sign or agree with, and OpenSC's p11test (`usage_test`) rightly refuses a private key
+    /// that derives without a public key that does. `C_GenerateKeyPair` still finds the slot, and
+    /// the pair it makes shows under the same handle.
+    pub fn shown(&self) -> bool {
+        !matches!(&self.backing, Backing::PrivateKey(k) if k.volatile && k.point.is_none())
+    }
+}
+
 /// What a key object is called: `CKA_ID`, `CKA_LABEL` and the `CKA_SUBJECT` of its certificate.
 #[derive(Debug, Clone, Default)]
 pub struct Naming {

@@ -1,10 +1,11 @@
-//! Objects through a session: searching (`C_FindObjects*`), reading attributes, destroying the
-//! session objects a session made.
+//! Objects through a session: searching (`C_FindObjects*`), reading attributes and sizes,
+//! destroying the session objects a session made. Only the objects callers see
+//! ([`crate::objects::Object::shown`]) are found or reached by handle.
 
 use crate::attributes::{Attribute, Lookup};
 use crate::error::P11Result;
 use crate::module::Module;
-use crate::objects::Backing;
+use crate::objects::{Backing, Object};
 use crate::session::Search;
 use cryptoki_sys::*;
 
@@ -20,7 +21,7 @@ impl Module {
                 .token
                 .objects()
                 .iter()
-                .filter(|o| o.attributes.matches(template))
+                .filter(|o| o.shown() && o.attributes.matches(template))
                 .map(|o| o.handle)
                 .collect();
             s.find = Some(Search { found, given: 0 });
@@ -62,11 +63,22 @@ impl Module {
     ) -> P11Result<Vec<Lookup>> {
         let token = self.session_token(session)?;
         let objects = token.objects();
-        let o = objects
-            .iter()
-            .find(|o| o.handle == object)
-            .ok_or(CKR_OBJECT_HANDLE_INVALID)?;
+        let o = &objects[shown(&objects, object)?];
         Ok(types.iter().map(|t| o.attributes.lookup(*t)).collect())
+    }
+
+    /// `C_GetObjectSize`: the bytes of the attribute values the module holds for the object
+    /// ([`crate::attributes::Attributes::held_bytes`]). The card does not say how much of its
+    /// memory an object takes, so this is the size the standard allows instead: an
+    /// approximation, stable for an object until a key generation changes its point.
+    pub fn object_size(
+        &self,
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+    ) -> P11Result<usize> {
+        let token = self.session_token(session)?;
+        let objects = token.objects();
+        Ok(objects[shown(&objects, object)?].attributes.held_bytes())
     }
 
     /// `C_DestroyObject`: only the session objects `C_DeriveKey` made; the card's objects are
@@ -74,10 +86,7 @@ impl Module {
     pub fn destroy(&self, session: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> P11Result<()> {
         let token = self.session_token(session)?;
         let mut objects = token.objects();
-        let at = objects
-            .iter()
-            .position(|o| o.handle == object)
-            .ok_or(CKR_OBJECT_HANDLE_INVALID)?;
+        let at = shown(&objects, object)?;
         match objects[at].backing {
             Backing::SessionSecret { .. } => {
                 // The secret is wiped as the object drops.
@@ -87,6 +96,14 @@ impl Module {
             _ => Err(CKR_ACTION_PROHIBITED),
         }
     }
+}
+
+/// Where the object with `handle` is in the table, if callers see it.
+fn shown(objects: &[Object], handle: CK_OBJECT_HANDLE) -> P11Result<usize> {
+    objects
+        .iter()
+        .position(|o| o.handle == handle && o.shown())
+        .ok_or(CKR_OBJECT_HANDLE_INVALID)
 }
 
 /// The answer `C_GetAttributeValue` gives for one attribute, given what the object holds and the

@@ -77,7 +77,8 @@ impl Module {
     ) -> P11Result<Signed> {
         self.finish(session, room, |op| {
             if op.multi_part {
-                // C_SignUpdate started a multi-part signature: only C_SignFinal ends it.
+                // C_SignUpdate started a multi-part signature, which C_Sign cannot end; as any
+                // failed C_Sign, this one ends the operation.
                 return Err(CKR_OPERATION_ACTIVE);
             }
             feed(&mut op.input, data)
@@ -102,9 +103,21 @@ impl Module {
         self.finish(session, room, |_| Ok(()))
     }
 
+    /// Ends the signature in progress after a call that failed before it reached the module (an
+    /// argument it could not read): PKCS#11 v2.40 §5.12 ends the operation on every failed
+    /// `C_Sign`, `C_SignUpdate` or `C_SignFinal`.
+    pub fn sign_failed(&self, session: CK_SESSION_HANDLE) {
+        // A session that is not there has no operation to end.
+        let _ = self.with_session(session, |s| {
+            s.sign = None;
+            Ok(())
+        });
+    }
+
     /// Ends a signature: `last` adds the final input to a copy of the operation, then comes the
-    /// size check (which leaves the operation as it was), then the card. Every other failure
-    /// ends the operation, as PKCS#11 says.
+    /// size check, then the card. A size query that succeeds and `CKR_BUFFER_TOO_SMALL` leave
+    /// the operation as it was; everything else ends it, failures included (PKCS#11 v2.40
+    /// §5.12).
     fn finish(
         &self,
         session: CK_SESSION_HANDLE,
@@ -113,19 +126,13 @@ impl Module {
     ) -> P11Result<Signed> {
         let ready = self.with_session(session, |s| {
             let mut op = s.sign.clone().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
-            let digest = match last(&mut op) {
-                Err(CKR_OPERATION_ACTIVE) => return Err(CKR_OPERATION_ACTIVE),
-                Err(e) => Err(e),
-                Ok(()) => to_sign(&op.input),
-            };
-            let digest = digest.inspect_err(|_| s.sign = None)?;
-            match room {
-                None => return Ok(None),
-                Some(n) if n < SIGNATURE_LEN => return Err(CKR_BUFFER_TOO_SMALL),
-                Some(_) => {}
+            let digest = last(&mut op).and_then(|()| to_sign(&op.input));
+            match (&digest, room) {
+                (Ok(_), None) => return Ok(None),
+                (Ok(_), Some(n)) if n < SIGNATURE_LEN => return Err(CKR_BUFFER_TOO_SMALL),
+                _ => s.sign = None,
             }
-            s.sign = None;
-            Ok(Some((op, digest, s.token.clone())))
+            Ok(Some((op, digest?, s.token.clone())))
         })?;
         let Some((op, digest, token)) = ready else {
             return Ok(Signed::Length(SIGNATURE_LEN));

@@ -5,7 +5,8 @@ use crate::error::P11Result;
 use crate::load::TokenFacts;
 use crate::objects::{Backing, Object};
 use cryptoki_sys::{CKR_OBJECT_HANDLE_INVALID, CK_OBJECT_HANDLE, CK_SESSION_HANDLE};
-use iotsafe_core::Card;
+use iotsafe_core::slots::SlotTurn;
+use iotsafe_core::{Card, EphemeralKey, ObjectRef};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A card's token.
@@ -16,9 +17,25 @@ pub struct Token {
     /// Label, serial, version, the peer key slot.
     pub facts: TokenFacts,
     objects: Mutex<Vec<Object>>,
-    /// Held from putting a peer's point into the card's peer slot until the COMPUTE DH that uses
-    /// it, so that two derivations never swap their peers.
-    pub agreement: Mutex<()>,
+    /// Held from a key generation on the card to the object table's update, so that the table
+    /// always shows the key the card made last.
+    generation: Mutex<()>,
+    /// The keys this module generated in volatile slots (see [`Generated`]).
+    generated: Mutex<Vec<Generated>>,
+}
+
+/// A key this module generated in a volatile slot, which every other user of the card (rustls
+/// handshakes, other programs) also generates in. The derivation uses it only while nobody else
+/// was granted the slot since (the card's slot queue, `iotsafe_core::slots`), never a key it did
+/// not make.
+#[derive(Debug)]
+pub struct Generated {
+    /// The key and its claim on the slot.
+    pub key: EphemeralKey,
+    /// The turn on the slot, held from the generation to the first derivation with the key (or
+    /// until its lease runs out and someone else takes the slot over), so that a generation and
+    /// the derivation that follows it are not torn apart by the next handshake.
+    pub turn: Option<SlotTurn>,
 }
 
 impl Token {
@@ -28,7 +45,8 @@ impl Token {
             card,
             facts,
             objects: Mutex::new(objects),
-            agreement: Mutex::new(()),
+            generation: Mutex::new(()),
+            generated: Mutex::new(Vec::new()),
         }
     }
 
@@ -38,11 +56,11 @@ impl Token {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of one object.
+    /// A copy of one object callers see ([`Object::shown`]).
     pub fn object(&self, handle: CK_OBJECT_HANDLE) -> P11Result<Object> {
         self.objects()
             .iter()
-            .find(|o| o.handle == handle)
+            .find(|o| o.handle == handle && o.shown())
             .cloned()
             .ok_or(CKR_OBJECT_HANDLE_INVALID)
     }
@@ -59,8 +77,30 @@ impl Token {
         );
     }
 
-    /// The agreement lock (a panic while it was held leaves nothing half done on the host).
-    pub fn agreement(&self) -> MutexGuard<'_, ()> {
-        self.agreement.lock().unwrap_or_else(|p| p.into_inner())
+    /// The generation lock (see the field): taken after the turn on the slot, never before.
+    pub fn generation(&self) -> MutexGuard<'_, ()> {
+        self.generation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keys this module generated (a list of plain values, consistent after a panic).
+    pub fn generated(&self) -> MutexGuard<'_, Vec<Generated>> {
+        self.generated.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives back every turn the generated keys hold (the keys stay usable until their slots are
+    /// granted to someone else).
+    pub fn end_turns(&self) {
+        for g in self.generated().iter_mut() {
+            g.turn = None;
+        }
+    }
+
+    /// Forgets the key generated in `slot`, giving its turn back.
+    pub fn forget_generated(&self, slot: &ObjectRef) -> Option<Generated> {
+        let mut generated = self.generated();
+        let at = generated
+            .iter()
+            .position(|g| g.key.key_pair.private == *slot)?;
+        Some(generated.remove(at))
     }
 }

@@ -46,7 +46,8 @@ impl Module {
         })
     }
 
-    /// `C_Verify`: checks `signature` over `data` in one call; ends the operation.
+    /// `C_Verify`: checks `signature` over `data` in one call; ends the operation, whatever the
+    /// outcome.
     pub fn verify(
         &self,
         session: CK_SESSION_HANDLE,
@@ -54,15 +55,26 @@ impl Module {
         signature: &[u8],
     ) -> P11Result<()> {
         self.with_session(session, |s| {
-            let op = s.verify.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let mut op = s.verify.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
             if op.multi_part {
-                // C_VerifyUpdate started a multi-part verification: only C_VerifyFinal ends it.
+                // C_VerifyUpdate started a multi-part verification, which C_Verify cannot end;
+                // as any call to C_Verify, this one ends the operation.
                 return Err(CKR_OPERATION_ACTIVE);
             }
-            let mut op = s.verify.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
             feed(&mut op.input, data)?;
             check(&op, signature)
         })
+    }
+
+    /// Ends the verification in progress after a call that failed before it reached the module
+    /// (an argument it could not read): PKCS#11 v2.40 §5.13 ends the operation on every
+    /// `C_Verify` and `C_VerifyFinal`, and on a failed `C_VerifyUpdate`.
+    pub fn verify_failed(&self, session: CK_SESSION_HANDLE) {
+        // A session that is not there has no operation to end.
+        let _ = self.with_session(session, |s| {
+            s.verify = None;
+            Ok(())
+        });
     }
 
     /// `C_VerifyUpdate`.

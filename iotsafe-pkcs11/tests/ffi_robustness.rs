@@ -35,6 +35,35 @@ fn initialize_and_finalize_rules() {
         call!(raw, C_GetSlotList(CK_FALSE, nil(), &mut count)),
         CKR_CRYPTOKI_NOT_INITIALIZED
     );
+    // Functions the token does not offer say so only once the library is initialized.
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_AES_ECB,
+        pParameter: nil(),
+        ulParameterLen: 0,
+    };
+    for (name, rv) in [
+        ("C_EncryptInit", call!(raw, C_EncryptInit(1, &mut m, 1))),
+        (
+            "C_CreateObject",
+            call!(raw, C_CreateObject(1, nil(), 0, nil())),
+        ),
+        ("C_InitToken", call!(raw, C_InitToken(0, nil(), 0, nil()))),
+        ("C_InitPIN", call!(raw, C_InitPIN(1, nil(), 0))),
+        ("C_SetPIN", call!(raw, C_SetPIN(1, nil(), 0, nil(), 0))),
+        (
+            "C_WaitForSlotEvent",
+            call!(raw, C_WaitForSlotEvent(CKF_DONT_BLOCK, nil(), nil())),
+        ),
+        ("C_GetFunctionStatus", call!(raw, C_GetFunctionStatus(1))),
+        (
+            "C_GetObjectSize",
+            call!(raw, C_GetObjectSize(1, 1, &mut count)),
+        ),
+        ("C_Login", call!(raw, C_Login(1, CKU_USER, nil(), 0))),
+        ("C_Logout", call!(raw, C_Logout(1))),
+    ] {
+        assert_eq!(rv, CKR_CRYPTOKI_NOT_INITIALIZED, "{name}");
+    }
 
     let mut args = init_args(CKF_OS_LOCKING_OK, std::ptr::dangling_mut());
     let init = |a: &mut CK_C_INITIALIZE_ARGS| {
@@ -261,7 +290,7 @@ fn sessions_handles_and_unsupported_functions() {
     assert_eq!((info.slotID, info.state), (0, CKS_RO_PUBLIC_SESSION));
     assert_eq!(call!(raw, C_GetSessionInfo(h, nil())), CKR_ARGUMENTS_BAD);
 
-    // Login: accepted and ignored; an unknown user type is not.
+    // Login (the states and return values are in ffi_login.rs).
     let mut pin = *b"1234";
     assert_eq!(
         call!(raw, C_Login(h, 7, pin.as_mut_ptr(), 4)),
@@ -275,7 +304,6 @@ fn sessions_handles_and_unsupported_functions() {
         call!(raw, C_Login(h, CKU_USER, pin.as_mut_ptr(), 4)),
         CKR_OK
     );
-    assert_eq!(call!(raw, C_Login(h, CKU_USER, nil(), 0)), CKR_OK);
     assert_eq!(call!(raw, C_Logout(h)), CKR_OK);
 
     // Searches.
@@ -323,10 +351,7 @@ fn sessions_handles_and_unsupported_functions() {
         call!(raw, C_FindObjects(h, handles.as_mut_ptr(), 4, &mut found)),
         CKR_OK
     );
-    assert_eq!(
-        found, 4,
-        "device key, ecdhe key, device public key, and more"
-    );
+    assert_eq!(found, 4, "device key, device public key, certificate files");
     assert_eq!(call!(raw, C_FindObjectsFinal(h)), CKR_OK);
 
     // Objects that are not there.
@@ -347,6 +372,15 @@ fn sessions_handles_and_unsupported_functions() {
     assert_eq!(
         call!(raw, C_DestroyObject(h, 0xDEAD)),
         CKR_OBJECT_HANDLE_INVALID
+    );
+    let mut size: CK_ULONG = 0;
+    assert_eq!(
+        call!(raw, C_GetObjectSize(h, 0xDEAD, &mut size)),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+    assert_eq!(
+        call!(raw, C_GetObjectSize(h, handles[0], nil())),
+        CKR_ARGUMENTS_BAD
     );
     assert_eq!(
         call!(raw, C_DestroyObject(h, handles[0])),
@@ -423,6 +457,10 @@ fn sessions_handles_and_unsupported_functions() {
         call!(raw, C_Login(h, CKU_USER, pin.as_mut_ptr(), 4)),
         CKR_SESSION_HANDLE_INVALID
     );
+    assert_eq!(
+        call!(raw, C_GetObjectSize(h, handles[0], &mut size)),
+        CKR_SESSION_HANDLE_INVALID
+    );
     let mut ecdsa = CK_MECHANISM {
         mechanism: CKM_ECDSA,
         pParameter: nil(),
@@ -436,5 +474,36 @@ fn sessions_handles_and_unsupported_functions() {
     assert_eq!(call!(raw, C_CloseAllSessions(9)), CKR_SLOT_ID_INVALID);
     assert_eq!(call!(raw, C_CloseAllSessions(0)), CKR_OK);
     assert_eq!(call!(raw, C_CloseSession(s2)), CKR_SESSION_HANDLE_INVALID);
+    assert_eq!(raw.finalize(), CKR_OK);
+}
+
+#[test]
+fn object_size_is_the_bytes_of_its_attributes() {
+    let (f, _lock) = fixture();
+    let raw = &f.raw;
+    assert_eq!(raw.initialize(), CKR_OK);
+    let s = raw.session();
+    let objects = raw.find(s, &mut []);
+    assert!(objects.len() >= 4, "{objects:?}");
+    let types: Vec<CK_ATTRIBUTE_TYPE> = (0..0x800)
+        .chain([
+            CKA_ALLOWED_MECHANISMS,
+            CKA_WRAP_TEMPLATE,
+            CKA_UNWRAP_TEMPLATE,
+            CKA_DERIVE_TEMPLATE,
+        ])
+        .collect();
+    for o in objects {
+        // Card objects hold no secret: every byte they hold is an attribute anyone may read (a
+        // private key's value stays on the card and counts for nothing).
+        let readable: usize = types
+            .iter()
+            .filter_map(|t| raw.attribute(s, o, *t).ok())
+            .map(|v| v.len())
+            .sum();
+        let mut size: CK_ULONG = 0;
+        assert_eq!(call!(raw, C_GetObjectSize(s, o, &mut size)), CKR_OK);
+        assert_eq!(size as usize, readable, "object {o}");
+    }
     assert_eq!(raw.finalize(), CKR_OK);
 }

@@ -10,7 +10,7 @@ mod support;
 use cryptoki_sys::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384};
-use support::raw::{attribute, fixture, nil};
+use support::raw::{attribute, fixture, nil, P256};
 
 #[test]
 fn signatures_bad_mechanisms_and_short_buffers() {
@@ -19,7 +19,8 @@ fn signatures_bad_mechanisms_and_short_buffers() {
     assert_eq!(raw.initialize(), CKR_OK);
     let s = raw.session();
     let key = raw.object(s, CKO_PRIVATE_KEY, "device");
-    let ecdhe = raw.object(s, CKO_PRIVATE_KEY, "ecdhe");
+    // The ephemeral slot's key, generated first: a slot never generated is not shown.
+    let (_, ecdhe) = raw.generate(s, &mut P256.clone(), 4, true).unwrap();
     let cert = raw.object(s, CKO_CERTIFICATE, "device-cert");
     let mut m = CK_MECHANISM {
         mechanism: CKM_ECDSA_SHA256,
@@ -71,6 +72,11 @@ fn signatures_bad_mechanisms_and_short_buffers() {
     assert_eq!(call!(raw, C_SignInit(s, &mut m, key)), CKR_OK);
     assert_eq!(call!(raw, C_SignInit(s, &mut m, key)), CKR_OPERATION_ACTIVE);
     assert_eq!(c_sign(out.as_mut_ptr(), nil()), CKR_ARGUMENTS_BAD);
+    assert_eq!(
+        call!(raw, C_SignInit(s, &mut m, key)),
+        CKR_OK,
+        "the failed call ended the operation"
+    );
     len = 0;
     assert_eq!(c_sign(nil(), &mut len), CKR_OK);
     assert_eq!(len, 64, "a null buffer asks the length");
@@ -105,6 +111,12 @@ fn signatures_bad_mechanisms_and_short_buffers() {
         CKR_OPERATION_ACTIVE,
         "C_Sign cannot end a multi-part signature"
     );
+    // That failure ended it, as every failure does: again, ended by C_SignFinal.
+    assert_eq!(call!(raw, C_SignInit(s, &mut m, key)), CKR_OK);
+    for part in msg.chunks_mut(5) {
+        let n = part.len() as CK_ULONG;
+        assert_eq!(call!(raw, C_SignUpdate(s, part.as_mut_ptr(), n)), CKR_OK);
+    }
     len = 64;
     assert_eq!(
         call!(raw, C_SignFinal(s, out.as_mut_ptr(), &mut len)),
@@ -287,5 +299,128 @@ fn verification_with_the_public_key() {
         assert_eq!(call!(raw, C_VerifyUpdate(s, part.as_mut_ptr(), n)), CKR_OK);
     }
     assert_eq!(call!(raw, C_VerifyFinal(s, sig.as_mut_ptr(), 64)), CKR_OK);
+    assert_eq!(raw.finalize(), CKR_OK);
+}
+
+/// PKCS#11 v2.40 §5.12/§5.13: a call to `C_Sign`, `C_SignUpdate` or `C_SignFinal` that fails ends
+/// the signature (only a successful size query and `CKR_BUFFER_TOO_SMALL` leave it active), and
+/// any failed `C_Verify`, `C_VerifyUpdate` or `C_VerifyFinal` ends the verification: also when
+/// the failure is an argument the module could not read.
+#[test]
+fn every_failure_ends_the_operation() {
+    let (f, _lock) = fixture();
+    let raw = &f.raw;
+    assert_eq!(raw.initialize(), CKR_OK);
+    let s = raw.session();
+    let key = raw.object(s, CKO_PRIVATE_KEY, "device");
+    let public = raw.object(s, CKO_PUBLIC_KEY, "device");
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_ECDSA_SHA256,
+        pParameter: nil(),
+        ulParameterLen: 0,
+    };
+    let mut msg = *b"every failure ends it";
+    let n = msg.len() as CK_ULONG;
+    let data = msg.as_mut_ptr();
+    let mut out = [0u8; 64];
+    let mut len: CK_ULONG = 64;
+    let sig = out.as_mut_ptr();
+
+    // Each failing call, after a fresh C_SignInit; then the operation must be gone.
+    let sign_failures: [(&str, &dyn Fn() -> CK_RV, CK_RV); 5] = [
+        (
+            "C_Sign, no length",
+            &|| call!(raw, C_Sign(s, data, n, sig, nil())),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_Sign, data length without data",
+            &|| call!(raw, C_Sign(s, nil(), 4, sig, &mut 64)),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_SignFinal, no length",
+            &|| call!(raw, C_SignFinal(s, sig, nil())),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_SignUpdate, length without data",
+            &|| call!(raw, C_SignUpdate(s, nil(), 4)),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_Sign after C_SignUpdate",
+            &|| {
+                assert_eq!(call!(raw, C_SignUpdate(s, data, n)), CKR_OK);
+                call!(raw, C_Sign(s, data, n, sig, &mut 64))
+            },
+            CKR_OPERATION_ACTIVE,
+        ),
+    ];
+    for (what, fail, rv) in sign_failures {
+        assert_eq!(call!(raw, C_SignInit(s, &mut m, key)), CKR_OK, "{what}");
+        assert_eq!(fail(), rv, "{what}");
+        assert_eq!(
+            call!(raw, C_SignFinal(s, sig, &mut len)),
+            CKR_OPERATION_NOT_INITIALIZED,
+            "{what} ended the signature"
+        );
+    }
+    // The two that keep it: a size query, and a buffer too small.
+    assert_eq!(call!(raw, C_SignInit(s, &mut m, key)), CKR_OK);
+    assert_eq!(call!(raw, C_Sign(s, data, n, nil(), &mut len)), CKR_OK);
+    len = 63;
+    assert_eq!(
+        call!(raw, C_Sign(s, data, n, sig, &mut len)),
+        CKR_BUFFER_TOO_SMALL
+    );
+    assert_eq!(call!(raw, C_Sign(s, data, n, sig, &mut len)), CKR_OK);
+
+    let signature = raw.sign(s, CKM_ECDSA_SHA256, key, &msg).unwrap();
+    let mut signature = signature;
+    let sig = signature.as_mut_ptr();
+    let verify_failures: [(&str, &dyn Fn() -> CK_RV, CK_RV); 5] = [
+        (
+            "C_Verify, signature length without signature",
+            &|| call!(raw, C_Verify(s, data, n, nil(), 64)),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_Verify, data length without data",
+            &|| call!(raw, C_Verify(s, nil(), 3, sig, 64)),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_VerifyUpdate, length without data",
+            &|| call!(raw, C_VerifyUpdate(s, nil(), 3)),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_VerifyFinal, length without signature",
+            &|| call!(raw, C_VerifyFinal(s, nil(), 64)),
+            CKR_ARGUMENTS_BAD,
+        ),
+        (
+            "C_Verify after C_VerifyUpdate",
+            &|| {
+                assert_eq!(call!(raw, C_VerifyUpdate(s, data, n)), CKR_OK);
+                call!(raw, C_Verify(s, data, n, sig, 64))
+            },
+            CKR_OPERATION_ACTIVE,
+        ),
+    ];
+    for (what, fail, rv) in verify_failures {
+        assert_eq!(
+            call!(raw, C_VerifyInit(s, &mut m, public)),
+            CKR_OK,
+            "{what}"
+        );
+        assert_eq!(fail(), rv, "{what}");
+        assert_eq!(
+            call!(raw, C_VerifyFinal(s, sig, 64)),
+            CKR_OPERATION_NOT_INITIALIZED,
+            "{what} ended the verification"
+        );
+    }
     assert_eq!(raw.finalize(), CKR_OK);
 }

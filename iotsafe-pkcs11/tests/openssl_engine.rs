@@ -1,41 +1,54 @@
-//! `openssl s_client` with the device key on the card through the module and OpenSSL's `pkcs11`
-//! engine (libp11), in TLS 1.3 and TLS 1.2 mutual authentication to `openssl s_server -Verify 1
-//! -verify_return_error`: the server verifies the card's certificate and its signature, a line
-//! goes each way, and the card made exactly one signature per handshake. The card is the virtual
-//! card behind the REAL pcscd + vpcd (slot 1).
+//! `openssl s_client` with the device key on the card through the module, loaded by OpenSSL's
+//! `pkcs11` engine (libp11) or by OpenSSL 3's pkcs11-provider, in TLS 1.3 and TLS 1.2 mutual
+//! authentication to `openssl s_server -Verify 1 -verify_return_error`: the server verifies the
+//! card's certificate and its signature, a line goes each way, and the card made exactly one
+//! signature per handshake. The card is the virtual card behind the REAL pcscd + vpcd (slot 1).
 //!
 //! The engine finds the module either through an OpenSSL configuration file that sets its
 //! `MODULE_PATH` (`OPENSSL_CONF`), or through the environment variable `PKCS11_MODULE_PATH`; the
-//! TLS 1.3 handshake uses the first, the TLS 1.2 one the second, so both ways are tried.
+//! TLS 1.3 handshake uses the first, the TLS 1.2 one the second, so both ways are tried. The
+//! provider (`-provider default -provider pkcs11`) finds it in `PKCS11_PROVIDER_MODULE`, for both
+//! versions and for `openssl pkeyutl -sign`.
 //!
-//! Needs pcscd with the vpcd driver, `openssl` and the engine (Debian:
-//! `libengine-pkcs11-openssl`); skips without them unless `IOTSAFE_REQUIRE_SERVICES=1`.
+//! Needs pcscd with the vpcd driver, `openssl`, the engine (Debian: `libengine-pkcs11-openssl`)
+//! and the provider (Debian 12: `pkcs11-provider` from bookworm-backports); skips without them
+//! unless `IOTSAFE_REQUIRE_SERVICES=1`.
 #![cfg(feature = "pcsc")]
 
 mod support;
 mod vpcd_card;
 
 use iotsafe_tests::{have_program, pcscd_running, service, vpcd_slot_lock, ChildGuard};
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::Command;
 use vpcd_card::{lock, spawn_logged, wait_exited, with_card_env, DEADLINE, KEY_URI};
 
 /// Where Debian's `libengine-pkcs11-openssl` puts the engine for OpenSSL 3.
 const ENGINE_SO: &str = "/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so";
+/// Where Debian's `pkcs11-provider` puts the provider.
+const PROVIDER_SO: &str = "/usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so";
+/// The provider options of every `openssl` command that takes the card's key through it: the
+/// default provider for everything else, then the pkcs11 one for `pkcs11:` URIs.
+const PROVIDERS: [&str; 4] = ["-provider", "default", "-provider", "pkcs11"];
 
-/// How the engine is told where the module is.
+/// How OpenSSL gets to the module.
 #[derive(Clone, Copy, Debug)]
 enum ModuleBy {
-    /// An OpenSSL configuration file (`OPENSSL_CONF`) loading the engine with `MODULE_PATH`.
+    /// The engine, from an OpenSSL configuration file (`OPENSSL_CONF`) setting `MODULE_PATH`.
     ConfigFile,
-    /// The environment variable `PKCS11_MODULE_PATH`, which the engine reads itself.
+    /// The engine, from the environment variable `PKCS11_MODULE_PATH`.
     Environment,
+    /// The pkcs11-provider, from the environment variable `PKCS11_PROVIDER_MODULE`.
+    Provider,
 }
 
-fn services() -> bool {
+/// Whether pcscd, `openssl` and `loader` (the engine's or the provider's library) are there.
+fn services(loader: &str, name: &str) -> bool {
     service(pcscd_running(), "pcscd")
         && service(have_program("openssl"), "openssl")
-        && service(Path::new(ENGINE_SO).is_file(), "OpenSSL's pkcs11 engine")
+        && service(Path::new(loader).is_file(), name)
 }
 
 /// The OpenSSL configuration that loads the engine with the module, as a user would write it.
@@ -71,20 +84,21 @@ fn server(dir: &Path, pki: &Path, version: &str, port: u16) -> ChildGuard {
     server
 }
 
-/// `openssl s_client` with the card's key through the engine, as a user types it.
+/// `openssl s_client` with the card's key through the engine or the provider, as a user types it.
 fn client(dir: &Path, pki: &Path, version: &str, port: u16, by: ModuleBy) -> ChildGuard {
     let mut command = Command::new("openssl");
     command
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
         .args(["-servername", "localhost", version, "-CAfile"])
         .arg(pki.join("ca.pem"))
-        .args([
-            "-verify_return_error",
-            "-engine",
-            "pkcs11",
-            "-keyform",
-            "engine",
-        ])
+        .arg("-verify_return_error");
+    match by {
+        ModuleBy::ConfigFile | ModuleBy::Environment => {
+            command.args(["-engine", "pkcs11", "-keyform", "engine"])
+        }
+        ModuleBy::Provider => command.args(PROVIDERS),
+    };
+    command
         .args(["-key", KEY_URI, "-cert"])
         .arg(pki.join("device.pem"))
         .current_dir(dir);
@@ -99,8 +113,11 @@ fn client(dir: &Path, pki: &Path, version: &str, port: u16, by: ModuleBy) -> Chi
         ModuleBy::Environment => {
             command.env("PKCS11_MODULE_PATH", module);
         }
+        ModuleBy::Provider => {
+            command.env("PKCS11_PROVIDER_MODULE", module);
+        }
     }
-    spawn_logged(command, dir, &format!("s_client{version}"))
+    spawn_logged(command, dir, &format!("s_client{version}-{by:?}"))
 }
 
 /// One mutual-auth handshake with `version`: a line each way, then the client quits.
@@ -180,7 +197,7 @@ fn handshake(dir: &Path, pki: &Path, card: &vpcd_card::Card, version: &str, by: 
 #[test]
 fn s_client_through_the_engine_in_tls13_and_tls12_mutual_auth() {
     let _slot = vpcd_slot_lock();
-    if !services() {
+    if !services(ENGINE_SO, "OpenSSL's pkcs11 engine") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -188,4 +205,37 @@ fn s_client_through_the_engine_in_tls13_and_tls12_mutual_auth() {
     let pki = &report.pki_dir;
     handshake(dir.path(), pki, &card, "-tls1_3", ModuleBy::ConfigFile);
     handshake(dir.path(), pki, &card, "-tls1_2", ModuleBy::Environment);
+}
+
+#[test]
+fn s_client_and_pkeyutl_through_the_provider() {
+    let _slot = vpcd_slot_lock();
+    if !services(PROVIDER_SO, "OpenSSL's pkcs11-provider") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (report, card, _plugged) = vpcd_card::plugged(dir.path());
+    let pki = &report.pki_dir;
+    handshake(dir.path(), pki, &card, "-tls1_3", ModuleBy::Provider);
+    handshake(dir.path(), pki, &card, "-tls1_2", ModuleBy::Provider);
+
+    // A signature over a SHA-256 digest, on the card, checked with the certificate's key.
+    let digest = Sha256::digest(b"signed by the SIM through the provider");
+    std::fs::write(dir.path().join("digest.bin"), digest).unwrap();
+    let signatures = lock(&card).signatures();
+    let mut sign = Command::new("openssl");
+    sign.args(["pkeyutl", "-sign"])
+        .args(PROVIDERS)
+        .args(["-inkey", KEY_URI, "-in", "digest.bin", "-out", "digest.sig"])
+        .current_dir(dir.path());
+    with_card_env(&mut sign).env("PKCS11_PROVIDER_MODULE", vpcd_card::module());
+    let mut signer = spawn_logged(sign, dir.path(), "pkeyutl-sign");
+    assert!(wait_exited(&mut signer), "pkeyutl -sign: {}", signer.log());
+    assert_eq!(lock(&card).signatures(), signatures + 1, "{}", signer.log());
+    let der = std::fs::read(dir.path().join("digest.sig")).expect("the signature");
+    let signature = p256::ecdsa::Signature::from_der(&der).expect("a DER ECDSA signature");
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(&report.device_public_key)
+        .unwrap()
+        .verify_prehash(&digest, &signature)
+        .expect("the card's signature verifies with the device key");
 }

@@ -215,6 +215,15 @@ impl IotSafeTls {
         Ok(config)
     }
 
+    /// The async connector for [`IotSafeTls::client_config`] with `roots`: the way to connect from
+    /// tokio code (see [`crate::connector`]).
+    #[cfg(feature = "tokio")]
+    pub fn connector(&self, roots: impl Into<Arc<RootCertStore>>) -> Result<crate::CardConnector> {
+        Ok(crate::CardConnector::from(Arc::new(
+            self.client_config(roots)?,
+        )))
+    }
+
     /// A server config (the device as TLS server) with the card certificate and key, verifying
     /// clients with `client_verifier` (`WebPkiClientVerifier` or `NoClientAuth`).
     pub fn server_config(

@@ -90,6 +90,27 @@ pub enum KxError {
         /// Whether the key exchange queued for the slot.
         queued: bool,
     },
+    /// Another key exchange (of this program or another) was granted the ephemeral slot since
+    /// this handshake's key was made, so the slot may hold its key now. Nothing was sent.
+    #[error(
+        "IoT SAFE card, ECDHE: the ephemeral slot {slot} was given to another key exchange since this key was made {}",
+        if *.queued {
+            "after this key exchange held it past its lease (KxOptions::queue_for_slot)"
+        } else {
+            "(the slot queue is off: KxOptions::queue_for_slot is None)"
+        }
+    )]
+    TakenOver {
+        /// The slot, as the card's queue names it.
+        slot: String,
+        /// Whether the key exchange queued for the slot.
+        queued: bool,
+    },
+    /// Every ephemeral slot of the card was in use, this thread must not wait for one (a
+    /// `current_thread` tokio runtime driving rustls directly), and
+    /// [`crate::KxOptions::host_ecdhe_when_busy`] is off.
+    #[error("IoT SAFE card, ECDHE: every ephemeral slot is in use and this thread must not wait for one; connect with iotsafe_rustls::CardConnector, or allow KxOptions::host_ecdhe_when_busy")]
+    SlotBusy,
     /// Every `Arc<Card>` of the card this group served was dropped.
     #[error("IoT SAFE card, ECDHE: the card session was dropped; build the TLS configuration again with a live card")]
     CardGone,

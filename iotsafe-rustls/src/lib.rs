@@ -89,6 +89,8 @@
 #![warn(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "tokio")]
+pub mod connector;
 #[cfg(feature = "rcgen")]
 pub mod csr;
 pub mod der;
@@ -97,10 +99,13 @@ pub mod kx;
 pub mod provider;
 pub mod resolver;
 pub mod rng;
+pub mod runtime;
 pub mod signer;
 mod static_pool;
 
 pub use config::{IotSafeTls, IotSafeTlsBuilder};
+#[cfg(feature = "tokio")]
+pub use connector::CardConnector;
 #[cfg(feature = "rcgen")]
 pub use csr::{card_csr, csr_for};
 pub use der::{card_signature_to_der, SignatureFormatError};
@@ -112,4 +117,5 @@ pub use kx::{
 pub use provider::{software_provider, EcdheOn, BACKEND};
 pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
 pub use rng::{CardEntropyRng, Reseed};
+pub use runtime::blocking_allowed;
 pub use signer::{AfterSign, CardSigner, CardSigningKey};

@@ -71,6 +71,12 @@ pub fn cipher_suites() -> Vec<SupportedCipherSuite> {
     suites
 }
 
+/// The host's own secp256r1 group (for a handshake that cannot use the card's slots, see
+/// [`crate::KxOptions::host_ecdhe_when_busy`]).
+pub(crate) fn host_secp256r1() -> &'static dyn SupportedKxGroup {
+    backend::kx_group::SECP256R1
+}
+
 /// The software key-exchange groups used with [`EcdheOn::Host`]: X25519, then secp256r1.
 pub fn host_kx_groups() -> Vec<&'static dyn SupportedKxGroup> {
     vec![backend::kx_group::X25519, backend::kx_group::SECP256R1]

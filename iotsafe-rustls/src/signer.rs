@@ -91,9 +91,11 @@ impl CardSigningKey {
         let digest = Sha256::digest(message);
         // Checked against the public point before it goes to rustls: a misread answer fails
         // here, typed, instead of as a handshake the peer rejects.
-        let signature =
+        // Where it stalls no other task of an async runtime (`crate::runtime`).
+        let signature = crate::runtime::card_work(|| {
             self.card
-                .sign_digest_checked(&self.key, HashAlgorithm::Sha256, &digest, &self.point);
+                .sign_digest_checked(&self.key, HashAlgorithm::Sha256, &digest, &self.point)
+        });
         if let Some(hook) = &self.after_sign {
             hook();
         }

@@ -70,6 +70,11 @@ impl<T: PerCard> StaticPool<T> {
         value
     }
 
+    /// The pooled value for which `which` holds.
+    pub(crate) fn find(&self, which: impl Fn(&T) -> bool) -> Option<&'static T> {
+        self.lock().iter().copied().find(|v| which(v))
+    }
+
     /// How many values the pool holds (for the tests of its bound).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -380,12 +380,12 @@ fn stale_complete_fails_cleanly_without_the_queue() {
     };
     // Typed, and naming the cause.
     match iotsafe_rustls::KxError::from_rustls(&err) {
-        Some(iotsafe_rustls::KxError::Replaced { queued: false, .. }) => {}
-        other => panic!("expected KxError::Replaced: {other:?} ({err})"),
+        Some(iotsafe_rustls::KxError::TakenOver { queued: false, .. }) => {}
+        other => panic!("expected KxError::TakenOver: {other:?} ({err})"),
     }
     let text = err.to_string();
     assert!(
-        text.contains("was replaced") && text.contains("queue is off"),
+        text.contains("given to another key exchange") && text.contains("queue is off"),
         "{text}"
     );
     assert_eq!(
@@ -506,7 +506,7 @@ fn peer_point_off_the_curve_is_refused_before_the_card() {
 }
 
 #[test]
-fn pregenerated_key_makes_connect_free_of_card_io() {
+fn pregenerated_key_costs_connect_one_confirming_apdu() {
     let fx = Fixture::new();
     let tls = IotSafeTls::builder(fx.card.clone())
         .kx_options(KxOptions::pregenerating(true))
@@ -522,9 +522,11 @@ fn pregenerated_key_makes_connect_free_of_card_io() {
         assert!(kx.wait_for_background(Duration::from_secs(10)));
         let before = fx.stats();
         let mut client = ClientConnection::new(client_config.clone(), server_name()).unwrap();
+        // One READ PUBLIC KEY confirms the card still holds the key made ahead of time.
+        let connect = fx.stats().since(&before);
         assert_eq!(
-            fx.stats().since(&before).apdus,
-            0,
+            (connect.apdus, connect.count(Operation::ReadPublicKey)),
+            (1, 1),
             "round {round}: connect used the pre-generated key"
         );
         let mut server = ServerConnection::new(server_config.clone()).unwrap();
@@ -534,7 +536,7 @@ fn pregenerated_key_makes_connect_free_of_card_io() {
         let used = fx.stats().since(&before);
         // The handshake's DH + signature, and the next key generated in the background.
         assert_eq!(ops(&used), (1, 1, 1), "{used:?}");
-        assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS);
+        assert_eq!(used.apdus, FULL_HANDSHAKE_APDUS + 1);
     }
 }
 
@@ -835,8 +837,9 @@ fn pregeneration_waits_for_the_signature_so_it_never_delays_it() {
         handshake_and_talk(&mut client, &mut server).expect("handshake");
         assert!(kx.wait_for_background(Duration::from_secs(10)));
     }
-    // Per handshake: PUT PUBLIC KEY ×3, COMPUTE DH, COMPUTE SIGNATURE ×3, then the next key.
-    let one = [0x24, 0xD8, 0x24, 0x46, 0x2A, 0x2B, 0x2A, 0xB9];
+    // Per handshake: READ PUBLIC KEY (the key made ahead is still there), PUT PUBLIC KEY ×3,
+    // COMPUTE DH, COMPUTE SIGNATURE ×3, then the next key.
+    let one = [0xCD, 0x24, 0xD8, 0x24, 0x46, 0x2A, 0x2B, 0x2A, 0xB9];
     let expected: Vec<u8> = one.iter().copied().cycle().take(one.len() * 3).collect();
     assert_eq!(*order.lock().unwrap(), expected);
 }

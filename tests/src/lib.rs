@@ -278,5 +278,6 @@ pub mod private_pcscd;
 #[cfg(feature = "pcsc")]
 pub mod vpcd;
 
+pub mod echo_server;
 pub mod handshake;
 pub mod workout;

@@ -430,6 +430,18 @@ impl<P: AtPort> Transport for AtTransport<P> {
             self.quirks.name
         )
     }
+
+    /// The modem's port: its device file (symbolic links resolved, so `/dev/serial/by-id/…` and
+    /// `/dev/ttyUSB2` are one route) or its TCP address.
+    #[cfg(feature = "std")]
+    fn route(&self) -> Option<String> {
+        let label = self.line.label();
+        let port = match std::fs::canonicalize(label) {
+            Ok(path) if label.starts_with('/') => path.display().to_string(),
+            _ => label.to_string(),
+        };
+        Some(format!("at:{port}"))
+    }
 }
 
 #[cfg(all(test, feature = "at"))]

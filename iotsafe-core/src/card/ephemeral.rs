@@ -38,6 +38,13 @@ impl EphemeralSlots {
         generation
     }
 
+    /// A key generation in `slot` is about to go out: whatever the slot held is unknown from now
+    /// on, even if the answer never comes back.
+    pub(super) fn retire(&mut self, slot: &ObjectRef) {
+        self.counter += 1;
+        self.current.retain(|(s, _)| s != slot);
+    }
+
     /// The card may have lost every volatile key (reset, lost connection, interrupted operation).
     pub(super) fn retire_all(&mut self) {
         self.counter += 1;
@@ -86,6 +93,8 @@ mod tests {
                 public: slot,
                 point: EcPoint::from_slice(&point).unwrap(),
             },
+            #[cfg(feature = "std")]
+            claim: None,
         }
     }
 

@@ -31,13 +31,26 @@ pub struct KeyPair {
 }
 
 /// An ephemeral key generated for one key exchange. Its generation number ties it to the slot's
-/// content: if the slot is regenerated before the agreement, the agreement fails cleanly.
+/// content on this session, and (with `std`) its claim to the turn it was made in on the queue
+/// every user of the card shares: if the slot is regenerated, or granted to anyone else, before
+/// the agreement, the agreement fails cleanly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EphemeralKey {
     /// Generation of the ephemeral slot this key belongs to.
     pub generation: u64,
     /// The key pair.
     pub key_pair: KeyPair,
+    /// The turn the key was made in (none for a key made outside the queue, without `std`).
+    #[cfg(feature = "std")]
+    pub(crate) claim: Option<crate::slots::SlotClaim>,
+}
+
+impl EphemeralKey {
+    /// The turn on the card's slot queue this key was made in.
+    #[cfg(feature = "std")]
+    pub fn claim(&self) -> Option<&crate::slots::SlotClaim> {
+        self.claim.as_ref()
+    }
 }
 
 /// A session with an IoT SAFE applet. `Send + Sync`: share it with an `Arc`; operations are
@@ -66,6 +79,9 @@ pub struct EphemeralKey {
 /// DH on a card that has wiped it.
 pub struct Card {
     session: Lock<Session>,
+    /// Who may use the volatile key slots now, shared with every user of the card.
+    #[cfg(feature = "std")]
+    slots: crate::slots::SlotBook,
 }
 
 impl fmt::Debug for Card {
@@ -105,11 +121,25 @@ impl Card {
         config: CardConfig,
         trace: Option<TraceSink>,
     ) -> Result<Card, Error> {
+        #[cfg(feature = "std")]
+        let slots = {
+            let identity = config.card_identity.clone().or_else(|| transport.route());
+            crate::slots::SlotBook::new(identity.as_deref())
+        };
         let mut session = Session::new(Box::new(transport), config, trace);
         session.connect()?;
         Ok(Card {
             session: Lock::new(session),
+            #[cfg(feature = "std")]
+            slots,
         })
+    }
+
+    /// The queue of this card's volatile key slots, shared with every thread, task and program
+    /// that uses the card (see [`crate::slots`]).
+    #[cfg(feature = "std")]
+    pub fn slots(&self) -> &crate::slots::SlotBook {
+        &self.slots
     }
 
     /// The session, for one call.

@@ -111,11 +111,23 @@ impl Session {
     pub(super) fn run<T>(
         &mut self,
         op: Operation,
+        body: impl FnMut(&mut Op<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.run_guarded(op, |_| Ok(()), body)
+    }
+
+    /// [`Session::run`], with `guard` checked before each attempt, after any reconnection: an
+    /// operation that needs volatile state (the agreement with an ephemeral key) must not be
+    /// retried on a card that was reset meanwhile.
+    pub(super) fn run_guarded<T>(
+        &mut self,
+        op: Operation,
+        guard: impl Fn(&EphemeralSlots) -> Result<(), Error>,
         mut body: impl FnMut(&mut Op<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut retried = false;
         loop {
-            let (result, attempt) = self.run_once(op, &mut body);
+            let (result, attempt) = self.run_once(op, &guard, &mut body);
             let retry = match &result {
                 Err(Error::Transport { source, .. }) if source.needs_reconnect() => {
                     self.connection_lost(source);
@@ -144,6 +156,7 @@ impl Session {
     fn run_once<T>(
         &mut self,
         op: Operation,
+        guard: &impl Fn(&EphemeralSlots) -> Result<(), Error>,
         body: &mut impl FnMut(&mut Op<'_>) -> Result<T, Error>,
     ) -> (Result<T, Error>, Attempt) {
         let mut attempt = Attempt::Untouched;
@@ -153,13 +166,14 @@ impl Session {
                 return (Err(e), attempt);
             }
         }
+        if let Err(e) = guard(&self.ephemeral) {
+            return (Err(e), attempt);
+        }
         let channel = self.selected.as_ref().map_or(0, |s| s.channel);
         let cla = match class_byte(channel, self.config.class) {
             Ok(cla) => cla,
             Err(e) => return (Err(e), attempt),
         };
-        let started = Instant::now();
-        let apdus_before = self.stats.apdus;
         let extended = self.transport.capabilities().extended_length;
         let Session {
             transport,
@@ -168,35 +182,28 @@ impl Session {
             trace,
             ..
         } = self;
-        let result = match transport.transaction() {
+        let started = (op, Instant::now(), stats.apdus);
+        let (result, current) = match transport.transaction() {
             Ok(mut transaction) => {
                 let link = link(&mut *transaction, stats, trace.as_ref(), config, extended);
-                let mut op = Op::new(link, cla, config);
+                let mut op = Op::new(link, cla, config, started);
                 let result = body(&mut op);
                 if op.sent() {
                     attempt = Attempt::Touched;
                 }
-                result
+                (result, op.current())
             }
-            Err(source) => Err(Error::Transport {
-                command: CommandKind::Raw,
-                source,
-            }),
+            Err(source) => {
+                let error = Error::Transport {
+                    command: CommandKind::Raw,
+                    source,
+                };
+                (Err(error), started)
+            }
         };
-        self.count(op, started, apdus_before, result.is_ok());
+        let (op, started, apdus_before) = current;
+        count(&mut self.stats, op, started, apdus_before, result.is_ok());
         (result, attempt)
-    }
-
-    /// Adds one run of `op` to the per-operation counters.
-    fn count(&mut self, op: Operation, started: Instant, apdus_before: u64, ok: bool) {
-        let apdus = self.stats.apdus - apdus_before;
-        let entry = self.stats.operations.entry(op).or_default();
-        entry.count += 1;
-        entry.apdus += apdus;
-        entry.time += started.elapsed();
-        if !ok {
-            entry.failures += 1;
-        }
     }
 
     /// True when `sw` says the session's own channel is closed on the card: the card was reset
@@ -330,7 +337,13 @@ impl Session {
         let started = Instant::now();
         let apdus_before = self.stats.apdus;
         let result = step(self);
-        self.count(Operation::Select, started, apdus_before, result.is_ok());
+        count(
+            &mut self.stats,
+            Operation::Select,
+            started,
+            apdus_before,
+            result.is_ok(),
+        );
         result
     }
 
@@ -435,6 +448,25 @@ impl Session {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Adds one run of `op`, begun at `started` when `apdus_before` APDUs had been sent, to the
+/// per-operation counters.
+pub(super) fn count(
+    stats: &mut CardStats,
+    op: Operation,
+    started: Instant,
+    apdus_before: u64,
+    ok: bool,
+) {
+    let apdus = stats.apdus - apdus_before;
+    let entry = stats.operations.entry(op).or_default();
+    entry.count += 1;
+    entry.apdus += apdus;
+    entry.time += started.elapsed();
+    if !ok {
+        entry.failures += 1;
     }
 }
 

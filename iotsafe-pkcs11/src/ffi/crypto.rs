@@ -5,6 +5,13 @@ use crate::error::P11Result;
 use crate::sign::{Signed, SIGNATURE_LEN};
 use cryptoki_sys::*;
 
+/// An argument of a call inside a signature or verification, or the reason it could not be read;
+/// then `end` ends the operation first, as PKCS#11 v2.40 ends it on every failed call (§5.12,
+/// §5.13) and the module never saw this one.
+fn read_or_end<T>(read: Result<T, CK_RV>, end: impl FnOnce()) -> Result<T, CK_RV> {
+    read.inspect_err(|_| end())
+}
+
 /// Writes a signing call's result back: the signature, or only its length.
 unsafe fn signed_out(
     result: P11Result<Signed>,
@@ -49,10 +56,11 @@ pub unsafe extern "C" fn C_Sign(
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
     with_module(|m| {
+        let end = || m.sign_failed(session);
         // SAFETY: PKCS#11 input buffer and output length; checked inside.
-        let data = unsafe { ptr::slice(data.cast_const(), data_len)? };
+        let data = read_or_end(unsafe { ptr::slice(data.cast_const(), data_len) }, end)?;
         // SAFETY: as above.
-        let room = unsafe { ptr::room(signature, signature_len)? };
+        let room = read_or_end(unsafe { ptr::room(signature, signature_len) }, end)?;
         let result = m.sign(session, data, room);
         // SAFETY: PKCS#11 output buffer convention.
         unsafe { signed_out(result, signature, signature_len) }
@@ -68,8 +76,8 @@ pub unsafe extern "C" fn C_SignUpdate(
 ) -> CK_RV {
     with_module(|m| {
         // SAFETY: PKCS#11 input buffer; checked inside.
-        let part = unsafe { ptr::slice(part.cast_const(), part_len)? };
-        m.sign_update(session, part)
+        let part = unsafe { ptr::slice(part.cast_const(), part_len) };
+        m.sign_update(session, read_or_end(part, || m.sign_failed(session))?)
     })
 }
 
@@ -82,8 +90,8 @@ pub unsafe extern "C" fn C_SignFinal(
 ) -> CK_RV {
     with_module(|m| {
         // SAFETY: PKCS#11 output length; checked inside.
-        let room = unsafe { ptr::room(signature, signature_len)? };
-        let result = m.sign_final(session, room);
+        let room = unsafe { ptr::room(signature, signature_len) };
+        let result = m.sign_final(session, read_or_end(room, || m.sign_failed(session))?);
         // SAFETY: PKCS#11 output buffer convention.
         unsafe { signed_out(result, signature, signature_len) }
     })
@@ -113,11 +121,12 @@ pub unsafe extern "C" fn C_Verify(
     signature_len: CK_ULONG,
 ) -> CK_RV {
     with_module(|m| {
+        let end = || m.verify_failed(session);
         // SAFETY: PKCS#11 input buffers; checked inside.
-        let data = unsafe { ptr::slice(data.cast_const(), data_len)? };
+        let data = read_or_end(unsafe { ptr::slice(data.cast_const(), data_len) }, end)?;
         // SAFETY: as above.
-        let signature = unsafe { ptr::slice(signature.cast_const(), signature_len)? };
-        m.verify(session, data, signature)
+        let signature = unsafe { ptr::slice(signature.cast_const(), signature_len) };
+        m.verify(session, data, read_or_end(signature, end)?)
     })
 }
 
@@ -130,8 +139,8 @@ pub unsafe extern "C" fn C_VerifyUpdate(
 ) -> CK_RV {
     with_module(|m| {
         // SAFETY: PKCS#11 input buffer; checked inside.
-        let part = unsafe { ptr::slice(part.cast_const(), part_len)? };
-        m.verify_update(session, part)
+        let part = unsafe { ptr::slice(part.cast_const(), part_len) };
+        m.verify_update(session, read_or_end(part, || m.verify_failed(session))?)
     })
 }
 
@@ -144,8 +153,11 @@ pub unsafe extern "C" fn C_VerifyFinal(
 ) -> CK_RV {
     with_module(|m| {
         // SAFETY: PKCS#11 input buffer; checked inside.
-        let signature = unsafe { ptr::slice(signature.cast_const(), signature_len)? };
-        m.verify_final(session, signature)
+        let signature = unsafe { ptr::slice(signature.cast_const(), signature_len) };
+        m.verify_final(
+            session,
+            read_or_end(signature, || m.verify_failed(session))?,
+        )
     })
 }
 

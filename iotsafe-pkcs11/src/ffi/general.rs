@@ -1,10 +1,8 @@
 //! Library, slot, token and mechanism functions.
 
-use super::{guard, ptr, with_module, STATE};
+use super::{guard, ptr, with_module};
 use crate::info::{self, padded, Version};
-use crate::module::Module;
 use cryptoki_sys::*;
-use std::sync::Arc;
 
 fn version(v: Version) -> CK_VERSION {
     CK_VERSION {
@@ -50,20 +48,7 @@ pub unsafe extern "C" fn C_Initialize(args: *mut std::ffi::c_void) -> CK_RV {
         if let Err(rv) = unsafe { check_init_args(args.cast::<CK_C_INITIALIZE_ARGS>()) } {
             return rv;
         }
-        let mut state = STATE.write().unwrap_or_else(|p| p.into_inner());
-        if state.is_some() {
-            return CKR_CRYPTOKI_ALREADY_INITIALIZED;
-        }
-        match crate::config::cards(|name| std::env::var(name).ok()) {
-            Ok(cards) => {
-                *state = Some(Arc::new(Module::new(cards)));
-                CKR_OK
-            }
-            Err(e) => {
-                crate::diag::error(format_args!("configuration: {e}"));
-                CKR_FUNCTION_FAILED
-            }
-        }
+        crate::lifecycle::initialize()
     })
 }
 
@@ -74,11 +59,7 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut std::ffi::c_void) -> CK_RV {
         if !reserved.is_null() {
             return CKR_ARGUMENTS_BAD;
         }
-        let mut state = STATE.write().unwrap_or_else(|p| p.into_inner());
-        match state.take() {
-            Some(_) => CKR_OK,
-            None => CKR_CRYPTOKI_NOT_INITIALIZED,
-        }
+        crate::lifecycle::finalize()
     })
 }
 

@@ -20,10 +20,6 @@ use crate::error::P11Result;
 use crate::module::Module;
 use cryptoki_sys::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, RwLock};
-
-/// The module between `C_Initialize` and `C_Finalize`.
-static STATE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
 
 /// Runs a function body; a panic becomes `CKR_GENERAL_ERROR`.
 fn guard(body: impl FnOnce() -> CK_RV) -> CK_RV {
@@ -34,19 +30,12 @@ fn guard(body: impl FnOnce() -> CK_RV) -> CK_RV {
 /// The state lock is held only to take the module: a long card operation never blocks
 /// another thread's `C_Finalize` or call.
 fn with_module(body: impl FnOnce(&Module) -> P11Result<()>) -> CK_RV {
-    guard(|| {
-        let module = STATE
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .cloned();
-        match module {
-            None => CKR_CRYPTOKI_NOT_INITIALIZED,
-            Some(m) => match body(&m) {
-                Ok(()) => CKR_OK,
-                Err(rv) => rv,
-            },
-        }
+    guard(|| match crate::lifecycle::current() {
+        None => CKR_CRYPTOKI_NOT_INITIALIZED,
+        Some(m) => match body(&m) {
+            Ok(()) => CKR_OK,
+            Err(rv) => rv,
+        },
     })
 }
 
@@ -79,7 +68,7 @@ static FUNCTION_LIST: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
     C_CreateObject: Some(unsupported::C_CreateObject),
     C_CopyObject: Some(unsupported::C_CopyObject),
     C_DestroyObject: Some(objects::C_DestroyObject),
-    C_GetObjectSize: Some(unsupported::C_GetObjectSize),
+    C_GetObjectSize: Some(objects::C_GetObjectSize),
     C_GetAttributeValue: Some(objects::C_GetAttributeValue),
     C_SetAttributeValue: Some(unsupported::C_SetAttributeValue),
     C_FindObjectsInit: Some(objects::C_FindObjectsInit),

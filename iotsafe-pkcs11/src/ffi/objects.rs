@@ -1,4 +1,4 @@
-//! Object functions: search, attributes, destruction.
+//! Object functions: search, attributes, sizes, destruction.
 
 use super::{ptr, with_module};
 use crate::search::{fill, overall, Fill};
@@ -95,6 +95,23 @@ pub unsafe extern "C" fn C_GetAttributeValue(
             CKR_OK => Ok(()),
             rv => Err(rv),
         }
+    })
+}
+
+/// `C_GetObjectSize`.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetObjectSize(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    size: *mut CK_ULONG,
+) -> CK_RV {
+    with_module(|m| {
+        if size.is_null() {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        let bytes = m.object_size(session, object)?;
+        // SAFETY: checked for null; PKCS#11 makes it writable.
+        unsafe { ptr::write(size, bytes as CK_ULONG) }
     })
 }
 

@@ -60,8 +60,8 @@ pub unsafe extern "C" fn C_GetSessionInfo(
     })
 }
 
-/// `C_Login`: accepted and ignored (IoT SAFE has no PIN). The PIN is not read beyond checking
-/// that a stated length comes with a buffer.
+/// `C_Login`: the token needs no PIN, so any PIN is accepted and none is read; only a stated
+/// length without its buffer is refused (`CKR_ARGUMENTS_BAD`).
 #[no_mangle]
 pub unsafe extern "C" fn C_Login(
     session: CK_SESSION_HANDLE,
@@ -77,7 +77,7 @@ pub unsafe extern "C" fn C_Login(
     })
 }
 
-/// `C_Logout`: accepted, as `C_Login` is.
+/// `C_Logout`.
 #[no_mangle]
 pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
     with_module(|m| m.logout(session))

@@ -2,9 +2,10 @@
 //! changing objects (the card's objects are provisioned, not written through PKCS#11),
 //! encryption, digests, signature recovery, key wrapping, operation state, slot events. Each answers
 //! `CKR_FUNCTION_NOT_SUPPORTED` and reads none of its arguments; the two legacy parallel-function
-//! calls answer `CKR_FUNCTION_NOT_PARALLEL`, as PKCS#11 says they must.
+//! calls answer `CKR_FUNCTION_NOT_PARALLEL`, as PKCS#11 says they must. Before `C_Initialize`
+//! (or after `C_Finalize`) they answer `CKR_CRYPTOKI_NOT_INITIALIZED`, as every function does.
 
-use super::guard;
+use super::with_module;
 use cryptoki_sys::*;
 use std::ffi::c_void;
 
@@ -15,7 +16,7 @@ macro_rules! answer {
             #[doc = concat!("`", stringify!($name), "`: not offered by this token.")]
             #[no_mangle]
             pub unsafe extern "C" fn $name($(_: $ty),*) -> CK_RV {
-                guard(|| $rv)
+                with_module(|_| Err($rv))
             }
         )*
     };
@@ -37,7 +38,6 @@ answer! { CKR_FUNCTION_NOT_SUPPORTED =>
     C_SetOperationState(Session, Bytes, Len, Object, Object);
     C_CreateObject(Session, Template, Len, *mut CK_OBJECT_HANDLE);
     C_CopyObject(Session, Object, Template, Len, *mut CK_OBJECT_HANDLE);
-    C_GetObjectSize(Session, Object, LenOut);
     C_SetAttributeValue(Session, Object, Template, Len);
     C_EncryptInit(Session, Mech, Object);
     C_Encrypt(Session, Bytes, Len, Bytes, LenOut);

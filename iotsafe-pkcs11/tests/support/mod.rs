@@ -114,10 +114,11 @@ pub fn workout(dir: &Path, env: &[(&str, String)], device_cert: &[u8]) {
         "Certificate Object; type = X.509 cert",
         "label:      device-cert",
         "subject:    DN: CN=device-0001",
-        "label:      ecdhe",
     ] {
         assert!(objects.contains(needle), "no {needle:?} in:\n{objects}");
     }
+    // A fresh card's ephemeral slot was never generated: not shown until --keypairgen.
+    assert!(!objects.contains("label:      ecdhe"), "{objects}");
 
     // The certificate shares the device key's ID, so that engines pair them.
     tool(
@@ -211,6 +212,9 @@ fn derive_workout(dir: &Path, env: &[(&str, String)]) {
     )
     .ok();
     assert!(generated.contains("Key pair generated"), "{generated}");
+    // Now the slot shows: its private key and its public half, both labelled as on the card.
+    let objects = tool(&["--list-objects"], dir, env).ok();
+    assert_eq!(objects.matches("label:      ecdhe").count(), 2, "{objects}");
     tool(
         &[
             "--read-object",
@@ -267,4 +271,12 @@ fn derive_workout(dir: &Path, env: &[(&str, String)]) {
 /// Lower-case hex, as `pkcs11-tool` prints points.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes from hex (lower or upper case); panics on anything else (test input).
+pub fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
 }

@@ -205,6 +205,65 @@ impl Raw {
     }
 }
 
+/// The P-256 curve's `CKA_EC_PARAMS`.
+pub const P256: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+
+impl Raw {
+    /// `C_GenerateKeyPair` with EC_PARAMS `params` (none when empty) and the private key's
+    /// `CKA_ID` and `CKA_DERIVE`: the public and private key handles, or the `CKR_*`.
+    pub fn generate(
+        &self,
+        s: CK_SESSION_HANDLE,
+        params: &mut [u8],
+        id: u8,
+        derive: bool,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE), CK_RV> {
+        let mut mechanism = CK_MECHANISM {
+            mechanism: CKM_EC_KEY_PAIR_GEN,
+            pParameter: null_mut(),
+            ulParameterLen: 0,
+        };
+        let (mut id, mut yes, mut flag) = ([id], CK_TRUE, if derive { CK_TRUE } else { CK_FALSE });
+        let mut public = vec![bytes(CKA_ID, &mut id)];
+        if !params.is_empty() {
+            public.push(bytes(CKA_EC_PARAMS, params));
+        }
+        let mut private = [
+            bytes(CKA_ID, &mut id),
+            attribute(CKA_SENSITIVE, &mut yes),
+            attribute(CKA_DERIVE, &mut flag),
+        ];
+        let (mut p, mut k) = (0, 0);
+        let rv = call!(
+            self,
+            C_GenerateKeyPair(
+                s,
+                &mut mechanism,
+                public.as_mut_ptr(),
+                public.len() as CK_ULONG,
+                private.as_mut_ptr(),
+                3,
+                &mut p,
+                &mut k
+            )
+        );
+        if rv == CKR_OK {
+            Ok((p, k))
+        } else {
+            Err(rv)
+        }
+    }
+}
+
+/// A `CK_ATTRIBUTE` over a byte buffer.
+pub fn bytes(kind: CK_ATTRIBUTE_TYPE, value: &mut [u8]) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: kind,
+        pValue: value.as_mut_ptr().cast(),
+        ulValueLen: value.len() as CK_ULONG,
+    }
+}
+
 /// `CK_C_INITIALIZE_ARGS` without mutex functions.
 pub fn init_args(flags: CK_FLAGS, reserved: *mut std::ffi::c_void) -> CK_C_INITIALIZE_ARGS {
     CK_C_INITIALIZE_ARGS {

@@ -157,10 +157,11 @@ pub fn card_env() -> [(&'static str, String); 2] {
 
 /// `command` without any card variable or OpenSSL setting of this process, with the card ones.
 pub fn with_card_env(command: &mut Command) -> &mut Command {
-    for var in super::support::CARD_VARIABLES
-        .iter()
-        .chain(&["OPENSSL_CONF", "PKCS11_MODULE_PATH"])
-    {
+    for var in super::support::CARD_VARIABLES.iter().chain(&[
+        "OPENSSL_CONF",
+        "PKCS11_MODULE_PATH",
+        "PKCS11_PROVIDER_MODULE",
+    ]) {
         command.env_remove(var);
     }
     command.envs(card_env())

@@ -2,22 +2,24 @@
 //! the card's volatile key slot and whose shared secret is computed by the card.
 //!
 //! Three small parts:
-//! * the key exchange itself (`exchange.rs`): [`SupportedKxGroup::start`] makes the key pair
-//!   (GENERATE KEY PAIR, one APDU, inside `ClientConnection::new`), [`ActiveKeyExchange::complete`]
-//!   validates the server's point, then PUT PUBLIC KEY (Init, Update, close) and COMPUTE DH run
-//!   under one card lock;
-//! * the scheduling (`schedule.rs`): who may use which of the card's ephemeral slots now, and the key
-//!   made ahead of time;
+//! * the key exchange itself (`exchange.rs`): [`SupportedKxGroup::start`] takes the key for its
+//!   turn (GENERATE KEY PAIR, one APDU, inside `ClientConnection::new`, or the key made ahead of
+//!   time), [`ActiveKeyExchange::complete`] validates the server's point, then PUT PUBLIC KEY
+//!   (Init, Update, close) and COMPUTE DH run as one card step;
+//! * the turns (`turns.rs`): how `start()` gets its turn on a slot, wherever rustls calls it from
+//!   ([`crate::runtime`]); the queue itself is the card's ([`iotsafe_core::slots`]), shared by
+//!   every thread, async task and program that uses the card;
 //! * the pool (`pool.rs`): one `'static` group per card, reused across `build()` calls.
 //!
 //! # Slots, many handshakes
 //! A card has one ephemeral key slot, or a few, and every key generation in a slot replaces its
 //! key. By default ([`KxOptions::queue_for_slot`] = `Some(`[`DEFAULT_SLOT_LEASE`]`)`), a key
 //! exchange holds a slot from `start()` until it completes or is dropped, and a `start()` that
-//! finds every slot held waits its turn: first come, first served, so every concurrent handshake
-//! succeeds and none starves. A holder that keeps its slot past the lease (a handshake stuck on a
-//! silent peer) is overtaken by the next in line, so the wait is bounded; the stuck handshake then
-//! fails with [`KxError::Replaced`].
+//! finds every slot held waits its turn: first come, first served across every user of the card
+//! (other programs included), so every concurrent handshake succeeds and none starves. A holder
+//! that keeps its slot past the lease (a handshake stuck on a silent peer) is overtaken by the
+//! next in line, so the wait is bounded; the stuck handshake then fails with
+//! [`KxError::TakenOver`].
 //!
 //! A slot is held across the network round trip between the ClientHello and the server's answer.
 //! With one slot, that round trip idles the card for every handshake waiting behind it; with
@@ -25,17 +27,20 @@
 //! card lists for key generation and key agreement) the card generates the next handshake's key
 //! meanwhile (`docs/performance.md`, row 4s).
 //!
-//! Waiting blocks the thread that calls `ClientConnection::new` (that is where rustls calls
-//! `start()`). On OS threads or a multi-thread tokio runtime that is what serializes the card
-//! anyway. On a single thread that drives several connections (a `current_thread` runtime), a
-//! waiting `start()` keeps the handshake in flight from progressing, so the second connection
-//! waits out the whole lease and the first then fails: there, connect one at a time, or run the
-//! connects in `spawn_blocking`. With `queue_for_slot: None` ([`KxOptions::unqueued`]) nothing
-//! waits, and a handshake whose key another one replaced fails with [`KxError::Replaced`].
+//! Where `start()` waits depends on where rustls runs it ([`crate::runtime`]): on an OS thread it
+//! blocks; on a multi-thread tokio runtime it blocks in place (the runtime moves its other tasks
+//! away); on a `current_thread` runtime it never waits: it takes a free slot or a key made ahead
+//! of time, else makes that one handshake's ECDHE key on the host
+//! ([`KxOptions::host_ecdhe_when_busy`]; the signature stays on the card). The async connector
+//! ([`crate::CardConnector`], feature `tokio`) waits without blocking any thread and runs the card
+//! work on the blocking pool, so it never needs that. With `queue_for_slot: None`
+//! ([`KxOptions::unqueued`]) nothing waits, and a handshake whose slot another one took fails with
+//! [`KxError::TakenOver`].
 //!
-//! The card session's generations back all this up: any key generation in a slot, reset or lost
-//! connection retires that slot's key (all of them, for a reset or loss), and an agreement with a
-//! retired key is refused before anything is sent ([`iotsafe_core::Error::StaleEphemeral`],
+//! Two checks back all this up, before anything is sent: the slot's epoch in the card's queue
+//! (nobody, in any program, was granted the slot since the key was made:
+//! [`iotsafe_core::Error::SlotTakenOver`]), and the session's generations (no key generation in
+//! the slot on this session, no reset or lost connection since: [`iotsafe_core::Error::StaleEphemeral`],
 //! [`Card::ephemeral_is_current`]).
 //!
 //! # Pre-generation
@@ -44,9 +49,11 @@
 //! signed ([`CardKxGroup::pregenerate_in_background`], wired by [`crate::IotSafeTls`] to its card
 //! signer). Started right after the DH instead, it would hold the card while the signature waits
 //! (`docs/performance.md`, row 2c). The background generation takes a turn like a key exchange,
-//! but only when nobody holds or waits for a slot; a ready key is handed out only if it is still
-//! its slot's current key. A handshake that signs nothing (no
-//! CertificateRequest, resumption) leaves the next one to generate its own key.
+//! but only when nobody (in any program) holds or waits for a slot; a key made ahead is handed
+//! out only if nobody was granted its slot since, and after one READ PUBLIC KEY confirms the card
+//! still holds it (a reset by another program, or one the session never saw, wipes it). A
+//! handshake that signs nothing (no CertificateRequest, resumption) leaves the next one to
+//! generate its own key.
 //!
 //! # `'static` without a leak per config
 //! rustls wants `&'static dyn SupportedKxGroup`. [`CardKxGroup::for_card`] returns the group of a
@@ -57,25 +64,27 @@
 
 mod exchange;
 mod pool;
-mod schedule;
+mod turns;
 
-pub use schedule::QueueStats;
+pub use exchange::CardKeyExchange;
+pub(crate) use turns::with_prepared;
 
-use crate::error::{Error, KxError};
+use crate::error::{card_failure, Error, KxError};
 use iotsafe_core::objects::{functions, key_type};
-use iotsafe_core::{Card, EcPoint, EphemeralKey, ObjectKind, ObjectRef};
-use rustls::crypto::{ActiveKeyExchange, SharedSecret, SupportedKxGroup};
+use iotsafe_core::slots::{SlotStats, SlotTurn};
+use iotsafe_core::{Card, EcPoint, ObjectKind, ObjectRef};
+use rustls::crypto::{ActiveKeyExchange, SupportedKxGroup};
 use rustls::ffdhe_groups::FfdheGroup;
 use rustls::{NamedGroup, PeerMisbehaved};
-use schedule::{SlotQueue, Turn};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
-/// How long one key exchange may hold the ephemeral slot while others wait, by default: far
+/// How long one key exchange may hold an ephemeral slot while others wait, by default: far
 /// longer than a handshake's card work (about 0.6 s on a typical SIM) plus a slow cellular round
 /// trip, short enough that a handshake stuck on a silent peer does not hold the others for long.
-pub const DEFAULT_SLOT_LEASE: Duration = Duration::from_secs(10);
+pub const DEFAULT_SLOT_LEASE: Duration = iotsafe_core::slots::DEFAULT_LEASE;
 
 /// Where the key exchange keeps its keys on the card, and whether keys are made ahead of time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +104,16 @@ pub struct KxOptions {
     pub peer_slot: ObjectRef,
     /// Concurrent key exchanges on one card take turns on the ephemeral slots, each holding one
     /// for at most this lease while others wait (default [`DEFAULT_SLOT_LEASE`]; see the module
-    /// docs, also for what waiting means on a `current_thread` runtime). `None`: nobody waits,
-    /// and a handshake whose key another handshake replaced fails with [`KxError::Replaced`].
+    /// docs). `None`: nobody waits, and a handshake whose slot another handshake took fails with
+    /// [`KxError::TakenOver`].
     pub queue_for_slot: Option<Duration>,
+    /// On a thread that must not wait for a slot (a `current_thread` tokio runtime driving
+    /// rustls directly, see [`crate::runtime`]), a handshake that finds every ephemeral slot in
+    /// use makes its ECDHE key pair on the host, for that handshake only (the signature stays on
+    /// the card; the shared secret reaches the host either way). On by default, so that every
+    /// connection succeeds; off, such a handshake fails with [`KxError::SlotBusy`]. Never used
+    /// by [`crate::CardConnector`], which waits without blocking.
+    pub host_ecdhe_when_busy: bool,
 }
 
 impl Default for KxOptions {
@@ -108,6 +124,7 @@ impl Default for KxOptions {
             every_ephemeral_slot: true,
             peer_slot: ObjectRef::id([0x05]),
             queue_for_slot: Some(DEFAULT_SLOT_LEASE),
+            host_ecdhe_when_busy: true,
         }
     }
 }
@@ -130,8 +147,8 @@ impl KxOptions {
         }
     }
 
-    /// These options without the slot queue: concurrent handshakes on one card replace each
-    /// other's key and fail with [`KxError::Replaced`] (see [`KxOptions::queue_for_slot`]).
+    /// These options without the slot queue: concurrent handshakes on one card take each other's
+    /// slot and fail with [`KxError::TakenOver`] (see [`KxOptions::queue_for_slot`]).
     pub fn unqueued(self) -> Self {
         KxOptions {
             queue_for_slot: None,
@@ -139,8 +156,8 @@ impl KxOptions {
         }
     }
 
-    /// How long a turn on the slot lasts before the next in line may overtake it. Without the
-    /// queue a turn covers only a key generation, so the default lease is plenty.
+    /// How long a turn lasts before the next in line may overtake it. Without the queue a turn
+    /// covers only a key generation, so the default lease is plenty.
     fn lease(&self) -> Duration {
         self.queue_for_slot.unwrap_or(DEFAULT_SLOT_LEASE)
     }
@@ -167,7 +184,9 @@ pub fn check_slots(card: &Card, options: &KxOptions) -> Result<(), Error> {
 /// The ephemeral slots a key exchange on `card` with `options` uses: [`KxOptions::ephemeral_slot`]
 /// first, checked as [`check_slots`] says, then (with [`KxOptions::every_ephemeral_slot`]) every
 /// other private key the card lists as volatile P-256 with key generation and key agreement, in
-/// list order. Costs no APDU when the object list is already cached.
+/// list order. Each is named as the card lists it (its ID when it has one), so that every user of
+/// the card names a slot the same in the card's queue. Costs no APDU when the object list is
+/// already cached.
 pub fn ephemeral_slots(card: &Card, options: &KxOptions) -> Result<Vec<ObjectRef>, Error> {
     let objects = card
         .objects()
@@ -202,7 +221,7 @@ pub fn ephemeral_slots(card: &Card, options: &KxOptions) -> Result<Vec<ObjectRef
             why: format!("the card lists no public key {peer} to put the server's share in"),
         });
     }
-    let mut slots = vec![slot.clone()];
+    let mut slots = vec![ephemeral.reference().unwrap_or_else(|| slot.clone())];
     if options.every_ephemeral_slot {
         let more = objects.iter().filter(|o| {
             o.kind == Some(ObjectKind::PrivateKey)
@@ -215,41 +234,66 @@ pub fn ephemeral_slots(card: &Card, options: &KxOptions) -> Result<Vec<ObjectRef
     Ok(slots)
 }
 
+/// What a card's key exchanges saw in this process: the card's slot queue (shared by every group
+/// on the card), and this group's handshakes that made their key on the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ephemeral slots the turns are spread over.
+    pub slots: usize,
+    /// Turns granted to this process (key exchanges plus pre-generations).
+    pub turns: u64,
+    /// Turns that had to wait.
+    pub waited: u64,
+    /// The longest wait for a turn.
+    pub max_wait: Duration,
+    /// Holders overtaken because they kept their slot longer than the lease.
+    pub overtaken: u64,
+    /// Handshakes of this group that made their ECDHE key on the host because every slot was in
+    /// use where waiting was not possible ([`KxOptions::host_ecdhe_when_busy`]).
+    pub host_ecdhe: u64,
+}
+
 /// secp256r1 key exchange on an IoT SAFE card, one per card. See the module docs.
 pub struct CardKxGroup {
     target: Mutex<Target>,
 }
 
-/// The card a group serves and that card's scheduling state.
+/// The card a group serves, its slots, and this group's own counters.
 #[derive(Clone)]
 pub(crate) struct Target {
     card: Weak<Card>,
     options: KxOptions,
-    /// The ephemeral slots, in the queue's order.
+    /// The ephemeral slots, in order of preference.
     slots: Arc<[ObjectRef]>,
-    queue: Arc<SlotQueue<Ready>>,
+    /// Handshakes that made their key on the host.
+    host_ecdhe: Arc<AtomicU64>,
+    /// Background generations running, for [`CardKxGroup::wait_for_background`].
+    background: Arc<(Mutex<usize>, Condvar)>,
 }
 
 impl Target {
-    /// The slot a turn is on.
-    fn slot(&self, turn: &Turn<Ready>) -> ObjectRef {
-        // The queue was made with one entry per slot: the index is always in range.
-        self.slots
-            .get(turn.slot())
-            .unwrap_or(&self.options.ephemeral_slot)
-            .clone()
+    pub(crate) fn new(card: &Arc<Card>, options: KxOptions, slots: Arc<[ObjectRef]>) -> Target {
+        Target {
+            card: Arc::downgrade(card),
+            options,
+            slots,
+            host_ecdhe: Arc::default(),
+            background: Arc::default(),
+        }
     }
 }
 
-/// A key made ahead of time, with the slot it was made in.
-type Ready = (ObjectRef, EphemeralKey);
+/// Plain data: consistent after a panic elsewhere.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl CardKxGroup {
     /// The key exchange group of `card` with `options`, for rustls's `&'static dyn
     /// SupportedKxGroup`: the pool's group for this card and these options if there is one,
     /// else a group whose card was dropped, re-targeted, else a new one (leaked, a few hundred
-    /// bytes). Memory is bounded by the number of cards alive at once, not by the calls. Groups
-    /// on the same card with different options share the card's slot queue.
+    /// bytes). Memory is bounded by the number of cards alive at once, not by the calls. Every
+    /// group on a card shares the card's slot queue, whatever its options.
     ///
     /// The group holds only a `Weak<Card>`: keep the card alive as long as a config uses the
     /// group ([`crate::IotSafeTls`] configs do, through the card signer). A start() after the
@@ -258,57 +302,103 @@ impl CardKxGroup {
         pool::group_for(card, options)
     }
 
-    fn target(&self) -> Target {
-        self.lock().clone()
+    /// The card key exchange group among a configuration's groups, if it has one.
+    pub fn of_config(config: &rustls::ClientConfig) -> Option<&'static CardKxGroup> {
+        config
+            .crypto_provider()
+            .kx_groups
+            .iter()
+            .find_map(|g| pool::find(*g))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Target> {
-        // Plain data, consistent after a panic elsewhere.
-        self.target.lock().unwrap_or_else(|p| p.into_inner())
+    fn target(&self) -> Target {
+        lock(&self.target).clone()
     }
 
     /// The options.
     pub fn options(&self) -> KxOptions {
-        self.lock().options.clone()
+        lock(&self.target).options.clone()
     }
 
     /// The card session, while it is alive.
     pub fn card(&self) -> Option<Arc<Card>> {
-        self.lock().card.upgrade()
+        lock(&self.target).card.upgrade()
     }
 
     /// The card's ephemeral slots this group spreads key exchanges over (see
     /// [`KxOptions::every_ephemeral_slot`]).
     pub fn slots(&self) -> Vec<ObjectRef> {
-        self.lock().slots.to_vec()
+        lock(&self.target).slots.to_vec()
     }
 
-    /// Whether a pre-generated key is waiting for the next `start()`.
+    /// Whether a key made ahead of time (by any group on this card, in this process) waits for
+    /// the next `start()`.
     pub fn has_pregenerated_key(&self) -> bool {
-        self.lock().queue.has_ready()
+        self.card().is_some_and(|c| c.slots().has_ready_key())
     }
 
-    /// What the card's slot queue saw: turns, waits, the longest wait, overtaken holders.
+    /// What the card's slot queue saw in this process, and this group's host-side keys.
     pub fn queue_stats(&self) -> QueueStats {
-        self.lock().queue.stats()
+        let t = self.target();
+        let SlotStats {
+            turns,
+            waited,
+            max_wait,
+            overtaken,
+            ..
+        } = t
+            .card
+            .upgrade()
+            .map(|c| c.slots().stats())
+            .unwrap_or_default();
+        QueueStats {
+            slots: t.slots.len(),
+            turns,
+            waited,
+            max_wait,
+            overtaken,
+            host_ecdhe: t.host_ecdhe.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits (without blocking a thread) for a turn on one of this group's slots, for the async
+    /// connector: the card, and the turn, or `None` with the card's error.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn turn_async(&self) -> Result<(Arc<Card>, SlotTurn), rustls::Error> {
+        let t = self.target();
+        let card = t.card.upgrade().ok_or(KxError::CardGone)?;
+        let step = "waiting for a turn on the ephemeral key slots";
+        let lease = t.options.lease();
+        let mut waiting = card
+            .slots()
+            .request(&t.slots, lease)
+            .map_err(|e| card_failure(step, e))?;
+        loop {
+            if let Some(turn) = waiting.try_take().map_err(|e| card_failure(step, e))? {
+                return Ok((card, turn));
+            }
+            match waiting.recheck_in() {
+                Some(d) => drop(tokio::time::timeout(d, waiting.changed()).await),
+                None => waiting.changed().await,
+            }
+        }
     }
 
     /// Generates the next key now, on this thread (e.g. at start-up, before the first connect),
-    /// unless one is ready or the slot is in use or waited for.
+    /// unless one is ready or the slots are in use or waited for.
     pub fn pregenerate_now(&self) -> Result<(), rustls::Error> {
         let t = self.target();
         let card = t.card.upgrade().ok_or(KxError::CardGone)?;
-        let Some(turn) = t.queue.try_pregeneration_turn(t.options.lease()) else {
-            return Ok(());
-        };
-        let slot = t.slot(&turn);
-        let key = exchange::generate(&card, &slot)?;
-        turn.set_ready((slot, key));
+        let idle = card.slots().idle_turn(&t.slots, t.options.lease());
+        let step = "taking a turn on the ephemeral key slots";
+        if let Some(turn) = idle.map_err(|e| card_failure(step, e))? {
+            make_ahead(&card, turn)?;
+        }
         Ok(())
     }
 
     /// With [`KxOptions::pregenerate`]: generates the next key in a background thread if the
-    /// slot is idle and no key is ready (see the module docs). Call it when the card is free,
+    /// slots are idle and no key is ready (see the module docs). Call it when the card is free,
     /// e.g. after a signature; [`crate::IotSafeTls`] does.
     pub fn pregenerate_in_background(&self) {
         let t = self.target();
@@ -318,39 +408,70 @@ impl CardKxGroup {
         let Some(card) = t.card.upgrade() else {
             return;
         };
-        let Some(turn) = t.queue.try_pregeneration_turn(t.options.lease()) else {
-            return;
+        let turn = match card.slots().idle_turn(&t.slots, t.options.lease()) {
+            Ok(Some(turn)) => turn,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "no turn for a background ephemeral key generation");
+                return;
+            }
         };
-        let slot = t.slot(&turn);
+        let background = Arc::clone(&t.background);
+        *lock(&background.0) += 1;
         // The thread owns the turn: when it ends, however it ends, the slot is released.
         let spawned = std::thread::Builder::new()
             .name("iotsafe-ecdhe-pregen".into())
-            .spawn(move || {
-                let generated = exchange::generate(&card, &slot);
-                // The card first: whoever waits for the background work to end (before dropping
-                // the last config and card, say) must not find the card still held here.
-                drop(card);
-                match generated {
-                    Ok(key) => turn.set_ready((slot, key)),
-                    Err(e) => tracing::warn!(error = %e, "background ephemeral key generation failed; the next handshake generates its own"),
+            .spawn({
+                let background = Arc::clone(&background);
+                move || {
+                    if let Err(e) = make_ahead(&card, turn) {
+                        tracing::warn!(error = %e, "background ephemeral key generation failed; the next handshake generates its own");
+                    }
+                    // The card first: whoever waits for the background work to end (before
+                    // dropping the last config and card, say) must not find it still held here.
+                    drop(card);
+                    *lock(&background.0) -= 1;
+                    background.1.notify_all();
                 }
-                drop(turn);
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "could not start the ephemeral key pre-generation thread");
+            *lock(&background.0) -= 1;
         }
     }
 
-    /// Waits until no background generation is running (for tests and orderly shutdown).
-    /// Returns false on timeout.
+    /// Waits until no background generation of this group is running (for tests and orderly
+    /// shutdown). Returns false on timeout.
     pub fn wait_for_background(&self, timeout: Duration) -> bool {
-        self.lock().queue.wait_while_pregenerating(timeout)
+        let background = Arc::clone(&self.target().background);
+        let deadline = Instant::now() + timeout;
+        let mut running = lock(&background.0);
+        while *running > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            running = match background.1.wait_timeout(running, left) {
+                Ok((r, _)) => r,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
     }
+}
+
+/// Generates a key in `turn` and leaves it for the next turn on its slot.
+fn make_ahead(card: &Card, turn: SlotTurn) -> Result<(), rustls::Error> {
+    let key = card
+        .generate_ephemeral_in(&turn)
+        .map_err(|e| card_failure(format_args!("GENERATE KEY PAIR in {}", turn.slot()), e))?;
+    turn.keep_ready(key);
+    Ok(())
 }
 
 impl fmt::Debug for CardKxGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.lock();
+        let t = lock(&self.target);
         f.debug_struct("CardKxGroup")
             .field("group", &NamedGroup::secp256r1)
             .field("card_alive", &(t.card.strong_count() > 0))
@@ -361,36 +482,30 @@ impl fmt::Debug for CardKxGroup {
 
 impl SupportedKxGroup for CardKxGroup {
     fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
-        let target = self.target();
-        let card = target.card.upgrade().ok_or(KxError::CardGone)?;
-        let options = &target.options;
-        let turn = target.queue.wait_turn(options.lease());
-        let slot = target.slot(&turn);
-        let key = match turn.take_ready() {
-            // The check that a reset or another generation in the slot has not retired it.
-            Some((s, key)) if s == slot && card.ephemeral_is_current(&key) => key,
-            ready => {
-                if ready.is_some() {
-                    tracing::debug!(
-                        "pre-generated ephemeral key was retired; generating a fresh one"
-                    );
-                }
-                exchange::generate(&card, &slot)?
+        let t = self.target();
+        let card = t.card.upgrade().ok_or(KxError::CardGone)?;
+        let step = "taking a turn on the ephemeral key slots";
+        let taken = turns::for_start(self, &card, &t.slots, &t.options)
+            .map_err(|e| card_failure(step, e))?;
+        let mut turn = match taken {
+            Some(turn) => turn,
+            None if t.options.host_ecdhe_when_busy => {
+                t.host_ecdhe.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("every ephemeral slot is in use and this thread must not wait; this handshake's ECDHE is on the host");
+                return crate::provider::host_secp256r1().start();
             }
+            None => return Err(KxError::SlotBusy.into()),
         };
-        // Without the queue, the turn only kept this generation from racing a pre-generation.
-        let turn = if options.queue_for_slot.is_some() {
-            Some(turn)
-        } else {
-            None
-        };
-        Ok(Box::new(CardKeyExchange {
-            pub_key: key.key_pair.point.as_bytes().to_vec(),
+        let key = crate::runtime::card_work(|| exchange::key_for(&card, &mut turn))?;
+        // Without the queue the turn only covered the generation: the agreement then checks that
+        // nobody took the slot since.
+        let turn = t.options.queue_for_slot.is_some().then_some(turn);
+        Ok(Box::new(CardKeyExchange::new(
             card,
-            peer_slot: options.peer_slot.clone(),
+            t.options.peer_slot.clone(),
             key,
             turn,
-        }))
+        )))
     }
 
     fn ffdhe_group(&self) -> Option<FfdheGroup<'static>> {
@@ -398,53 +513,6 @@ impl SupportedKxGroup for CardKxGroup {
     }
 
     fn name(&self) -> NamedGroup {
-        NamedGroup::secp256r1
-    }
-}
-
-/// One key exchange in progress: the card's ephemeral key of one generation, and (queued) the
-/// turn on the slot, released when the exchange completes or is dropped.
-pub struct CardKeyExchange {
-    card: Arc<Card>,
-    peer_slot: ObjectRef,
-    key: EphemeralKey,
-    pub_key: Vec<u8>,
-    turn: Option<Turn<Ready>>,
-}
-
-impl CardKeyExchange {
-    /// The slot generation this exchange's key belongs to.
-    pub fn generation(&self) -> u64 {
-        self.key.generation
-    }
-}
-
-impl fmt::Debug for CardKeyExchange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CardKeyExchange")
-            .field("generation", &self.key.generation)
-            .field("slot", &self.key.key_pair.private)
-            .field("queued", &self.turn.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl ActiveKeyExchange for CardKeyExchange {
-    fn complete(self: Box<Self>, peer_pub_key: &[u8]) -> Result<SharedSecret, rustls::Error> {
-        let queued = self.turn.is_some();
-        exchange::agree(&self.card, &self.key, &self.peer_slot, peer_pub_key, queued)
-        // Dropping `self` here releases the turn: the next handshake may generate its key.
-    }
-
-    fn pub_key(&self) -> &[u8] {
-        &self.pub_key
-    }
-
-    fn ffdhe_group(&self) -> Option<FfdheGroup<'static>> {
-        None
-    }
-
-    fn group(&self) -> NamedGroup {
         NamedGroup::secp256r1
     }
 }

@@ -1,7 +1,7 @@
 //! The process-wide pool of `'static` key exchange groups, one per card (and options) alive
 //! (`crate::static_pool`).
 
-use super::{ephemeral_slots, CardKxGroup, KxOptions, SlotQueue, Target};
+use super::{ephemeral_slots, lock, CardKxGroup, KxOptions, Target};
 use crate::static_pool::{PerCard, StaticPool};
 use iotsafe_core::{Card, ObjectRef};
 use std::sync::Arc;
@@ -12,15 +12,15 @@ impl PerCard for CardKxGroup {
     type Target = Target;
 
     fn serves(&self, card: *const Card) -> bool {
-        std::ptr::eq(self.lock().card.as_ptr(), card)
+        std::ptr::eq(lock(&self.target).card.as_ptr(), card)
     }
 
     fn card_gone(&self) -> bool {
-        self.lock().card.strong_count() == 0
+        lock(&self.target).card.strong_count() == 0
     }
 
     fn retarget(&self, target: Target) {
-        *self.lock() = target;
+        *lock(&self.target) = target;
     }
 }
 
@@ -31,25 +31,20 @@ pub(super) fn group_for(card: &Arc<Card>, options: KxOptions) -> &'static CardKx
     let slots: Arc<[ObjectRef]> = ephemeral_slots(card, &options)
         .unwrap_or_else(|_| vec![options.ephemeral_slot.clone()])
         .into();
-    let same = |g: &CardKxGroup| g.lock().options == options;
-    let target = |groups: &[&'static CardKxGroup]| {
-        // One queue per card and set of slots: groups with other options on this card share it.
-        let on_card = |g: &CardKxGroup| g.serves(Arc::as_ptr(card)) && g.lock().slots == slots;
-        let queue = groups
-            .iter()
-            .find(|g| on_card(g))
-            .map(|g| Arc::clone(&g.lock().queue))
-            .unwrap_or_else(|| SlotQueue::new(slots.len()));
-        Target {
-            card: Arc::downgrade(card),
-            options: options.clone(),
-            slots: Arc::clone(&slots),
-            queue,
-        }
-    };
+    let same = |g: &CardKxGroup| lock(&g.target).options == options;
+    // The slot queue is the card's own: groups with other options on this card share it.
+    let target = |_: &[&'static CardKxGroup]| Target::new(card, options.clone(), slots);
     GROUPS.get(card, same, target, |target| CardKxGroup {
         target: std::sync::Mutex::new(target),
     })
+}
+
+/// The pooled group at the address of `group`, if it is one of ours.
+pub(super) fn find(
+    group: &'static dyn rustls::crypto::SupportedKxGroup,
+) -> Option<&'static CardKxGroup> {
+    let address = std::ptr::from_ref(group).cast::<()>();
+    GROUPS.find(|g| std::ptr::eq(std::ptr::from_ref(g).cast::<()>(), address))
 }
 
 /// How many groups the pool holds (for the tests of its bound).
@@ -103,15 +98,11 @@ mod tests {
         let g = group_for(&a, options.clone());
         g.pregenerate_now().unwrap();
         assert!(g.has_pregenerated_key());
-        let old_queue = Arc::clone(&g.lock().queue);
         drop(a);
         let b = card();
         let g2 = group_for(&b, options);
-        if std::ptr::eq(g, g2) {
-            assert!(!g2.has_pregenerated_key(), "a's key is not b's");
-            assert!(!Arc::ptr_eq(&old_queue, &g2.lock().queue));
-        }
-        assert!(!g2.has_pregenerated_key());
+        assert!(!g2.has_pregenerated_key(), "a's key is not b's");
+        assert_eq!(g2.queue_stats().turns, 0);
     }
 
     #[test]
@@ -120,7 +111,25 @@ mod tests {
         let a = card();
         let plain = group_for(&a, KxOptions::default());
         let pregen = group_for(&a, KxOptions::pregenerating(true));
+        let one_slot = KxOptions {
+            every_ephemeral_slot: false,
+            ..KxOptions::default()
+        };
+        let single = group_for(&a, one_slot);
         assert!(!std::ptr::eq(plain, pregen));
-        assert!(Arc::ptr_eq(&plain.lock().queue, &pregen.lock().queue));
+        pregen.pregenerate_now().unwrap();
+        // The key made ahead by one group is seen (and would be taken) by the others.
+        assert!(plain.has_pregenerated_key() && single.has_pregenerated_key());
+        assert_eq!(plain.queue_stats().turns, 1);
+    }
+
+    #[test]
+    fn a_config_s_card_group_is_found_by_address() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let a = card();
+        let g = group_for(&a, KxOptions::default());
+        assert!(find(g).is_some_and(|f| std::ptr::eq(f, g)));
+        let host = crate::provider::host_kx_groups()[0];
+        assert!(find(host).is_none());
     }
 }

@@ -16,8 +16,12 @@ impl Card {
     /// GENERATE KEY PAIR on `key`. The IDs the card returns are authoritative; when the answer has
     /// no public key, it is read with READ PUBLIC KEY. An ephemeral key of a key exchange in
     /// progress in the same slot is retired (its agreement fails with [`Error::StaleEphemeral`]).
+    ///
+    /// For a volatile slot that key exchanges use, take a turn first and use
+    /// [`Card::generate_ephemeral_in`]: this method does not queue.
     pub fn generate_key_pair(&self, key: &ObjectRef) -> Result<KeyPair, Error> {
         let mut s = self.lock();
+        s.ephemeral.retire(key);
         let key_pair = s.generate(key)?;
         s.ephemeral.generated(&key_pair.private);
         Ok(key_pair)
@@ -29,7 +33,9 @@ impl Card {
             .run(Operation::ReadPublicKey, |op| op.read_public(key))
     }
 
-    /// PUT PUBLIC KEY: Init, Update, and close if configured.
+    /// PUT PUBLIC KEY: Init, Update, and close if configured. A low-level step: an agreement
+    /// ([`Card::ephemeral_agreement`], [`Card::key_agreement`]) puts the peer's point and computes
+    /// the DH in one step that no other user of the card can come between.
     pub fn put_public_key(&self, slot: &ObjectRef, point: &EcPoint) -> Result<(), Error> {
         let mut s = self.lock();
         let put = s.run(Operation::PutPublicKey, |op| op.put_public(slot, point))?;
@@ -37,17 +43,77 @@ impl Card {
         Ok(())
     }
 
-    /// Generates a fresh ephemeral key pair in `slot`, retiring the key the slot held. Keys in
-    /// other slots stay usable: a card with several volatile key slots runs one key exchange in
-    /// each at once.
+    /// Generates a fresh ephemeral key pair in `slot` at once, retiring the key the slot held.
+    /// Keys in other slots stay usable: a card with several volatile key slots runs one key
+    /// exchange in each at once.
+    ///
+    /// This does not wait for the slot: a key exchange of another thread or program holding it is
+    /// taken over (its agreement then fails cleanly). Key exchanges that take turns wait for a
+    /// [`SlotTurn`](crate::slots::SlotTurn) on [`Card::slots`] and use
+    /// [`Card::generate_ephemeral_in`].
     pub fn generate_ephemeral(&self, slot: &ObjectRef) -> Result<EphemeralKey, Error> {
+        #[cfg(feature = "std")]
+        {
+            let turn = self
+                .slots
+                .take_now(core::slice::from_ref(slot), crate::slots::DEFAULT_LEASE)?;
+            // The turn ends here; the key stays good until the slot is granted to someone else.
+            self.generate_ephemeral_in(&turn)
+        }
+        #[cfg(not(feature = "std"))]
+        self.generate_ephemeral_now(slot)
+    }
+
+    /// Generates a fresh ephemeral key pair in the slot of `turn`, if the turn still holds it
+    /// (else [`Error::SlotTakenOver`], nothing sent).
+    #[cfg(feature = "std")]
+    pub fn generate_ephemeral_in(
+        &self,
+        turn: &crate::slots::SlotTurn,
+    ) -> Result<EphemeralKey, Error> {
+        // Checking the turn and using the card are one step for every user of the slot.
+        let _op = self.slots.op_lock()?;
+        self.slots.check(turn.claim())?;
+        let mut key = self.generate_ephemeral_now(turn.slot())?;
+        key.claim = Some(turn.claim().clone());
+        Ok(key)
+    }
+
+    fn generate_ephemeral_now(&self, slot: &ObjectRef) -> Result<EphemeralKey, Error> {
         let mut s = self.lock();
+        // Before the command goes out: an answer cut short leaves the slot's old key unknown.
+        s.ephemeral.retire(slot);
         let key_pair = s.generate(slot)?;
         let generation = s.ephemeral.generated(&key_pair.private);
         Ok(EphemeralKey {
             generation,
             key_pair,
+            #[cfg(feature = "std")]
+            claim: None,
         })
+    }
+
+    /// Whether `key` is still on the card: READ PUBLIC KEY of its public half answers its point
+    /// (one APDU). For a key made ahead of time, before it goes to a peer: a card reset (one the
+    /// session saw, or not) or another program may have replaced it. `Ok(false)` when the card
+    /// no longer holds it; an error only when the card could not be asked.
+    pub fn confirm_ephemeral(&self, key: &EphemeralKey) -> Result<bool, Error> {
+        let mut s = self.lock();
+        if s.ephemeral.check(key).is_err() {
+            return Ok(false);
+        }
+        let read = s.run_guarded(
+            Operation::ReadPublicKey,
+            |slots| slots.check(key),
+            |op| op.read_public(&key.key_pair.public),
+        );
+        match read {
+            Ok(point) => Ok(point == key.key_pair.point),
+            Err(Error::Status { .. } | Error::Malformed { .. } | Error::StaleEphemeral { .. }) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The session's ephemeral generation counter: it moves on at every key generation and at
@@ -63,29 +129,74 @@ impl Card {
     }
 
     /// The ECDHE of one key exchange: puts the peer's point into `peer_slot` and computes DH with
-    /// the ephemeral key, under one lock. Fails with [`Error::StaleEphemeral`] if the key's slot
-    /// was regenerated since `key` was made, or the card reset or the connection lost.
+    /// the ephemeral key, in one transaction under the operation lock, so no other user of the
+    /// card comes between. Fails before anything is sent with [`Error::SlotTakenOver`] if the
+    /// slot was granted to anyone else since the key was made, and with
+    /// [`Error::StaleEphemeral`] if the key's slot was regenerated on this session or the card
+    /// was reset or the connection lost (also when that is found while the agreement runs: it
+    /// is never retried on a reset card).
     pub fn ephemeral_agreement(
         &self,
         key: &EphemeralKey,
         peer_slot: &ObjectRef,
         peer: &EcPoint,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let mut s = self.lock();
-        s.ephemeral.check(key)?;
-        let Closed { value, close_error } =
-            s.run(Operation::PutPublicKey, |op| op.put_public(peer_slot, peer))?;
-        if let Some(Error::Transport { command, source }) = close_error {
-            // The link dropped at the put's session close: whether the card kept the key is
-            // unknown, and the DH cannot run on this connection. Report the drop itself.
-            s.connection_lost(&source);
-            return Err(Error::Transport { command, source });
+        #[cfg(feature = "std")]
+        let _op = self.slots.op_lock()?;
+        #[cfg(feature = "std")]
+        if let Some(claim) = &key.claim {
+            self.slots.check(claim)?;
         }
-        s.keep(Closed { value, close_error });
-        // A reset found while putting the peer's key (the card had forgotten the session's
-        // channel, and the retried put succeeded on a new one) took the ephemeral key with it.
-        s.ephemeral.check(key)?;
-        s.run(Operation::Dh, |op| op.dh(&key.key_pair.private, peer_slot))
+        let private = &key.key_pair.private;
+        self.lock().run_guarded(
+            Operation::PutPublicKey,
+            |slots| slots.check(key),
+            |op| op.put_then_dh(private, peer_slot, peer),
+        )
+    }
+
+    /// ECDH with a volatile key another process made and published for every program
+    /// ([`SlotBook::publish`](crate::slots::SlotBook::publish): a PKCS#11 key pair generated by one
+    /// run of a tool, used by the next), which this process knows only by its public half
+    /// (`public`, point `point`). Under the operation lock: fails with [`Error::SlotTakenOver`]
+    /// unless the key with that point was published on `slot` and nobody was granted the slot
+    /// since; then, in one transaction, READ PUBLIC KEY confirms the card holds that point (a
+    /// program outside the queue, or a reset, may have replaced it), PUT PUBLIC KEY and COMPUTE DH.
+    #[cfg(feature = "std")]
+    pub fn published_agreement(
+        &self,
+        slot: &ObjectRef,
+        public: &ObjectRef,
+        point: &EcPoint,
+        peer_slot: &ObjectRef,
+        peer: &EcPoint,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let _op = self.slots.op_lock()?;
+        self.slots.check_published(slot, point)?;
+        self.lock().run(Operation::ReadPublicKey, |op| {
+            if op.read_public(public)? != *point {
+                return Err(Error::SlotTakenOver {
+                    slot: alloc::format!("{slot}"),
+                });
+            }
+            op.begin(Operation::PutPublicKey);
+            op.put_then_dh(slot, peer_slot, peer)
+        })
+    }
+
+    /// ECDH with a key the card keeps (not an ephemeral one): puts the peer's point into
+    /// `peer_slot` and computes DH with `private`, in one transaction under the operation lock.
+    pub fn key_agreement(
+        &self,
+        private: &ObjectRef,
+        peer_slot: &ObjectRef,
+        peer: &EcPoint,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        #[cfg(feature = "std")]
+        let _op = self.slots.op_lock()?;
+        self.lock().run(Operation::PutPublicKey, |op| {
+            op.put_then_dh(private, peer_slot, peer)
+        })
     }
 }
 
@@ -124,6 +235,23 @@ impl Op<'_> {
         let cmd = commands::read_public_key(self.cla, key, self.case4_le())?;
         let data = self.exchange_ok(&cmd, CommandKind::ReadPublicKey, Secrecy::Public)?;
         EcPoint::parse_public_key_data(&data, CommandKind::ReadPublicKey)
+    }
+
+    /// PUT PUBLIC KEY into `peer_slot`, then COMPUTE DH of `private` with it: one transaction,
+    /// counted as the two operations. A close refused by the card keeps the put (see
+    /// [`Closed`]); a link lost at the close ends it (whether the card kept the point is unknown).
+    fn put_then_dh(
+        &mut self,
+        private: &ObjectRef,
+        peer_slot: &ObjectRef,
+        peer: &EcPoint,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let Closed { close_error, .. } = self.put_public(peer_slot, peer)?;
+        if let Some(e @ Error::Transport { .. }) = close_error {
+            return Err(e);
+        }
+        self.begin(Operation::Dh);
+        self.dh(private, peer_slot)
     }
 
     /// PUT PUBLIC KEY: Init, Update, then the close (also after a failed Update).

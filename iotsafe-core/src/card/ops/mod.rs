@@ -9,10 +9,12 @@ mod raw;
 mod sign;
 
 use crate::apdu::{Command, Le, Response};
+use crate::clock::Instant;
 use crate::config::CardConfig;
 use crate::error::{CommandKind, Error};
 use crate::link::{success, Link, Secrecy};
 use crate::prelude::*;
+use crate::stats::Operation;
 
 /// One operation in progress: the link its APDUs go through, the class byte of the session's
 /// channel and the session's configuration.
@@ -20,12 +22,37 @@ pub(in crate::card) struct Op<'a> {
     link: Link<'a>,
     cla: u8,
     config: &'a CardConfig,
+    /// What is counted now: the operation, when it began, the APDUs sent before it.
+    current: (Operation, Instant, u64),
 }
 
 impl<'a> Op<'a> {
-    /// An operation sending on `link` with class byte `cla`.
-    pub(in crate::card) fn new(link: Link<'a>, cla: u8, config: &'a CardConfig) -> Op<'a> {
-        Op { link, cla, config }
+    /// An operation sending on `link` with class byte `cla`, counted as `current` says.
+    pub(in crate::card) fn new(
+        link: Link<'a>,
+        cla: u8,
+        config: &'a CardConfig,
+        current: (Operation, Instant, u64),
+    ) -> Op<'a> {
+        Op {
+            link,
+            cla,
+            config,
+            current,
+        }
+    }
+
+    /// The operation counted now (see [`Op::begin`]).
+    pub(in crate::card) fn current(&self) -> (Operation, Instant, u64) {
+        self.current
+    }
+
+    /// Counts what this transaction did so far as one successful run of the operation it
+    /// counted, and what follows as `next`: one transaction, two operations in the counters.
+    fn begin(&mut self, next: Operation) {
+        let (op, started, before) = self.current;
+        super::session::count(self.link.stats, op, started, before, true);
+        self.current = (next, Instant::now(), self.link.stats.apdus);
     }
 
     /// Whether any APDU of this operation was handed to the transport.

@@ -1,0 +1,384 @@
+//! Async connects on one card, as a device's tokio program makes them: the virtual card behind
+//! its AT modem on TCP with the typical-SIM latency, a TLS server requiring the card's
+//! certificate on loopback, and a 5 ms ticker on the same runtime as the connects.
+//!
+//! - `CardConnector` (the async connector): on a `current_thread` and on a 2-worker runtime,
+//!   N = 1, 4, 16 concurrent connects all succeed with the card doing every key generation, DH and
+//!   signature, and the ticker never stalls longer than 50 ms (the card work runs in the blocking
+//!   pool; the runtime only moves bytes).
+//! - Plain tokio-rustls with the default config: the same N all succeed (the stall is reported,
+//!   whatever it is: on a `current_thread` runtime rustls's callbacks run on it).
+//! - A connect future dropped mid-handshake gives its slot back: the next connect takes its turn
+//!   without waiting.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iotsafe_core::at::AtTransport;
+use iotsafe_core::{Card, Operation};
+use iotsafe_rustls::{CardConnector, IotSafeTls};
+use iotsafe_tests::handshake::TlsFixture;
+use iotsafe_vcard::frontend::at::{AtHandle, AtOptions as ModemOptions};
+use iotsafe_vcard::frontend::tcp::TcpModem;
+use iotsafe_vcard::{CardOptions, Latency};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The card's latency is real time: these tests share one machine's clock fairly when they run
+/// one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const STALL_BOUND: Duration = Duration::from_millis(50);
+const TICK: Duration = Duration::from_millis(5);
+
+/// The card behind the virtual modem on TCP, typical-SIM latency.
+struct Setup {
+    fx: TlsFixture,
+    server: SocketAddr,
+    _server_runtime: tokio::runtime::Runtime,
+    modem: Option<AtHandle>,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let options = CardOptions {
+            latency: Latency::typical_sim(),
+            ..CardOptions::default()
+        };
+        let mut modem = None;
+        let fx = TlsFixture::over(options, false, |vcard| {
+            let tcp = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
+            let addr = tcp.local_addr().unwrap();
+            modem = Some(
+                tcp.spawn(Arc::new(Mutex::new(vcard)), ModemOptions::default())
+                    .expect("start the modem"),
+            );
+            let transport = AtTransport::connect_tcp(addr).expect("connect over AT");
+            Arc::new(Card::open(transport, Default::default()).expect("open over AT"))
+        });
+        let server_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = server_runtime.block_on(echo_server(Arc::clone(&fx.server)));
+        Setup {
+            fx,
+            server,
+            _server_runtime: server_runtime,
+            modem,
+        }
+    }
+
+    /// The configuration a user gets from the README: the builder's defaults.
+    fn default_config(&self) -> Arc<ClientConfig> {
+        let tls = IotSafeTls::builder(self.fx.card.clone()).build().unwrap();
+        Arc::new(tls.client_config(self.fx.roots.clone()).unwrap())
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(modem) = self.modem.take() {
+            let _ = modem.stop();
+        }
+    }
+}
+
+/// A TLS server on loopback that requires a client certificate, reads one line and answers it.
+async fn echo_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut tls = BufReader::new(tls);
+                let mut line = String::new();
+                if tls.read_line(&mut line).await.is_ok() {
+                    let _ = tls.write_all(format!("ok {line}").as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A server that accepts one connection, reads what comes (a ClientHello), says so, and never
+/// answers.
+async fn silent_server() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard, hello) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = [0u8; 512];
+        if matches!(tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await, Ok(n) if n > 0) {
+            let _ = heard.send(());
+        }
+        // Hold the connection open, silent.
+        std::future::pending::<()>().await;
+    });
+    (addr, hello)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    /// `CardConnector::connect`.
+    Connector,
+    /// `tokio_rustls::TlsConnector::from(config).connect`.
+    Plain,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Flavor {
+    CurrentThread,
+    TwoWorkers,
+}
+
+fn runtime(flavor: Flavor) -> tokio::runtime::Runtime {
+    match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::TwoWorkers => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .unwrap()
+}
+
+fn name() -> ServerName<'static> {
+    ServerName::try_from("localhost").unwrap()
+}
+
+/// One connect, one line each way.
+async fn one(
+    how: How,
+    config: Arc<ClientConfig>,
+    server: SocketAddr,
+    i: usize,
+) -> Result<(), String> {
+    let tcp = TcpStream::connect(server)
+        .await
+        .map_err(|e| e.to_string())?;
+    let line = format!("hello {i}\n");
+    let mut answer = String::new();
+    match how {
+        How::Connector => {
+            let tls = CardConnector::from(config).connect(name(), tcp).await;
+            let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
+            tls.write_all(line.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            tls.read_line(&mut answer)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        How::Plain => {
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name(), tcp)
+                .await;
+            let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
+            tls.write_all(line.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            tls.read_line(&mut answer)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    if answer != format!("ok {line}") {
+        return Err(format!("the server answered {answer:?}"));
+    }
+    Ok(())
+}
+
+/// What one run saw.
+#[derive(Debug)]
+struct Run {
+    failures: Vec<String>,
+    stall: Duration,
+    wall: Duration,
+}
+
+/// `n` concurrent connects on a runtime of `flavor`, with a 5 ms ticker on the same runtime.
+fn run(setup: &Setup, flavor: Flavor, how: How, n: usize) -> Run {
+    let config = setup.default_config();
+    let server = setup.server;
+    runtime(flavor).block_on(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = tokio::spawn({
+            let stop = Arc::clone(&stop);
+            async move {
+                let mut longest = Duration::ZERO;
+                let mut last = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(TICK).await;
+                    let now = Instant::now();
+                    longest = longest.max(now.duration_since(last).saturating_sub(TICK));
+                    last = now;
+                }
+                longest
+            }
+        });
+        // Let the ticker start before the connects.
+        tokio::time::sleep(TICK * 2).await;
+        let started = Instant::now();
+        let connects: Vec<_> = (0..n)
+            .map(|i| tokio::spawn(one(how, Arc::clone(&config), server, i)))
+            .collect();
+        let mut failures = Vec::new();
+        for (i, c) in connects.into_iter().enumerate() {
+            match c.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("connect {i}: {e}")),
+                Err(e) => failures.push(format!("connect {i} panicked: {e}")),
+            }
+        }
+        let wall = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        let stall = ticker.await.unwrap();
+        Run {
+            failures,
+            stall,
+            wall,
+        }
+    })
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The async connector: every connect succeeds with all its card work on the card, and the
+/// runtime never stalls.
+fn connector_on(flavor: Flavor) {
+    let _serial = serial();
+    let setup = Setup::new();
+    for n in [1, 4, 16] {
+        let before = setup.fx.card.stats();
+        let r = run(&setup, flavor, How::Connector, n);
+        let used = setup.fx.card.stats().since(&before);
+        eprintln!(
+            "CardConnector, {flavor:?}, N={n}: {}/{n} succeeded in {:.2?}, longest ticker stall {:.1?}",
+            n - r.failures.len(),
+            r.wall,
+            r.stall
+        );
+        assert!(r.failures.is_empty(), "{flavor:?} N={n}: {:?}", r.failures);
+        let n = n as u64;
+        assert_eq!(
+            (
+                used.count(Operation::GenerateKeyPair),
+                used.count(Operation::Dh),
+                used.count(Operation::Sign)
+            ),
+            (n, n, n),
+            "{flavor:?}: every handshake's work on the card: {used:?}"
+        );
+        assert!(
+            r.stall < STALL_BOUND,
+            "{flavor:?} N={n}: the ticker stalled {:?}",
+            r.stall
+        );
+    }
+}
+
+#[test]
+fn connector_on_a_current_thread_runtime_never_stalls_it_and_every_connect_succeeds() {
+    connector_on(Flavor::CurrentThread);
+}
+
+#[test]
+fn connector_on_a_two_worker_runtime_never_stalls_it_and_every_connect_succeeds() {
+    connector_on(Flavor::TwoWorkers);
+}
+
+/// Plain tokio-rustls with the default config: every connect succeeds; the stall is reported.
+fn plain_on(flavor: Flavor) {
+    let _serial = serial();
+    let setup = Setup::new();
+    let group = IotSafeTls::builder(setup.fx.card.clone())
+        .build()
+        .unwrap()
+        .kx_group()
+        .unwrap();
+    for n in [1, 4, 16] {
+        let host_before = group.queue_stats().host_ecdhe;
+        let before = setup.fx.card.stats();
+        let r = run(&setup, flavor, How::Plain, n);
+        let used = setup.fx.card.stats().since(&before);
+        let host = group.queue_stats().host_ecdhe - host_before;
+        eprintln!(
+            "plain tokio-rustls, {flavor:?}, N={n}: {}/{n} succeeded in {:.2?}, longest ticker stall {:.1?}, {host} ECDHE on the host",
+            n - r.failures.len(),
+            r.wall,
+            r.stall
+        );
+        assert!(r.failures.is_empty(), "{flavor:?} N={n}: {:?}", r.failures);
+        let n = n as u64;
+        assert_eq!(used.count(Operation::Sign), n, "{used:?}");
+        assert_eq!(used.count(Operation::Dh) + host, n, "{used:?}");
+        if matches!(flavor, Flavor::TwoWorkers) {
+            assert_eq!(
+                host, 0,
+                "a multi-thread runtime waits in place for the slot"
+            );
+        }
+    }
+}
+
+#[test]
+fn plain_tokio_rustls_on_a_current_thread_runtime_every_connect_succeeds() {
+    plain_on(Flavor::CurrentThread);
+}
+
+#[test]
+fn plain_tokio_rustls_on_a_two_worker_runtime_every_connect_succeeds() {
+    plain_on(Flavor::TwoWorkers);
+}
+
+#[test]
+fn a_connect_dropped_mid_handshake_gives_its_slot_back() {
+    let _serial = serial();
+    let setup = Setup::new();
+    let config = setup.default_config();
+    let group = iotsafe_rustls::CardKxGroup::of_config(&config).expect("card ECDHE");
+    let server = setup.server;
+    runtime(Flavor::CurrentThread).block_on(async move {
+        let (silent, hello) = silent_server().await;
+        let connector = CardConnector::from(Arc::clone(&config));
+        // The ClientHello goes out (the slot is held), the answer never comes: dropped then.
+        let tcp = TcpStream::connect(silent).await.unwrap();
+        let before = group.queue_stats();
+        tokio::select! {
+            done = connector.connect(name(), tcp) => panic!("a silent server answered: {:?}", done.map(drop)),
+            heard = hello => heard.expect("the ClientHello reached the server"),
+        }
+        let turns = group.queue_stats().turns - before.turns;
+        assert_eq!(turns, 1, "the dropped connect had its turn");
+        // The next connect finds the slot free: no wait, nobody overtaken.
+        let waited = group.queue_stats().waited;
+        one(How::Connector, Arc::clone(&config), server, 0)
+            .await
+            .expect("the next connect");
+        let after = group.queue_stats();
+        assert_eq!(after.waited, waited, "the next connect waited: {after:?}");
+        assert_eq!(after.overtaken, before.overtaken, "{after:?}");
+    });
+}
