@@ -1,10 +1,15 @@
-//! The demo's MQTT client: one verification handshake with tokio-rustls (rumqttc hides the
-//! rustls connection, so this is how the report learns the negotiated version, suite and group),
-//! then rumqttc over TLS 1.3 with the card doing the signature and the ECDHE.
+//! The demo's MQTT client: one verification handshake (rumqttc never shows its connection, so
+//! this is how the report learns the negotiated version, suite and group), then rumqttc over TLS
+//! 1.3 with the card doing the signature and the ECDHE. Both connect with
+//! [`iotsafe_rustls::CardConnector`], so the card's work never runs on the runtime's thread
+//! (rumqttc through [`crate::bridge`]); a 5 ms ticker measures how long the runtime was kept from
+//! its other tasks while connecting ([`crate::stall`]).
 
 use crate::backoff::Backoff;
+use crate::bridge::CardTlsBridge;
 use crate::card_summary::CardSummary;
 use crate::report::{MessageStats, MqttSession, Report};
+use crate::stall::StallWatch;
 use iotsafe_cli::tls::{card_client_config, handshake, load_roots, server_name_for};
 use iotsafe_cli::CliError;
 use iotsafe_core::Card;
@@ -124,14 +129,20 @@ pub async fn run_mqtt_client(
     opts: ClientOptions,
 ) -> Result<Report, DemoError> {
     let started = Instant::now();
+    let stall = StallWatch::start();
     let card_summary = CardSummary::read(&card);
     let roots = load_roots(&broker.ca)?;
     let config = Arc::new(card_client_config(Arc::clone(&card), None, roots)?);
     let server_name = server_name_for(&broker.address(), broker.server_name.as_deref())?;
 
     let verification = if opts.verification_handshake {
-        let (mut stream, report) =
-            handshake(Arc::clone(&config), &card, &broker.address(), server_name).await?;
+        let (mut stream, report) = handshake(
+            Arc::clone(&config),
+            &card,
+            &broker.address(),
+            server_name.clone(),
+        )
+        .await?;
         use tokio::io::AsyncWriteExt;
         let _ = stream.shutdown().await;
         Some(report)
@@ -141,16 +152,16 @@ pub async fn run_mqtt_client(
 
     let before_mqtt = card.stats();
     let mqtt_started = Instant::now();
-    let mut mqtt = MqttOptions::new(opts.client_id.clone(), broker.host.clone(), broker.port);
+    let connector = iotsafe_rustls::CardConnector::from(Arc::clone(&config));
+    let bridge = CardTlsBridge::start(connector, broker.address(), server_name.clone())
+        .map_err(|e| DemoError::new("starting the local socket for rumqttc", e))?;
+    let socket = bridge.socket().display().to_string();
+    let mut mqtt = MqttOptions::new(opts.client_id.clone(), socket, 0);
     mqtt.set_keep_alive(Duration::from_secs(30));
     mqtt.set_clean_session(true);
-    mqtt.set_transport(rumqttc::Transport::tls_with_config(
-        rumqttc::TlsConfiguration::Rustls(Arc::clone(&config)),
-    ));
+    mqtt.set_transport(rumqttc::Transport::Unix);
     let (client, mut eventloop) = AsyncClient::new(mqtt, 16);
-    // Small MQTT packets: without TCP_NODELAY each round trip can wait out a delayed ACK (~40 ms).
     let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
     network.set_connection_timeout(opts.step_timeout.as_secs().max(5));
     eventloop.set_network_options(network);
     let mut session = Session {
@@ -161,6 +172,9 @@ pub async fn run_mqtt_client(
         reconnects: 0,
         connect_card: None,
         subscribed: false,
+        bridge,
+        stall: Some(stall),
+        connect_stall: None,
     };
     let messages = session.run(&card, &before_mqtt).await?;
     let mqtt_stats = card.stats().since(&before_mqtt);
@@ -174,6 +188,7 @@ pub async fn run_mqtt_client(
             connections: session.connections,
             reconnects: session.reconnects,
             first_connect_card: session.connect_card.unwrap_or_default(),
+            connect_stall: session.connect_stall.unwrap_or_default(),
             card: mqtt_stats,
             duration: mqtt_started.elapsed(),
             disconnected_cleanly: true,
@@ -191,6 +206,11 @@ struct Session {
     reconnects: u32,
     connect_card: Option<iotsafe_core::CardStats>,
     subscribed: bool,
+    /// Carries rumqttc's connections over the card's TLS.
+    bridge: CardTlsBridge,
+    /// Watching the runtime from the start to the first ConnAck.
+    stall: Option<StallWatch>,
+    connect_stall: Option<Duration>,
 }
 
 enum Step {
@@ -308,6 +328,9 @@ impl Session {
                         if self.connect_card.is_none() {
                             self.connect_card = Some(card.stats().since(before));
                         }
+                        if let Some(watch) = self.stall.take() {
+                            self.connect_stall = Some(watch.stop().await);
+                        }
                         self.opts.backoff.reset();
                         if self.connections > 1 && self.subscribed {
                             // Clean session: subscriptions are gone after a reconnect.
@@ -325,7 +348,10 @@ impl Session {
                     }
                 }
                 Err(e) => {
-                    let why = describe_connection_error(&e);
+                    let mut why = describe_connection_error(&e);
+                    if let Some(tls) = self.bridge.last_error() {
+                        why = format!("{why} ({tls})");
+                    }
                     match self.opts.backoff.next_delay() {
                         Some(delay) => {
                             self.reconnects += 1;
@@ -343,7 +369,7 @@ impl Session {
                                 ),
                                 why,
                             )
-                            .hint(connection_hint(&e)));
+                            .hint(connection_hint(&e, &self.bridge)));
                         }
                     }
                 }
@@ -366,8 +392,8 @@ fn describe_connection_error(e: &ConnectionError) -> String {
     text
 }
 
-fn connection_hint(e: &ConnectionError) -> &'static str {
-    let text = describe_connection_error(e);
+fn connection_hint(e: &ConnectionError, bridge: &CardTlsBridge) -> &'static str {
+    let text = describe_connection_error(e) + &bridge.last_error().unwrap_or_default();
     if text.contains("CertificateRequired")
         || text.contains("BadCertificate")
         || text.contains("UnknownCA")

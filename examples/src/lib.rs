@@ -11,10 +11,12 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod bridge;
 pub mod broker;
 pub mod card_summary;
 pub mod client;
 pub mod report;
+pub mod stall;
 
 pub use backoff::Backoff;
 pub use broker::{free_local_port, EmbeddedBroker};

@@ -54,6 +54,9 @@ pub struct MqttSession {
     pub reconnects: u32,
     /// Card counters from the start of the MQTT session to the first ConnAck (one handshake).
     pub first_connect_card: CardStats,
+    /// The longest the runtime was kept from its other tasks from the start to the first
+    /// ConnAck (the verification handshake and the MQTT connect), by a 5 ms ticker.
+    pub connect_stall: Duration,
     /// Card counters of the whole MQTT session.
     pub card: CardStats,
     /// From the first connect to the disconnect.
@@ -117,6 +120,8 @@ impl Report {
                 "connect_card_signatures": self.mqtt.first_connect_card.count(Operation::Sign),
                 "connect_card_key_generations": self.mqtt.first_connect_card.count(Operation::GenerateKeyPair),
                 "connect_card_dh": self.mqtt.first_connect_card.count(Operation::Dh),
+                "runtime": "tokio current_thread",
+                "connect_longest_runtime_stall_ms": self.mqtt.connect_stall.as_secs_f64() * 1000.0,
                 "card": stats_json(&self.mqtt.card),
                 "duration_ms": self.mqtt.duration.as_secs_f64() * 1000.0,
                 "disconnected_cleanly": self.mqtt.disconnected_cleanly,
@@ -146,12 +151,12 @@ impl Report {
         out.push_str(&self.card.to_text("  "));
         out.push_str(&format!("\nbroker\n  {}\n", self.broker));
         if let Some(v) = &self.verification {
-            out.push_str("\nhandshake (verification connection, tokio-rustls)\n");
+            out.push_str("\nhandshake (verification connection, CardConnector)\n");
             out.push_str(&v.to_text("  "));
         }
         let c = &self.mqtt.first_connect_card;
         out.push_str(&format!(
-            "\nmqtt (rumqttc)\n  connected as {} ({} connection(s), {} reconnect(s))\n  card during connect: {} signature(s), {} key generation(s), {} ECDH, {} APDUs, {} in the card\n  subscribed to {}\n",
+            "\nmqtt (rumqttc over the card's TLS)\n  connected as {} ({} connection(s), {} reconnect(s))\n  card during connect: {} signature(s), {} key generation(s), {} ECDH, {} APDUs, {} in the card\n  runtime: tokio current_thread; longest stall while connecting {} (5 ms ticker)\n  subscribed to {}\n",
             self.mqtt.client_id,
             self.mqtt.connections,
             self.mqtt.reconnects,
@@ -160,6 +165,7 @@ impl Report {
             c.count(Operation::Dh),
             c.apdus,
             millis(c.time_in_card),
+            millis(self.mqtt.connect_stall),
             self.mqtt.topic,
         ));
         out.push_str(&format!(

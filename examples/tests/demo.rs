@@ -74,6 +74,9 @@ fn demo_json_report_with_an_explicit_state() {
     assert_eq!(report["mqtt"]["client_id"], "sensor-7");
     assert_eq!(report["mqtt"]["topic"], "iotsafe/demo/sensor-7");
     assert_eq!(report["mqtt"]["connect_card_signatures"], 1);
+    // The demo runs on a current_thread runtime and says how long it stalled while connecting.
+    assert_eq!(report["mqtt"]["runtime"], "tokio current_thread");
+    assert!(report["mqtt"]["connect_longest_runtime_stall_ms"].is_f64());
     assert_eq!(report["handshake"]["version"], "TLSv1.3");
     assert_eq!(report["handshake"]["card_signatures"], 1);
     assert_eq!(report["handshakes"], report["card_signatures"]);

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 /// Trust anchors from a PEM file (every certificate in it).
 pub fn load_roots(path: &Path) -> Result<RootCertStore, CliError> {
@@ -185,7 +184,8 @@ pub async fn handshake(
             .hint("check the address and that the server is running")
     })?;
     let _ = tcp.set_nodelay(true);
-    let connector = TlsConnector::from(config);
+    // The card's work off the runtime: a current_thread runtime keeps running its other tasks.
+    let connector = iotsafe_rustls::CardConnector::from(config);
     let stream = connector
         .connect(server_name, tcp)
         .await

@@ -82,6 +82,7 @@ proptest! {
         let mut script: VecDeque<Vec<u8>> = VecDeque::new();
         script.push_back(b"\r\nOK\r\n".to_vec()); // ATE0
         script.push_back(b"\r\nOK\r\n".to_vec()); // AT
+        script.push_back(b"\r\nOK\r\n".to_vec()); // AT+CMEE=1
         script.extend(replies);
         let port = ScriptedPort { replies: script, incoming: VecDeque::new(), read_size };
         let options = AtOptions {

@@ -100,6 +100,8 @@ fn errors_name_the_command_and_redact_the_payload() {
     let (mut t, _modem, _slave) = setup(AtMode::Csim, false, |l| {
         if l.starts_with("AT+CSIM=78") {
             vec![line("+CME ERROR: 0")]
+        } else if l == "AT+CPIN?" {
+            vec![line("+CPIN: READY"), ok()]
         } else {
             vec![line("ERROR")]
         }
@@ -111,7 +113,7 @@ fn errors_name_the_command_and_redact_the_payload() {
     assert_eq!(answer, "+CME ERROR: 0");
     let message = t.transmit(&sign_update).unwrap_err().to_string();
     assert!(!message.contains("5A5A"), "payload leaked: {message}");
-    // Still usable afterwards, and ERROR is typed too.
+    // Still usable afterwards, and ERROR is typed too (the SIM is there: `AT+CPIN?` says READY).
     let (command, answer) = modem_error(t.transmit(&SELECT_IOTSAFE));
     assert_eq!(command, "AT+CSIM=24,\"01A4040007…\"");
     assert_eq!(answer, "ERROR");

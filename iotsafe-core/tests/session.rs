@@ -267,19 +267,14 @@ fn a_stale_ephemeral_key_fails_cleanly() {
     let first = card.generate_ephemeral(&ObjectRef::id([4])).unwrap();
     let second = card.generate_ephemeral(&ObjectRef::id([4])).unwrap();
     assert_eq!(second.generation, first.generation + 1);
+    // The session's generations say so, and the slot queue (the second took the slot over)
+    // refuses first: nothing is sent.
+    assert!(!card.ephemeral_is_current(&first));
+    assert!(card.ephemeral_is_current(&second));
     let err = card
         .ephemeral_agreement(&first, &ObjectRef::id([5]), &second.key_pair.point)
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::StaleEphemeral {
-                started: 1,
-                current: 2
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::SlotTakenOver { .. }), "{err}");
 }
 
 #[test]

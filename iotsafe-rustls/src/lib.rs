@@ -57,34 +57,42 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Many connections on one card
-//! The card has one ephemeral key slot. By default, concurrent handshakes on one card take turns
-//! on it from key generation (in `ClientConnection::new`) to DH: first come, first served, each
-//! turn bounded by a lease ([`DEFAULT_SLOT_LEASE`]) so that a handshake stuck on a silent peer is
-//! overtaken. Signatures interleave freely, so the card stays busy and every handshake succeeds.
-//! The waiting happens in `ClientConnection::new`, on the calling thread: see below, and
-//! [`kx`] for what that means on a `current_thread` runtime. [`KxOptions::unqueued`] turns the
-//! queue off (a replaced key then fails the handshake with [`KxError::Replaced`]). The
-//! key-exchange group of a card is pooled: `build()` again on the same card reuses it, it holds
-//! only a `Weak<Card>`, and dropping the last config and the card closes the card's channel.
+//! ## From async code: the connector
+//! ```no_run
+//! # async fn demo(tls: iotsafe_rustls::IotSafeTls, roots: rustls::RootCertStore)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! let connector = tls.connector(roots)?; // feature `tokio`, on by default
+//! let tcp = tokio::net::TcpStream::connect("broker.example:8883").await?;
+//! let stream = connector.connect("broker.example".try_into()?, tcp).await?; // tokio-rustls stream
+//! # Ok(()) }
+//! ```
 //!
-//! ## Blocking under tokio
-//! Card I/O happens inside rustls's synchronous callbacks: `SupportedKxGroup::start()` runs inside
-//! `ClientConnection::new`, i.e. synchronously inside `tokio_rustls::TlsConnector::connect` before
-//! its future is first polled; the DH and the signature run inside `process_new_packets`, i.e.
-//! inside the poll of the TLS stream. Each card operation takes tens to hundreds of milliseconds on
-//! a real SIM, during which the calling thread is blocked. rustls 0.23 has no asynchronous signing.
-//! What to do:
-//! * run a **multi-thread** runtime, so one blocked worker does not stall the others (never a
-//!   `current_thread` runtime for a device that also serves other tasks);
-//! * call `connect` (and drive the handshake) inside `tokio::task::spawn_blocking` when other
-//!   tasks are latency-sensitive;
-//! * turn on [`KxOptions::pregenerate`] so the key generation happens in the background after the
-//!   previous handshake, not inside `connect`;
-//! * or keep all card I/O on one dedicated OS thread (the [`iotsafe_core::Card`] session already
-//!   serializes operations; a transport that forwards to such a thread works unchanged).
+//! ## Which path where
+//! rustls calls the card synchronously: key generation (and the wait for a turn on the card's
+//! ephemeral slot) inside `ClientConnection::new`, the DH and the signature inside
+//! `process_new_packets`. Each takes tens to hundreds of milliseconds on a real SIM.
 //!
-//! Never call `block_on` or `Handle::current()` from card code: it runs on a runtime worker.
+//! | your code | use | what happens |
+//! |---|---|---|
+//! | tokio, any runtime | [`CardConnector`] (module [`connector`]) | the wait is async, the card work runs in the blocking pool: the runtime never stalls |
+//! | tokio-rustls with the config, multi-thread runtime | works | card work and waits in `block_in_place` ([`runtime`]) |
+//! | tokio-rustls with the config, `current_thread` runtime | works, but stalls the runtime for the card's time | never waits for a slot: a busy card means that one handshake's ECDHE key is made on the host ([`KxOptions::host_ecdhe_when_busy`]) |
+//! | OS threads (`rustls::StreamOwned`, `spawn_blocking`) | the config | blocks the calling thread, as it should |
+//!
+//! ## Many connections, many programs, one card
+//! The card has one ephemeral key slot, or a few. Concurrent handshakes on one card take turns on
+//! them from key generation to DH, first come, first served, across every thread, task and
+//! program on the host that uses the card (the queue is the card's: [`iotsafe_core::slots`]);
+//! each turn is bounded by a lease ([`DEFAULT_SLOT_LEASE`]) so that a handshake stuck on a silent
+//! peer is overtaken. Signatures interleave freely, so the card stays busy and every handshake
+//! succeeds, and no program ever computes a DH with a key it did not generate.
+//! [`KxOptions::unqueued`] turns the queue off (a handshake whose slot another took then fails with
+//! [`KxError::TakenOver`]). The key-exchange group of a card is pooled: `build()` again on the
+//! same card reuses it, it holds only a `Weak<Card>`, and dropping the last config and the card
+//! closes the card's channel. [`KxOptions::pregenerate`] makes the next key in the background, so
+//! that a connect costs one APDU (the READ PUBLIC KEY that confirms the card still holds it).
+//!
+//! Never call `block_on` or `Handle::current()` from card code: it may run on a runtime worker.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

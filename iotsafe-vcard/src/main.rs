@@ -185,9 +185,10 @@ struct ServeArgs {
     /// TCP closes the socket and accepts the next connection; the pty hangs up and is re-created.
     #[arg(long, value_name = "N[:after|:before]", value_parser = parse_from_str::<DropPlan>)]
     at_drop_every: Option<DropPlan>,
-    /// Modem fault KIND@N[/EVERY] on the N-th card command: error, cme:CODE, garbage, silence, or
-    /// truncate:KEEP (the command runs, but its +CSIM:/+CGLA: line keeps only KEEP hex characters
-    /// while the announced length stays the full one).
+    /// Modem fault KIND@N[/EVERY] on the N-th card command: error, cme:CODE, garbage, silence,
+    /// late (the command runs, but its answer is held back until the host writes its next line:
+    /// it comes after any deadline), or truncate:KEEP (the command runs, but its +CSIM:/+CGLA:
+    /// line keeps only KEEP hex characters while the announced length stays the full one).
     #[arg(long, value_name = "KIND@N[/EVERY]", value_parser = parse_from_str::<AtInjection>)]
     at_fault: Option<AtInjection>,
     /// Write an unsolicited result code before every K-th answer.
@@ -196,6 +197,18 @@ struct ServeArgs {
     /// The unsolicited result codes to use in turn (default `+CREG: 1` and `RING`).
     #[arg(long = "at-urc", value_name = "LINE")]
     at_urc_lines: Vec<String>,
+    /// The AT+CMEE mode the modem comes up in (and returns to after ATZ or AT+CFUN=1,1): 0 plain
+    /// ERROR for every failure (the factory default of most modems), 1 numeric +CME ERROR: <n>,
+    /// 2 verbose.
+    #[arg(long = "at-cmee", alias = "cmee", value_name = "0|1|2", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(0..=2))]
+    at_cmee: u8,
+    /// The modem refuses AT+CMEE (answers ERROR); errors stay as --at-cmee says.
+    #[arg(long)]
+    at_no_cmee: bool,
+    /// The first N AT+CCHO after each SIM reset answer +CME ERROR: 14 (SIM busy).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    at_busy_after_reset: u32,
     /// Allow non-loopback addresses (anyone who reaches the card can sign with its key).
     #[arg(long)]
     allow_remote: bool,
@@ -445,6 +458,9 @@ fn at_options(args: &ServeArgs) -> AtOptions {
         inject: args.at_fault.clone(),
         urc,
         drop_every: args.at_drop_every,
+        cmee: args.at_cmee,
+        cmee_settable: !args.at_no_cmee,
+        busy_after_reset: args.at_busy_after_reset,
         ..AtOptions::default()
     }
 }

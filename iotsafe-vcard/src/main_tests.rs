@@ -156,3 +156,65 @@ fn vpcd_flag_takes_an_optional_address() {
     let local = parse(&["--vpcd", "localhost:35964"]).unwrap();
     assert!(local.ip().is_loopback() && local.port() == 35964);
 }
+
+#[test]
+fn modem_default_flags_make_at_options() {
+    let at = |extra: &[&str]| {
+        let mut argv = vec![
+            "iotsafe-vcard",
+            "serve",
+            "--state",
+            "s",
+            "--at-tcp",
+            "127.0.0.1:0",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Serve(args)) => Ok(at_options(&args)),
+            Ok(Command::Provision { .. }) => unreachable!(),
+            Err(err) => Err(err),
+        }
+    };
+    let default = at(&[]).unwrap();
+    assert_eq!(
+        (
+            default.cmee,
+            default.cmee_settable,
+            default.busy_after_reset
+        ),
+        (1, true, 0)
+    );
+    let factory = at(&[
+        "--cmee",
+        "0",
+        "--at-no-cmee",
+        "--at-busy-after-reset",
+        "2",
+        "--at-fault",
+        "late@3",
+    ])
+    .unwrap();
+    assert_eq!(
+        (
+            factory.cmee,
+            factory.cmee_settable,
+            factory.busy_after_reset
+        ),
+        (0, false, 2)
+    );
+    assert_eq!(
+        factory.inject,
+        Some(iotsafe_vcard::frontend::at::AtInjection::once(
+            iotsafe_vcard::frontend::at::AtFault::Late,
+            3
+        ))
+    );
+    assert_eq!(at(&["--at-cmee", "2"]).unwrap().cmee, 2);
+    for bad in [
+        &["--at-cmee", "3"][..],
+        &["--cmee", "x"],
+        &["--at-busy-after-reset", "-1"],
+    ] {
+        assert!(at(bad).is_err(), "{bad:?}");
+    }
+}

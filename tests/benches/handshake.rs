@@ -13,7 +13,9 @@
 //!
 //! `cargo bench -p iotsafe-tests --bench handshake` also prints a report (medians of its own
 //! runs, APDUs, bytes, card-busy time, the floor, throughput of N = 1, 4, 8, 32 threads on one
-//! card with the default configuration and the longest wait for the card's slot); set
+//! card with the default configuration and the longest wait for the card's slot, async connects
+//! on one runtime with the async connector and with plain tokio-rustls and the runtime's longest
+//! stall); set
 //! `IOTSAFE_PERF_REPORT=0` to skip it. Under `cargo test --benches` only the zero-latency
 //! benches run, once each.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@
 use criterion::Criterion;
 use iotsafe_core::{Card, CardConfig, CardStats};
 use iotsafe_rustls::{IotSafeTls, KxOptions};
+use iotsafe_tests::async_load::{self, AsyncEchoServer, Flavor, How, Until};
 use iotsafe_tests::handshake::{
     critical_path_floor, handshake_over, modelled_busy, replay_wolfssl_handshake, TlsFixture,
 };
@@ -284,12 +287,9 @@ fn report() {
             runs.iter().map(|r| r.0).min().unwrap_or_default(),
             runs.iter().map(|r| r.0).max().unwrap_or_default(),
         );
-        // The handshake's own APDUs: 8 with the key generated in it, 7 with a key made ahead.
-        let own_apdus = if matches!(keygen, Keygen::InHandshake) {
-            8
-        } else {
-            7
-        };
+        // The handshake's own APDUs: 8 with the key generated in it; with a key made ahead, 7
+        // and the READ PUBLIC KEY that confirms the card still holds it.
+        let own_apdus = 8;
         let floor = critical_path_floor(&sim, own_apdus, matches!(keygen, Keygen::InHandshake));
         println!(
             "critical path {:<30} wall median {} (min {}, max {}) | card busy {} | APDUs {} | bytes {}/{} | runs with a keygen inside {}/{} | floor {} | wall/floor {:.2}",
@@ -385,6 +385,40 @@ fn report() {
             100.0 * t.rate * busy.as_secs_f64(),
             ms(t.max_wait)
         );
+    }
+
+    // 4a. Async connects on one card: N tasks on one runtime, with the async connector and with
+    // plain tokio-rustls, and the longest stall of a 5 ms ticker on the same runtime.
+    for flavor in [Flavor::CurrentThread, Flavor::TwoWorkers] {
+        for how in [How::Connector, How::Plain] {
+            for tasks in [1, 4, 16] {
+                let fx = fixture(sim, false);
+                let server = AsyncEchoServer::start(Arc::clone(&fx.server));
+                let tls = IotSafeTls::builder(fx.card.clone())
+                    .build()
+                    .expect("IotSafeTls");
+                let group = tls.kx_group().expect("card ECDHE");
+                let client = Arc::new(tls.client_config(fx.roots.clone()).expect("client config"));
+                let run = Duration::from_secs(5);
+                let r = async_load::run(
+                    &client,
+                    server.addr,
+                    flavor,
+                    how,
+                    tasks,
+                    Until::Elapsed(run),
+                );
+                let rate = r.done as f64 / r.wall.as_secs_f64();
+                println!(
+                    "async {how:?} on {flavor:?}, N={tasks}: {rate:.2} handshakes/s ({} done, {} failed) = {:.0}% of the bound | longest ticker stall {} | ECDHE on the host {}",
+                    r.done,
+                    r.failures.len(),
+                    100.0 * rate * busy.as_secs_f64(),
+                    ms(r.stall),
+                    group.queue_stats().host_ecdhe
+                );
+            }
+        }
     }
 
     // 4s. What several ephemeral slots buy: the same, over a cellular round trip.

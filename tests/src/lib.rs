@@ -278,6 +278,7 @@ pub mod private_pcscd;
 #[cfg(feature = "pcsc")]
 pub mod vpcd;
 
+pub mod async_load;
 pub mod echo_server;
 pub mod handshake;
 pub mod workout;

@@ -12,21 +12,18 @@
 //!   without waiting.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use iotsafe_core::at::AtTransport;
 use iotsafe_core::{Card, Operation};
 use iotsafe_rustls::{CardConnector, IotSafeTls};
+use iotsafe_tests::async_load::{self, one, AsyncEchoServer, Flavor, How, Until};
 use iotsafe_tests::handshake::TlsFixture;
 use iotsafe_vcard::frontend::at::{AtHandle, AtOptions as ModemOptions};
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::{CardOptions, Latency};
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The card's latency is real time: these tests share one machine's clock fairly when they run
@@ -34,13 +31,12 @@ use tokio::net::{TcpListener, TcpStream};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const STALL_BOUND: Duration = Duration::from_millis(50);
-const TICK: Duration = Duration::from_millis(5);
 
-/// The card behind the virtual modem on TCP, typical-SIM latency.
+/// The card behind the virtual modem on TCP, typical-SIM latency, and a server requiring its
+/// certificate.
 struct Setup {
     fx: TlsFixture,
-    server: SocketAddr,
-    _server_runtime: tokio::runtime::Runtime,
+    server: AsyncEchoServer,
     modem: Option<AtHandle>,
 }
 
@@ -61,24 +57,20 @@ impl Setup {
             let transport = AtTransport::connect_tcp(addr).expect("connect over AT");
             Arc::new(Card::open(transport, Default::default()).expect("open over AT"))
         });
-        let server_runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = server_runtime.block_on(echo_server(Arc::clone(&fx.server)));
-        Setup {
-            fx,
-            server,
-            _server_runtime: server_runtime,
-            modem,
-        }
+        let server = AsyncEchoServer::start(Arc::clone(&fx.server));
+        Setup { fx, server, modem }
     }
 
     /// The configuration a user gets from the README: the builder's defaults.
     fn default_config(&self) -> Arc<ClientConfig> {
         let tls = IotSafeTls::builder(self.fx.card.clone()).build().unwrap();
         Arc::new(tls.client_config(self.fx.roots.clone()).unwrap())
+    }
+
+    /// `n` concurrent connects, one each.
+    fn run(&self, flavor: Flavor, how: How, n: usize) -> async_load::Run {
+        let config = self.default_config();
+        async_load::run(&config, self.server.addr, flavor, how, n, Until::Each(1))
     }
 }
 
@@ -90,33 +82,9 @@ impl Drop for Setup {
     }
 }
 
-/// A TLS server on loopback that requires a client certificate, reads one line and answers it.
-async fn echo_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut tls = BufReader::new(tls);
-                let mut line = String::new();
-                if tls.read_line(&mut line).await.is_ok() {
-                    let _ = tls.write_all(format!("ok {line}").as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// A server that accepts one connection, reads what comes (a ClientHello), says so, and never
 /// answers.
-async fn silent_server() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+async fn silent_server() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (heard, hello) = tokio::sync::oneshot::channel();
@@ -134,133 +102,6 @@ async fn silent_server() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>) {
     (addr, hello)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum How {
-    /// `CardConnector::connect`.
-    Connector,
-    /// `tokio_rustls::TlsConnector::from(config).connect`.
-    Plain,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Flavor {
-    CurrentThread,
-    TwoWorkers,
-}
-
-fn runtime(flavor: Flavor) -> tokio::runtime::Runtime {
-    match flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Flavor::TwoWorkers => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(2);
-            b
-        }
-    }
-    .enable_all()
-    .build()
-    .unwrap()
-}
-
-fn name() -> ServerName<'static> {
-    ServerName::try_from("localhost").unwrap()
-}
-
-/// One connect, one line each way.
-async fn one(
-    how: How,
-    config: Arc<ClientConfig>,
-    server: SocketAddr,
-    i: usize,
-) -> Result<(), String> {
-    let tcp = TcpStream::connect(server)
-        .await
-        .map_err(|e| e.to_string())?;
-    let line = format!("hello {i}\n");
-    let mut answer = String::new();
-    match how {
-        How::Connector => {
-            let tls = CardConnector::from(config).connect(name(), tcp).await;
-            let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
-            tls.write_all(line.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            tls.read_line(&mut answer)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        How::Plain => {
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name(), tcp)
-                .await;
-            let mut tls = BufReader::new(tls.map_err(|e| format!("connect: {e}"))?);
-            tls.write_all(line.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            tls.read_line(&mut answer)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    if answer != format!("ok {line}") {
-        return Err(format!("the server answered {answer:?}"));
-    }
-    Ok(())
-}
-
-/// What one run saw.
-#[derive(Debug)]
-struct Run {
-    failures: Vec<String>,
-    stall: Duration,
-    wall: Duration,
-}
-
-/// `n` concurrent connects on a runtime of `flavor`, with a 5 ms ticker on the same runtime.
-fn run(setup: &Setup, flavor: Flavor, how: How, n: usize) -> Run {
-    let config = setup.default_config();
-    let server = setup.server;
-    runtime(flavor).block_on(async move {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = tokio::spawn({
-            let stop = Arc::clone(&stop);
-            async move {
-                let mut longest = Duration::ZERO;
-                let mut last = Instant::now();
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(TICK).await;
-                    let now = Instant::now();
-                    longest = longest.max(now.duration_since(last).saturating_sub(TICK));
-                    last = now;
-                }
-                longest
-            }
-        });
-        // Let the ticker start before the connects.
-        tokio::time::sleep(TICK * 2).await;
-        let started = Instant::now();
-        let connects: Vec<_> = (0..n)
-            .map(|i| tokio::spawn(one(how, Arc::clone(&config), server, i)))
-            .collect();
-        let mut failures = Vec::new();
-        for (i, c) in connects.into_iter().enumerate() {
-            match c.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(format!("connect {i}: {e}")),
-                Err(e) => failures.push(format!("connect {i} panicked: {e}")),
-            }
-        }
-        let wall = started.elapsed();
-        stop.store(true, Ordering::SeqCst);
-        let stall = ticker.await.unwrap();
-        Run {
-            failures,
-            stall,
-            wall,
-        }
-    })
-}
-
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -272,7 +113,7 @@ fn connector_on(flavor: Flavor) {
     let setup = Setup::new();
     for n in [1, 4, 16] {
         let before = setup.fx.card.stats();
-        let r = run(&setup, flavor, How::Connector, n);
+        let r = setup.run(flavor, How::Connector, n);
         let used = setup.fx.card.stats().since(&before);
         eprintln!(
             "CardConnector, {flavor:?}, N={n}: {}/{n} succeeded in {:.2?}, longest ticker stall {:.1?}",
@@ -321,7 +162,7 @@ fn plain_on(flavor: Flavor) {
     for n in [1, 4, 16] {
         let host_before = group.queue_stats().host_ecdhe;
         let before = setup.fx.card.stats();
-        let r = run(&setup, flavor, How::Plain, n);
+        let r = setup.run(flavor, How::Plain, n);
         let used = setup.fx.card.stats().since(&before);
         let host = group.queue_stats().host_ecdhe - host_before;
         eprintln!(
@@ -359,15 +200,15 @@ fn a_connect_dropped_mid_handshake_gives_its_slot_back() {
     let setup = Setup::new();
     let config = setup.default_config();
     let group = iotsafe_rustls::CardKxGroup::of_config(&config).expect("card ECDHE");
-    let server = setup.server;
-    runtime(Flavor::CurrentThread).block_on(async move {
+    let server = setup.server.addr;
+    Flavor::CurrentThread.runtime().block_on(async move {
         let (silent, hello) = silent_server().await;
         let connector = CardConnector::from(Arc::clone(&config));
         // The ClientHello goes out (the slot is held), the answer never comes: dropped then.
         let tcp = TcpStream::connect(silent).await.unwrap();
         let before = group.queue_stats();
         tokio::select! {
-            done = connector.connect(name(), tcp) => panic!("a silent server answered: {:?}", done.map(drop)),
+            done = connector.connect(async_load::name(), tcp) => panic!("a silent server answered: {:?}", done.map(drop)),
             heard = hello => heard.expect("the ClientHello reached the server"),
         }
         let turns = group.queue_stats().turns - before.turns;

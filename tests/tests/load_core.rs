@@ -124,14 +124,17 @@ fn thirty_two_threads_share_one_card() {
                     vk.verify_prehash(&digest, &Signature::from_slice(&raw(sig)).unwrap())
                         .unwrap();
                     // ECDHE on the single ephemeral slot: another thread may regenerate it between
-                    // keygen and agreement; that is a clean `StaleEphemeral` and a restart, never a
+                    // keygen and agreement; that is a clean `SlotTakenOver` (or `StaleEphemeral`)
+                    // and a restart, never a
                     // wrong secret.
                     let mut tries = 0;
                     loop {
                         tries += 1;
                         match handshake(&card, &vk, t * 1000 + i, true) {
                             Ok(()) => break,
-                            Err(Error::StaleEphemeral { .. }) if tries < 1_000 => {
+                            Err(Error::StaleEphemeral { .. } | Error::SlotTakenOver { .. })
+                                if tries < 1_000 =>
+                            {
                                 stale.fetch_add(1, Ordering::Relaxed);
                                 std::thread::sleep(Duration::from_micros(100 * (t % 7 + 1)));
                             }

@@ -73,8 +73,9 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<bool, CliError> {
     // Ctrl-C is caught from the start: whenever it comes, the client stops at its next step and
     // disconnects cleanly.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // A current_thread runtime, the usual choice on a small device: the card's work runs in the
+    // blocking pool (iotsafe_rustls::CardConnector), never on this thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::new("starting the async runtime", e))?;

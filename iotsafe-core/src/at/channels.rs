@@ -3,8 +3,10 @@
 //!
 //! A SIM has few logical channels, and a modem keeps them open across host programs and across
 //! a port that dropped (USB re-enumeration, a TCP bridge that closed: the SIM was not reset). So
-//! a channel whose AT+CCHC went unanswered, or that belonged to the session before a reconnect,
-//! is remembered as stale and closed as soon as the modem answers again, or on drop.
+//! a channel whose AT+CCHC went unanswered, that belonged to the session before a reconnect, or
+//! that an AT+CCHO opened after the transport had given up waiting for it (its `+CCHO: <n>` came
+//! late, and the line kept the id), is remembered as stale and closed as soon as the modem
+//! answers again, or on drop.
 
 use super::framing::AtCommand;
 use super::line::ModemLine;
@@ -115,16 +117,35 @@ impl Channels {
         !self.stale.is_empty()
     }
 
-    /// Best effort: AT+CCHC for each stale channel, each within `timeout`. A channel the modem
-    /// answered for is forgotten (`OK`, or an error such as `+CME ERROR: 21` for one it no
-    /// longer knows); at the first exchange that fails (no answer, port gone) the rest stay for
-    /// later.
+    /// Takes the session ids of late AT+CCHO answers the line found, as stale channels.
+    pub(super) fn adopt_late<P: AtPort>(&mut self, line: &mut ModemLine<P>) {
+        for session in line.take_late_sessions() {
+            // A modem that reused the id for the channel now in use: that one is ours.
+            if self.open != Some(session) {
+                self.remember_stale(session, line.label());
+            }
+        }
+    }
+
+    /// Best effort: AT+CCHC for each stale channel, each within `timeout`, late AT+CCHO answers
+    /// included (when one may still come, the line is resynchronised first to let it in). A
+    /// channel the modem answered for is forgotten (`OK`, or an error such as `+CME ERROR: 21`
+    /// for one it no longer knows); at the first exchange that fails (no answer, port gone) the
+    /// rest stay for later.
     pub(super) fn close_stale<P: AtPort>(
         &mut self,
         line: &mut ModemLine<P>,
         timeout: core::time::Duration,
     ) {
-        while let Some(&session) = self.stale.first() {
+        if line.awaits_late_session() && line.resync().is_err() {
+            return;
+        }
+        loop {
+            // Each exchange may have resynchronised the line and found a late answer.
+            self.adopt_late(line);
+            let Some(&session) = self.stale.first() else {
+                break;
+            };
             let command = AtCommand::cchc(session);
             let parser = line.parser(&["+CCHC:"]);
             match line.exchange(&command, parser, timeout) {

@@ -102,6 +102,8 @@ pub(crate) struct AtCommand {
     line: Zeroizing<String>,
     /// What logs and errors show; `None` when that is the line itself.
     shown: Option<String>,
+    /// AT+CCHO: an answer that comes after the deadline names a channel opened for nobody.
+    opens_channel: bool,
 }
 
 impl AtCommand {
@@ -110,6 +112,7 @@ impl AtCommand {
         AtCommand {
             line: Zeroizing::new(line.into()),
             shown: None,
+            opens_channel: false,
         }
     }
 
@@ -118,6 +121,7 @@ impl AtCommand {
         AtCommand {
             line: csim_command(apdu, width3),
             shown: Some(csim_display(apdu, width3)),
+            opens_channel: false,
         }
     }
 
@@ -126,12 +130,16 @@ impl AtCommand {
         AtCommand {
             line: cgla_command(session, apdu),
             shown: Some(cgla_display(session, apdu)),
+            opens_channel: false,
         }
     }
 
     /// `AT+CCHO="<AID>"` (AIDs are public).
     pub(crate) fn ccho(aid: &[u8]) -> AtCommand {
-        AtCommand::plain(ccho_command(aid))
+        AtCommand {
+            opens_channel: true,
+            ..AtCommand::plain(ccho_command(aid))
+        }
     }
 
     /// `AT+CCHC=<sid>`.
@@ -153,6 +161,12 @@ impl AtCommand {
     /// The line as logs and errors show it.
     pub(crate) fn shown(&self) -> &str {
         self.shown.as_deref().unwrap_or(&self.line)
+    }
+
+    /// True for AT+CCHO: its answer names a channel the modem opened, which must be closed even
+    /// when the answer comes too late.
+    pub(crate) fn opens_channel(&self) -> bool {
+        self.opens_channel
     }
 }
 
@@ -264,7 +278,9 @@ mod tests {
         let ccho = AtCommand::ccho(&[0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10]);
         assert_eq!(ccho.line(), "AT+CCHO=\"A0000005590010\"");
         assert_eq!(ccho.shown(), ccho.line());
+        assert!(ccho.opens_channel());
         assert_eq!(AtCommand::cchc(2).shown(), "AT+CCHC=2");
+        assert!(!AtCommand::cchc(2).opens_channel() && !csim.opens_channel());
         let resync = AtCommand::plain("AT").shown_as("AT (resync)");
         assert_eq!((resync.line(), resync.shown()), ("AT", "AT (resync)"));
     }

@@ -25,6 +25,13 @@
 //!
 //! [`ModemLine::exchange`] resynchronises first when the line is dirty, so one bad exchange never
 //! poisons the next; the transport above never looks at the state.
+//!
+//! # Late AT+CCHO answers
+//!
+//! An AT+CCHO that ends without its answer may still open a channel. Until the line is in sync
+//! again, what the line discards (the part read before the deadline, drains, a resync's late
+//! answers) is searched for its session id ([`late`]); the transport takes the ids with
+//! [`ModemLine::take_late_sessions`] and closes those channels.
 
 use crate::clock::Deadline;
 use crate::prelude::*;
@@ -39,6 +46,9 @@ use super::parser::{Answer, AnswerParser, Progress};
 use super::port::AtPort;
 use super::refusal::modem_error;
 use crate::transport::TransportError;
+use late::LateSessions;
+
+mod late;
 
 /// Longest a resync waits for the line to go quiet before it sends `AT`.
 const RESYNC_DRAIN_LIMIT: Duration = Duration::from_secs(1);
@@ -84,6 +94,8 @@ pub(super) struct ModemLine<P: AtPort> {
     ready_timeout: Duration,
     resync_timeout: Duration,
     state: LineState,
+    /// Session ids of AT+CCHO answers that came after their deadline.
+    late: LateSessions,
 }
 
 impl<P: AtPort> ModemLine<P> {
@@ -98,6 +110,7 @@ impl<P: AtPort> ModemLine<P> {
             ready_timeout: options.ready_timeout,
             resync_timeout: options.check_timeout(),
             state: LineState::InSync,
+            late: LateSessions::new(options.max_line, options.max_lines),
         }
     }
 
@@ -111,6 +124,17 @@ impl<P: AtPort> ModemLine<P> {
         self.state == LineState::Dirty
     }
 
+    /// True while an AT+CCHO that got no answer in time may still open a channel.
+    pub(super) fn awaits_late_session(&self) -> bool {
+        self.late.awaited()
+    }
+
+    /// The session ids of AT+CCHO answers that came after their deadline (channels the modem
+    /// opened for nobody), oldest first; the line forgets them.
+    pub(super) fn take_late_sessions(&mut self) -> Vec<u32> {
+        self.late.take()
+    }
+
     /// A parser for one answer, keeping the information lines that start with `prefixes`, with
     /// this line's bounds.
     pub(super) fn parser(&self, prefixes: &[&str]) -> AnswerParser {
@@ -121,7 +145,7 @@ impl<P: AtPort> ModemLine<P> {
     /// be in flight: the line is in sync.
     pub(super) fn replace_port(&mut self, port: P) {
         self.port = port;
-        self.state = LineState::InSync;
+        self.in_sync();
     }
 
     /// Sends `command` and reads its answer until the final result line or `timeout`;
@@ -144,11 +168,10 @@ impl<P: AtPort> ModemLine<P> {
     /// it fails.
     pub(super) fn resync(&mut self) -> Result<(), TransportError> {
         let result = self.try_resync();
-        self.state = if result.is_ok() {
-            LineState::InSync
-        } else {
-            LineState::Dirty
-        };
+        match result {
+            Ok(()) => self.in_sync(),
+            Err(_) => self.state = LineState::Dirty,
+        }
         result
     }
 
@@ -157,7 +180,7 @@ impl<P: AtPort> ModemLine<P> {
     /// `ATE` get the plain `AT` check. In sync when it succeeds.
     pub(super) fn wait_ready(&mut self) -> Result<(), TransportError> {
         self.try_wait_ready()?;
-        self.state = LineState::InSync;
+        self.in_sync();
         Ok(())
     }
 
@@ -167,9 +190,15 @@ impl<P: AtPort> ModemLine<P> {
     pub(super) fn settle(&mut self) -> Result<(), TransportError> {
         if self.is_dirty() {
             self.drain(QUIET)?;
-            self.state = LineState::InSync;
+            self.in_sync();
         }
         Ok(())
+    }
+
+    /// Nothing of an earlier command can arrive any more.
+    fn in_sync(&mut self) {
+        self.state = LineState::InSync;
+        self.late.settled();
     }
 
     /// After a bare `OK` to `shown`: some modems (u-blox on Arduino MKR) send the `prefix`
@@ -208,13 +237,19 @@ impl<P: AtPort> ModemLine<P> {
         }
     }
 
-    /// Reads and discards until the line is quiet for [`QUIET`] or `limit` has passed.
+    /// Reads and discards until the line is quiet for [`QUIET`] or `limit` has passed; the
+    /// session id of a late AT+CCHO answer among the discarded bytes is kept.
     pub(super) fn drain(&mut self, limit: Duration) -> Result<(), TransportError> {
         let mut discarded = 0usize;
-        self.read_loop(limit, Some(QUIET), |bytes| {
+        // Out of `self` while the read loop borrows it; put back whatever the loop ends with.
+        let mut late = core::mem::take(&mut self.late);
+        let result = self.read_loop(limit, Some(QUIET), |bytes| {
             discarded += bytes.len();
+            late.discarded(bytes);
             ControlFlow::<()>::Continue(())
-        })?;
+        });
+        self.late = late;
+        result?;
         if discarded > 0 {
             tracing::debug!(modem = %self.label, bytes = discarded, "discarded stale modem output");
         }
@@ -231,12 +266,16 @@ impl<P: AtPort> ModemLine<P> {
     ) -> Result<Answer, TransportError> {
         // Nothing goes out whose answer could not be waited for within a deadline.
         Deadline::after(timeout)?;
+        let mut parser = parser;
         let result = self
             .write(command)
-            .and_then(|()| self.read_answer(command.shown(), parser, &[], timeout))
+            .and_then(|()| self.read_answer(command.shown(), &mut parser, &[], timeout))
             .map(|(answer, _)| answer);
         if result.is_err() {
             self.state = LineState::Dirty;
+            if command.opens_channel() {
+                self.late.ccho_unanswered(parser.info_lines());
+            }
         }
         result
     }
@@ -248,22 +287,24 @@ impl<P: AtPort> ModemLine<P> {
         let at = AtCommand::plain("AT").shown_as("AT (resync)");
         self.write(&at)?;
         // A modem still busy with the command that timed out answers it first: an answer that
-        // carries a card-command line is that late answer, not the one to our `AT`.
+        // carries a card-command line (a bare number too, while an AT+CCHO is unanswered) is that
+        // late answer, not the one to our `AT`.
+        let late_parser = |line: &Self| {
+            line.parser(&CARD_COMMAND_LINES)
+                .accept_bare_number(line.late.awaited())
+        };
         let (mut answer, mut rest) =
-            self.read_answer(at.shown(), self.parser(&CARD_COMMAND_LINES), &[], timeout)?;
+            self.read_answer(at.shown(), &mut late_parser(self), &[], timeout)?;
         for _ in 0..MAX_LATE_ANSWERS {
             if answer.info.is_empty() {
                 break;
             }
             tracing::debug!(modem = %self.label, late = %answer.summary(), "discarded a late answer");
+            self.late.late_answer(&answer.info);
             let remaining = deadline.remaining();
             // The OK to our AT may have come in the same read as the late answer.
-            (answer, rest) = self.read_answer(
-                at.shown(),
-                self.parser(&CARD_COMMAND_LINES),
-                &rest,
-                remaining,
-            )?;
+            (answer, rest) =
+                self.read_answer(at.shown(), &mut late_parser(self), &rest, remaining)?;
         }
         if !answer.result.is_ok() || !answer.info.is_empty() {
             return Err(modem_error(at.shown(), &answer));
@@ -331,7 +372,7 @@ impl<P: AtPort> ModemLine<P> {
     fn read_answer(
         &mut self,
         shown: &str,
-        mut parser: AnswerParser,
+        parser: &mut AnswerParser,
         already_read: &[u8],
         timeout: Duration,
     ) -> Result<(Answer, Zeroizing<Vec<u8>>), TransportError> {

@@ -11,11 +11,17 @@
 //!   operating system's streams (serial port, tty file, TCP; feature `at`), opened by `open`.
 //! - `line` (private): the only reader and writer of the port. Writes a command and reads its
 //!   answer (one bounded read loop for every read), drains, resynchronises, checks readiness,
-//!   and keeps the one rule for when the line must be resynchronised.
-//! - `refusal` (private): the `+CME ERROR` codes the transport acts on, classified once.
+//!   and keeps the one rule for when the line must be resynchronised; finds the session ids of
+//!   AT+CCHO answers that came after their deadline.
+//! - `refusal` (private): the `+CME ERROR` codes the transport acts on, classified once; the
+//!   modem's error mode, and the once-per-operation rule for a bare `ERROR`.
 //! - `channels` (private): the AT+CCHO channel in use and the stale ones still to close.
 //! - [`AtTransport`]: the [`Transport`](crate::transport::Transport): AT+CSIM or AT+CGLA per
 //!   APDU, probes and fallback, what each refusal means, reconnecting; options in [`AtOptions`].
+//!
+//! How the transport opens: `ATE0`, `AT`, `AT+CMEE=1` (numeric error codes; modems come up at
+//! `AT+CMEE=0`, where every failure is a bare `ERROR`; a modem that refuses it is still used),
+//! then identification and, in [`AtMode::Auto`], the probes.
 //!
 //! How an exchange behaves:
 //! - It ends as soon as the final result line (`OK`, `ERROR`, `+CME ERROR`, `+CMS ERROR`) is in;
@@ -29,8 +35,14 @@
 //! - Errors name the command with the APDU payload redacted (`AT+CSIM=78,"002B800122…"`) and the
 //!   modem's answer with response data redacted (`+CSIM: 136,"…9000"`). A lost SIM
 //!   (`+CME ERROR: 10`/`13`) is [`TransportError::RemovedCard`](crate::TransportError::RemovedCard).
+//! - A bare `ERROR` to AT+CGLA is read as a lost channel once per operation
+//!   ([`TransportError::ResetCard`](crate::TransportError::ResetCard): the session reopens its
+//!   channel and retries), then as the command's own refusal. To AT+CSIM it is a lost SIM when
+//!   `AT+CPIN?` fails too, else the command's own refusal.
 //! - [`AtMode::Auto`] uses AT+CCHO/AT+CGLA when `AT+CCHO=?` says OK and falls back to AT+CSIM
-//!   when the modem refuses AT+CCHO or its first AT+CGLA.
+//!   when the modem refuses AT+CCHO as a command it lacks (before any AT+CCHO worked) or its
+//!   first AT+CGLA; a busy SIM (`+CME ERROR: 14`) is no reason to.
+//! - The channel a late `+CCHO: <n>` names (an AT+CCHO answered after its deadline) is closed.
 
 mod channels;
 #[cfg(all(test, feature = "at"))]

@@ -1,9 +1,9 @@
 //! [`AtTransport`]: APDUs to the SIM through a cellular modem's AT command interface.
 //!
-//! This module holds the command-family logic: AT+CSIM or AT+CGLA for each APDU, the probes and
-//! the fallback from AT+CCHO/AT+CGLA to AT+CSIM, what a refusal means, reconnecting and opening
-//! the port again. Bytes go through [`ModemLine`] (the only reader and writer, and the keeper of
-//! the resync rule); the AT+CCHO channels are kept by [`Channels`].
+//! This module holds the command-family logic: AT+CSIM or AT+CGLA for each APDU, the error mode
+//! (`AT+CMEE=1`), the probes and the fallback from AT+CCHO/AT+CGLA to AT+CSIM, what a refusal
+//! means, reconnecting and opening the port again. Bytes go through [`ModemLine`] (the only reader
+//! and writer, and the keeper of the resync rule); the AT+CCHO channels are kept by [`Channels`].
 
 use crate::prelude::*;
 use core::time::Duration;
@@ -17,8 +17,12 @@ use super::options::{AtMode, AtOptions};
 use super::parser::{self, Answer};
 use super::port::AtPort;
 use super::quirks::ModemQuirks;
-use super::refusal::{modem_error, refusal, sim_lost, CmeError};
-use crate::transport::{Capabilities, Transport, TransportChannel, TransportError};
+use super::refusal::{
+    is_plain_error, modem_error, refusal, sim_lost, CmeError, ErrorMode, PlainErrors,
+};
+use crate::transport::{
+    Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
+};
 
 /// What the probes found out about one command family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,14 @@ pub struct AtTransport<P: AtPort> {
     channels: Channels,
     /// An AT+CGLA has succeeded on this modem (so a later refusal is about that APDU, not CGLA).
     cgla_worked: bool,
+    /// The AID of the last AT+CCHO that opened a channel: the modem has AT+CCHO, and the applet
+    /// is there (so a later refusal is no reason to fall back, and a plain `ERROR` to the same
+    /// AID is no missing applet).
+    ccho_opened: Option<Vec<u8>>,
+    /// Whether the modem took `AT+CMEE=1`.
+    errors: ErrorMode,
+    /// The budget of recoveries for a plain `ERROR` to AT+CGLA.
+    plain_errors: PlainErrors,
     /// Opens the port again (serial device, tty, TCP address) when [`Transport::reconnect`] finds
     /// the old one dead, e.g. a USB modem that re-enumerated.
     reopen: Option<Reopen<P>>,
@@ -69,8 +81,9 @@ impl<P: AtPort> core::fmt::Debug for AtTransport<P> {
 }
 
 impl<P: AtPort> AtTransport<P> {
-    /// Takes over `port`: turns echo off, checks the modem answers `AT`, identifies the modem
-    /// (unless [`AtOptions::quirks`] is given) and, in [`AtMode::Auto`], probes AT+CCHO.
+    /// Takes over `port`: turns echo off, checks the modem answers `AT`, asks for numeric error
+    /// codes (`AT+CMEE=1`; a modem that refuses it is still used), identifies the modem (unless
+    /// [`AtOptions::quirks`] is given) and, in [`AtMode::Auto`], probes AT+CCHO.
     pub fn new(
         port: P,
         label: impl Into<String>,
@@ -84,6 +97,9 @@ impl<P: AtPort> AtTransport<P> {
             cgla: Support::Unknown,
             channels: Channels::default(),
             cgla_worked: false,
+            ccho_opened: None,
+            errors: ErrorMode::Plain,
+            plain_errors: PlainErrors::default(),
             reopen: None,
         };
         transport.initialise()?;
@@ -174,6 +190,7 @@ impl<P: AtPort> AtTransport<P> {
         if !answer.result.is_ok() {
             return Err(match self.channels.session() {
                 Some(_) => self.cgla_refused(shown, &answer),
+                None if is_plain_error(&answer.result) => self.plain_csim_refusal(shown, &answer),
                 None => refusal(shown, &answer),
             });
         }
@@ -216,7 +233,8 @@ impl<P: AtPort> AtTransport<P> {
     /// reported as [`TransportError::ResetCard`] (the session re-opens it and retries once). In
     /// [`AtMode::Auto`], a modem that refuses the very first AT+CGLA lacks it even though it has
     /// AT+CCHO: close the channel, use AT+CSIM from now on, and report `ResetCard` too, so the
-    /// session re-selects over AT+CSIM and retries.
+    /// session re-selects over AT+CSIM and retries. A plain `ERROR` later on follows
+    /// [`AtTransport::plain_cgla_refusal`].
     fn cgla_refused(&mut self, shown: &str, answer: &Answer) -> TransportError {
         match CmeError::of(&answer.result) {
             Some(CmeError::SimLost) => sim_lost(shown, answer),
@@ -237,23 +255,85 @@ impl<P: AtPort> AtTransport<P> {
                 self.cgla = Support::No;
                 TransportError::ResetCard
             }
+            _ if is_plain_error(&answer.result) => self.plain_cgla_refusal(shown, answer),
             _ => modem_error(shown, answer),
         }
     }
 
-    /// A refused AT+CCHO: `Ok(None)` when the transport falls back to AT+CSIM, else the error.
+    /// A plain `ERROR` to AT+CGLA. It has no code, so it may stand for the lost channel or SIM a
+    /// numeric code would have named (a modem at `AT+CMEE=0`, or one restarted behind our back,
+    /// which forgot `AT+CMEE=1`), or for a command the modem will not take. The first is read as
+    /// a reset, once per operation ([`PlainErrors`]): the channel is retired (closed with AT+CCHC
+    /// once the modem answers, in case it still has it, so a wrong guess leaks nothing) and the
+    /// session reopens one and retries. Refused again in the retry, it is the command's own
+    /// refusal: [`TransportError::Modem`].
+    fn plain_cgla_refusal(&mut self, shown: &str, answer: &Answer) -> TransportError {
+        if !self.plain_errors.take_recovery() {
+            return modem_error(shown, answer);
+        }
+        tracing::warn!(
+            command = %shown,
+            "a plain ERROR to AT+CGLA: taken for a lost channel; reopening once"
+        );
+        self.channels.retire(self.line.label());
+        TransportError::ResetCard
+    }
+
+    /// A plain `ERROR` to AT+CSIM. A SIM that was reset answers `6881` to the session's channel
+    /// inside `+CSIM:`, so the only loss a plain `ERROR` stands for is the SIM itself (`10`/`13`);
+    /// `AT+CPIN?` says whether it is there. Gone: [`TransportError::RemovedCard`], as the numeric
+    /// code. There: the refusal is the command's own, [`TransportError::Modem`] at once; reading
+    /// it as a reset would make the session open a new channel and leak the one it has (the
+    /// session opened it with MANAGE CHANNEL; the transport cannot close it).
+    fn plain_csim_refusal(&mut self, shown: &str, answer: &Answer) -> TransportError {
+        let command = AtCommand::plain("AT+CPIN?");
+        let parser = self.line.parser(&["+CPIN:"]);
+        match self
+            .line
+            .exchange(&command, parser, self.options.check_timeout())
+        {
+            Ok(pin) if pin.result.is_ok() => modem_error(shown, answer),
+            Ok(_) => sim_lost(shown, answer),
+            // No answer either: the modem is in trouble; the session reconnects, resynchronising.
+            Err(err) => err,
+        }
+    }
+
+    /// A refused AT+CCHO for `aid`: `Ok(None)` when the transport falls back to AT+CSIM, else the
+    /// error. Only a refusal that says the modem lacks the command causes the fallback, and never
+    /// once an AT+CCHO has worked on this modem; a transient one leaves AT+CCHO in use for the
+    /// next open.
     fn ccho_refused(
         &mut self,
+        aid: &[u8],
         command: &AtCommand,
         answer: &Answer,
     ) -> Result<Option<TransportChannel>, TransportError> {
+        let plain = is_plain_error(&answer.result);
         match CmeError::of(&answer.result) {
             // A lost SIM is no reason to give up on AT+CCHO.
             Some(CmeError::SimLost) => Err(sim_lost(command.shown(), answer)),
             // AT+CCHO works, there is just no applet with this AID (27.007 `+CME ERROR: 22`):
             // no fallback, the session tries its next AID through AT+CCHO.
             Some(CmeError::NotFound) => Err(modem_error(command.shown(), answer)),
-            _ if self.options.mode == AtMode::Auto => {
+            // The SIM is still starting after a reset: reported as the reset it is, so the
+            // session runs the operation once more, through AT+CCHO again.
+            Some(CmeError::Busy) => {
+                tracing::warn!(command = %command.shown(), answer = %answer.summary(), "the SIM is busy; AT+CCHO again at the next open");
+                Err(TransportError::ResetCard)
+            }
+            // The same AT+CCHO opened a channel before: a plain ERROR now is a busy SIM, or a
+            // modem restarted behind our back (back at AT+CMEE=0), not a missing command or applet.
+            None if plain && self.ccho_opened.as_deref() == Some(aid) => {
+                tracing::warn!(command = %command.shown(), "a plain ERROR to an AT+CCHO that worked before; taken for a busy SIM");
+                Err(TransportError::ResetCard)
+            }
+            // Without numeric codes a plain ERROR may be a busy SIM or a missing applet as well
+            // as a missing command: no fallback on a guess.
+            None if plain && self.errors == ErrorMode::Plain => {
+                Err(modem_error(command.shown(), answer))
+            }
+            _ if self.options.mode == AtMode::Auto && self.ccho_opened.is_none() => {
                 tracing::warn!(
                     command = %command.shown(),
                     answer = %answer.summary(),
@@ -266,10 +346,11 @@ impl<P: AtPort> AtTransport<P> {
         }
     }
 
-    /// `ATE0`, `AT`, identification and probes.
+    /// `ATE0`, `AT`, `AT+CMEE=1`, identification and probes.
     fn initialise(&mut self) -> Result<(), TransportError> {
         self.line.drain(OPEN_DRAIN_LIMIT)?;
         self.line.wait_ready()?;
+        self.ask_for_numeric_errors()?;
         if self.options.quirks.is_none() {
             self.quirks = *self.identify();
         }
@@ -286,6 +367,28 @@ impl<P: AtPort> AtTransport<P> {
             logical_channel_commands = self.uses_logical_channel_commands(),
             "AT transport ready"
         );
+        Ok(())
+    }
+
+    /// `AT+CMEE=1`: equipment errors as `+CME ERROR: <n>`. Modems come up at `AT+CMEE=0`, where
+    /// every failure is a plain `ERROR` and a lost channel cannot be told from a syntax error. A
+    /// modem that refuses it (or says nothing) stays in [`ErrorMode::Plain`]; only a port that
+    /// fails is an error.
+    fn ask_for_numeric_errors(&mut self) -> Result<(), TransportError> {
+        let command = AtCommand::plain("AT+CMEE=1");
+        let parser = self.line.parser(&[]);
+        self.errors = match self
+            .line
+            .exchange(&command, parser, self.options.check_timeout())
+        {
+            Ok(answer) if answer.result.is_ok() => ErrorMode::Numeric,
+            Ok(answer) => {
+                tracing::info!(modem = %self.line.label(), answer = %answer.summary(), "the modem refused AT+CMEE=1; reading plain ERROR answers");
+                ErrorMode::Plain
+            }
+            Err(TransportError::Timeout { .. }) => ErrorMode::Plain,
+            Err(err) => return Err(err),
+        };
         Ok(())
     }
 
@@ -337,15 +440,16 @@ impl<P: AtPort> AtTransport<P> {
 }
 
 impl<P: AtPort> Drop for AtTransport<P> {
-    /// Closes the channel still open with AT+CCHO and any stale one left from before a reconnect
-    /// (best effort, short deadlines): SIMs have only a few logical channels, and a modem keeps
-    /// them open across host programs.
+    /// Closes the channel still open with AT+CCHO, any stale one left from before a reconnect,
+    /// and any a late AT+CCHO answer named (best effort, short deadlines): SIMs have only a few
+    /// logical channels, and a modem keeps them open across host programs.
     fn drop(&mut self) {
         self.channels.retire(self.line.label());
-        if !self.channels.has_stale() {
+        if !self.channels.has_stale() && !self.line.awaits_late_session() {
             return;
         }
-        // A late answer may still be coming: let it pass first. A port that is gone ends it here.
+        // A late answer may still be coming: let it pass first (a late AT+CCHO answer among it
+        // is kept). A port that is gone ends it here.
         if self.line.settle().is_err() {
             return;
         }
@@ -372,6 +476,10 @@ impl<P: AtPort> Transport for AtTransport<P> {
         if !self.uses_logical_channel_commands() {
             return Ok(None);
         }
+        // Channels a late AT+CCHO answer opened (an earlier open timed out) go before a new one
+        // takes the SIM's last free channel; nothing is sent when there are none.
+        self.channels
+            .close_stale(&mut self.line, self.options.check_timeout());
         if self.channels.session().is_some() {
             // One modem-managed channel at a time: close the old one rather than leak it.
             if let Err(err) = self.close_channel() {
@@ -384,8 +492,13 @@ impl<P: AtPort> Transport for AtTransport<P> {
         {
             // 27.007 leaves the channel number to the modem; the session id is not the channel
             // number.
-            Ccho::Opened => Ok(Some(TransportChannel { number: None })),
-            Ccho::Refused(command, answer) => self.ccho_refused(&command, &answer),
+            Ccho::Opened => {
+                if self.ccho_opened.as_deref() != Some(aid) {
+                    self.ccho_opened = Some(aid.to_vec());
+                }
+                Ok(Some(TransportChannel { number: None }))
+            }
+            Ccho::Refused(command, answer) => self.ccho_refused(aid, &command, &answer),
         }
     }
 
@@ -394,22 +507,37 @@ impl<P: AtPort> Transport for AtTransport<P> {
             .close(&mut self.line, self.options.command_timeout)
     }
 
+    /// The transport itself, as for any port no other program shares; it also counts the
+    /// operation, so that a bare `ERROR` to AT+CGLA is read as a lost channel at most once per
+    /// operation (its retry included).
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        self.plain_errors.attempt_begins();
+        Ok(Box::new(DirectTransaction(self)))
+    }
+
     /// Resynchronises with the modem, or opens the port again (when it can) if the modem does not
-    /// answer. Either way the channel of the old session is then closed with AT+CCHC (best effort,
-    /// bounded): the session opens a new one, and a port that dropped did not reset the SIM.
+    /// answer. `AT+CMEE=1` is sent again on a new port, and on the old one when the modem took it
+    /// before (a modem restarted behind our back forgot it). Either way the channel of the old
+    /// session is then closed with AT+CCHC (best effort, bounded), with any a late AT+CCHO answer
+    /// opened: the session opens a new one, and a port that dropped did not reset the SIM.
     fn reconnect(&mut self) -> Result<(), TransportError> {
         // The SIM or the modem may have been reset: the session opens a new channel either way.
         self.channels.retire(self.line.label());
         // resync first: it recognises a late answer to a timed-out command, which wait_ready's
         // ATE0 could otherwise take for its own OK.
-        if let Err(err) = self.line.resync().and_then(|()| self.line.wait_ready()) {
-            let Some(reopen) = self.reopen.as_mut() else {
-                return Err(err);
-            };
-            tracing::debug!(modem = %self.line.label(), error = %err, "modem unresponsive; opening the port again");
-            self.line.replace_port(reopen()?);
-            self.line.drain(QUIET)?;
-            self.line.wait_ready()?;
+        match self.line.resync().and_then(|()| self.line.wait_ready()) {
+            Ok(()) if self.errors == ErrorMode::Numeric => self.ask_for_numeric_errors()?,
+            Ok(()) => {}
+            Err(err) => {
+                let Some(reopen) = self.reopen.as_mut() else {
+                    return Err(err);
+                };
+                tracing::debug!(modem = %self.line.label(), error = %err, "modem unresponsive; opening the port again");
+                self.line.replace_port(reopen()?);
+                self.line.drain(QUIET)?;
+                self.line.wait_ready()?;
+                self.ask_for_numeric_errors()?;
+            }
         }
         // A failure here leaves the channel for later, and the line dirty for the next command
         // to resynchronise; the link itself is up again.

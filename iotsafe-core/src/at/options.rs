@@ -11,14 +11,19 @@ use super::quirks::ModemQuirks;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AtMode {
     /// Probe at open (`AT+CCHO=?`): use AT+CCHO/AT+CGLA/AT+CCHC when the modem has them, and fall
-    /// back to AT+CSIM for good when it refuses them (including an `ERROR` or `+CME ERROR` to
-    /// `AT+CCHO` itself). Two refusals do not cause the fallback: `+CME ERROR: 22` (no applet
+    /// back to AT+CSIM for good when it refuses them (a `+CME ERROR` to `AT+CCHO` itself, or an
+    /// `ERROR` while the modem reports numeric codes), as long as no AT+CCHO has opened a channel
+    /// on this modem. These refusals do not cause the fallback: `+CME ERROR: 22` (no applet
     /// with that AID: a [`TransportError::Modem`] error, so the session tries its next AID
-    /// through AT+CCHO) and a lost SIM (`+CME ERROR: 10`/`13`, reported as
-    /// [`TransportError::RemovedCard`]).
+    /// through AT+CCHO), a lost SIM (`+CME ERROR: 10`/`13`, reported as
+    /// [`TransportError::RemovedCard`]), a busy SIM (`+CME ERROR: 14`, reported as
+    /// [`TransportError::ResetCard`], so the session tries AT+CCHO once more), and a bare `ERROR`
+    /// from a modem that reports no numeric codes (a busy SIM and a missing applet look the same;
+    /// to an AT+CCHO that opened a channel before it is taken for a busy SIM).
     ///
     /// [`TransportError::Modem`]: crate::TransportError::Modem
     /// [`TransportError::RemovedCard`]: crate::TransportError::RemovedCard
+    /// [`TransportError::ResetCard`]: crate::TransportError::ResetCard
     #[default]
     Auto,
     /// Only AT+CSIM; the session manages channels with MANAGE CHANNEL and SELECT itself.

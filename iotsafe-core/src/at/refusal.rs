@@ -2,14 +2,21 @@
 //! one place, and the errors a refusal becomes.
 //!
 //! 3GPP TS 27.007 §9.2 gives each equipment error a number (`AT+CMEE=1`) and a text
-//! (`AT+CMEE=2`); modems use either. The transport decides on four of them:
+//! (`AT+CMEE=2`); modems use either. The transport decides on five of them:
 //!
 //! | code | text | meaning here |
 //! |---|---|---|
 //! | 10 | SIM not inserted | the SIM is gone: [`TransportError::RemovedCard`] |
 //! | 13 | SIM failure | the SIM is gone: [`TransportError::RemovedCard`] |
+//! | 14 | SIM busy | AT+CCHO: the SIM is still starting (after a reset); try again, no fallback |
 //! | 21 | invalid index | AT+CGLA/AT+CCHC: the modem knows no channel with that session id |
 //! | 22 | not found | AT+CCHO: no applet with that AID (AT+CCHO itself works) |
+//!
+//! Modems come up reporting a plain `ERROR` for all of them (`AT+CMEE=0`, the factory default);
+//! the transport asks for numbers at open ([`ErrorMode`]). A plain `ERROR` may still come (a modem
+//! that refuses `AT+CMEE`, or one restarted behind the transport's back): to AT+CGLA it is read as
+//! the lost channel it may stand for, at most once per operation ([`PlainErrors`]); to AT+CSIM,
+//! `AT+CPIN?` says whether the SIM is gone (the transport decides, in `modem.rs`).
 
 use super::parser::{Answer, FinalResult};
 use crate::prelude::*;
@@ -20,6 +27,8 @@ use crate::transport::TransportError;
 pub(crate) enum CmeError {
     /// `10` SIM not inserted, `13` SIM failure.
     SimLost,
+    /// `14` SIM busy.
+    Busy,
     /// `21` invalid index.
     InvalidIndex,
     /// `22` not found.
@@ -51,13 +60,70 @@ impl CmeError {
         let text = |wanted: &str| code.eq_ignore_ascii_case(wanted);
         match number {
             Some(10 | 13) => CmeError::SimLost,
+            Some(14) => CmeError::Busy,
             Some(21) => CmeError::InvalidIndex,
             Some(22) => CmeError::NotFound,
             Some(_) => CmeError::Other,
             None if text("SIM not inserted") || text("SIM failure") => CmeError::SimLost,
+            None if text("SIM busy") => CmeError::Busy,
             None if text("invalid index") => CmeError::InvalidIndex,
             None if text("not found") => CmeError::NotFound,
             None => CmeError::Other,
+        }
+    }
+}
+
+/// True for a bare `ERROR`: no code, so any failure (a syntax error as well as a lost SIM).
+pub(crate) fn is_plain_error(result: &FinalResult) -> bool {
+    *result == FinalResult::Error
+}
+
+/// How the modem reports equipment errors, as far as the transport knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorMode {
+    /// It took `AT+CMEE=1`: failures come as `+CME ERROR: <n>`, and a plain `ERROR` is a syntax
+    /// error (the modem does not know the command), or a modem that lost the setting because it
+    /// restarted.
+    Numeric,
+    /// It refused `AT+CMEE=1` or did not answer: a plain `ERROR` may stand for any code.
+    Plain,
+}
+
+/// The rule for a plain `ERROR` to AT+CGLA: it is read as the lost channel or SIM a numeric code
+/// would have named, once per operation. The operation's retry (after the session
+/// reconnected and reopened its channel) refused with a plain `ERROR` again means the command
+/// itself is refused (a line the modem will not take): that is the typed error, not a second
+/// recovery. So a malformed command costs one recovery per operation, never a loop.
+///
+/// Operations are counted by [`Transport::transaction`](crate::Transport::transaction), which the
+/// session calls once per attempt; the retry is the attempt right after the one that recovered.
+#[derive(Debug, Default)]
+pub(crate) struct PlainErrors {
+    /// Attempts begun so far.
+    attempt: u64,
+    /// The attempt in which a plain `ERROR` was last read as a lost session.
+    recovered_in: Option<u64>,
+}
+
+impl PlainErrors {
+    /// An operation (or its retry) begins.
+    pub(crate) fn attempt_begins(&mut self) {
+        self.attempt = self.attempt.wrapping_add(1);
+    }
+
+    /// For a plain `ERROR`: true when it is to be read as a lost session (the recovery of this
+    /// operation is taken), false when this operation, or the one it retries, already recovered
+    /// from one (the next plain `ERROR` gets its recovery again).
+    pub(crate) fn take_recovery(&mut self) -> bool {
+        match self.recovered_in {
+            Some(attempt) if self.attempt.wrapping_sub(attempt) <= 1 => {
+                self.recovered_in = None;
+                false
+            }
+            _ => {
+                self.recovered_in = Some(self.attempt);
+                true
+            }
         }
     }
 }
@@ -122,7 +188,9 @@ mod tests {
             ("", CmeError::Other),
             ("-10", CmeError::Other),
             ("+10", CmeError::Other),
-            ("SIM busy", CmeError::Other),
+            ("14", CmeError::Busy),
+            ("SIM busy", CmeError::Busy),
+            ("15", CmeError::Other),
             ("operation not allowed", CmeError::Other),
             ("99999999999999999999999", CmeError::Other),
         ];
@@ -139,6 +207,30 @@ mod tests {
             let result = FinalResult::from_line(line).unwrap();
             assert_eq!(CmeError::of(&result), None, "{line}");
         }
+    }
+
+    #[test]
+    fn a_plain_error_recovers_once_per_operation_and_its_retry() {
+        let mut rule = PlainErrors::default();
+        rule.attempt_begins();
+        assert!(rule.take_recovery(), "the first plain ERROR recovers");
+        assert!(
+            !rule.take_recovery(),
+            "again in the same attempt: the command's own"
+        );
+        assert!(
+            rule.take_recovery(),
+            "the budget comes back after the typed error"
+        );
+        rule.attempt_begins();
+        assert!(!rule.take_recovery(), "the retry right after a recovery");
+        rule.attempt_begins();
+        assert!(rule.take_recovery(), "a new operation recovers");
+        rule.attempt_begins();
+        rule.attempt_begins();
+        assert!(rule.take_recovery(), "two attempts later: a new operation");
+        assert!(is_plain_error(&FinalResult::Error));
+        assert!(!is_plain_error(&FinalResult::CmeError("21".into())));
     }
 
     fn answer(result: &str) -> Answer {

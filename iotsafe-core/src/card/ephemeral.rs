@@ -41,7 +41,6 @@ impl EphemeralSlots {
     /// A key generation in `slot` is about to go out: whatever the slot held is unknown from now
     /// on, even if the answer never comes back.
     pub(super) fn retire(&mut self, slot: &ObjectRef) {
-        self.counter += 1;
         self.current.retain(|(s, _)| s != slot);
     }
 

@@ -8,8 +8,8 @@
 //! [`SlotTurn`]: the right to one of the card's slots until it is released (or its lease runs
 //! out and the next in line overtakes it).
 //!
-//! Every user of the card takes turns through one record ([`record`]): in this process's memory
-//! for a card only this process reaches, else in a folder all processes share ([`store`]),
+//! Every user of the card takes turns through one record (`slots/record.rs`): in this process's memory
+//! for a card only this process reaches, else in a folder all processes share (`slots/store.rs`),
 //! named by the card's identity (its transport's route, or [`CardConfig::card_identity`]).
 //! Turns are granted first come, first served across all of them; a process that dies holds
 //! nothing (its entries are dropped at the next look); and every grant moves the slot's epoch

@@ -412,3 +412,78 @@ fn without_a_clock_an_exchange_neither_sends_nor_reads() {
     );
     assert_eq!(*writes.lock().unwrap(), 1);
 }
+
+fn ccho() -> AtCommand {
+    AtCommand::ccho(&SELECT[5..])
+}
+
+fn exchange_ccho(modem: &mut ModemLine<FakePort>) -> Result<Answer, TransportError> {
+    let parser = modem.parser(&["+CCHO:"]).accept_bare_number(true);
+    modem.exchange(&ccho(), parser, SHORT)
+}
+
+#[test]
+fn a_ccho_line_read_before_the_deadline_is_a_late_session() {
+    // The session id came, its OK did not.
+    let (mut modem, _) = modem_line(|_| vec![line("+CCHO: 4")]);
+    assert!(matches!(
+        exchange_ccho(&mut modem),
+        Err(TransportError::Timeout { .. })
+    ));
+    assert!(modem.awaits_late_session());
+    assert_eq!(modem.take_late_sessions(), [4]);
+    assert!(modem.take_late_sessions().is_empty());
+}
+
+#[test]
+fn a_late_ccho_answer_is_found_in_a_drain_and_in_a_resync() {
+    // In what a drain discards (it came before anything else was written).
+    let (mut modem, _) = modem_line(|l| match l {
+        "AT" => vec![line("OK")],
+        _ => vec![],
+    });
+    assert!(exchange_ccho(&mut modem).is_err());
+    modem
+        .port
+        .say([raw(b"\r\n+CCHO: 3\r\n\r\nO"), raw(b"K\r\n\r\n")]);
+    modem.resync().unwrap();
+    assert!(
+        !modem.awaits_late_session(),
+        "in sync: nothing more can come"
+    );
+    assert_eq!(modem.take_late_sessions(), [3]);
+
+    // As the late answer before the resync's own OK, a bare number too.
+    let (mut modem, written) = modem_line(|l| match l {
+        "AT" => vec![line("9"), line("OK"), line("OK")],
+        _ => vec![],
+    });
+    assert!(exchange_ccho(&mut modem).is_err());
+    modem.resync().unwrap();
+    assert_eq!(modem.take_late_sessions(), [9]);
+    assert_eq!(lines(&written), ["AT+CCHO=\"A0000005590010\"", "AT"]);
+}
+
+#[test]
+fn settle_keeps_a_late_ccho_answer_and_other_late_answers_give_no_session() {
+    let (mut modem, _) = modem_line(|_| vec![]);
+    assert!(exchange_ccho(&mut modem).is_err());
+    modem.port.say([line("+CCHO: 2"), line("OK")]);
+    modem.settle().unwrap();
+    assert_eq!(modem.take_late_sessions(), [2]);
+
+    // A timed-out AT+CSIM: a bare number in what follows is no session id.
+    let (mut modem, _) = modem_line(|l| match l {
+        "AT" => vec![
+            line("+CSIM: 4,\"9000\""),
+            line("12"),
+            line("OK"),
+            line("OK"),
+        ],
+        _ => vec![],
+    });
+    assert!(exchange_csim(&mut modem).is_err());
+    assert!(!modem.awaits_late_session());
+    modem.resync().unwrap();
+    assert!(modem.take_late_sessions().is_empty());
+}

@@ -1,8 +1,10 @@
 //! Faults and noise a modem can add on purpose, so a host's AT parser is tested against what real
-//! modems do: errors, garbage, silence, and unsolicited result codes in the middle of an exchange.
+//! modems do: errors, garbage, silence, late answers, and unsolicited result codes in the middle of
+//! an exchange.
 
 /// What the modem does instead of forwarding one card command (`AT+CSIM`, `AT+CCHO`, `AT+CGLA`,
-/// `AT+CCHC`). The APDU never reaches the card, except with [`AtFault::Truncate`].
+/// `AT+CCHC`). The APDU never reaches the card, except with [`AtFault::Truncate`] and
+/// [`AtFault::Late`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AtFault {
     /// Forward the command to the card, then cut the hex of the `+CSIM:`/`+CGLA:` answer line to
@@ -19,6 +21,10 @@ pub enum AtFault {
     Garbage,
     /// Answer nothing at all: the host's deadline must fire.
     Silence,
+    /// Forward the command to the card, but hold its answer back until the host writes its next
+    /// line, then write it before anything about that line: an answer that comes after any
+    /// deadline the host had (a late `+CCHO: <n>` names a channel the host never learned of).
+    Late,
 }
 
 /// When an [`AtFault`] is injected.
@@ -35,7 +41,8 @@ pub struct AtInjection {
 
 impl std::str::FromStr for AtInjection {
     type Err = String;
-    /// `KIND@N[/EVERY]`: `error@3`, `cme:13@2/5`, `garbage@1`, `silence@5`, `truncate:4@2`.
+    /// `KIND@N[/EVERY]`: `error@3`, `cme:13@2/5`, `garbage@1`, `silence@5`, `late@1`,
+    /// `truncate:4@2`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (kind, when) = text
             .split_once('@')
@@ -44,6 +51,7 @@ impl std::str::FromStr for AtInjection {
             None if kind == "error" => AtFault::Error,
             None if kind == "garbage" => AtFault::Garbage,
             None if kind == "silence" => AtFault::Silence,
+            None if kind == "late" => AtFault::Late,
             Some(("cme", code)) => {
                 AtFault::CmeError(code.parse().map_err(|e| format!("CME code: {e}"))?)
             }
@@ -53,8 +61,8 @@ impl std::str::FromStr for AtInjection {
             ),
             _ => {
                 return Err(format!(
-                    "unknown fault {kind:?} (error, cme:CODE, garbage, silence, truncate:KEEP)"
-                ))
+                "unknown fault {kind:?} (error, cme:CODE, garbage, silence, late, truncate:KEEP)"
+            ))
             }
         };
         let (at, every) = match when.split_once('/') {
@@ -178,6 +186,10 @@ mod tests {
         assert_eq!(
             "truncate:4@1".parse::<AtInjection>().unwrap(),
             AtInjection::once(AtFault::Truncate(4), 1)
+        );
+        assert_eq!(
+            "late@4".parse::<AtInjection>().unwrap(),
+            AtInjection::once(AtFault::Late, 4)
         );
         assert!("garbage@x".parse::<AtInjection>().is_err());
         assert!("boom@1".parse::<AtInjection>().is_err());

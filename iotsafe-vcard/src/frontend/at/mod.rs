@@ -16,8 +16,14 @@
 //! `AT+CFUN`: `=0` powers the SIM off (card commands and `AT+CPIN?` then answer
 //! `+CME ERROR: 13`), `=1` (or `=4`, radio off) powers it on again, `=1,1` (or `=4,1`) resets the
 //! modem with the SIM: the card is power-cycled, so its logical channels, sessions and (by default)
-//! volatile keys are gone. The connection stays up and the AT parser keeps its settings; the
-//! result `OK` comes once the SIM is back.
+//! volatile keys are gone, and every connection's settings (echo, `AT+CMEE`) go back to the
+//! modem's start values ([`AtOptions::echo`], [`AtOptions::cmee`]), as a restarted modem's do. The
+//! connections stay up; the result `OK` comes once the SIM is back.
+//!
+//! Error reports: `AT+CMEE` starts at [`AtOptions::cmee`] (1 here; most real modems come up at
+//! 0, every failure a plain `ERROR`); [`AtOptions::cmee_settable`] off makes a modem that refuses
+//! `AT+CMEE`. [`AtOptions::busy_after_reset`] answers the first AT+CCHO after a SIM reset
+//! `+CME ERROR: 14` (SIM busy), as a SIM still starting up.
 //!
 //! Choices where real modems differ, fixed here so hosts can be tested against them:
 //! - A malformed command (bad syntax, odd or non-hex payload, a length that does not equal the
@@ -60,6 +66,8 @@ pub mod cme {
     pub const OPERATION_NOT_SUPPORTED: u16 = 4;
     /// The SIM was lost (the card acted out a removal).
     pub const SIM_FAILURE: u16 = 13;
+    /// The SIM is still starting after a reset ([`super::AtOptions::busy_after_reset`]).
+    pub const SIM_BUSY: u16 = 14;
     /// `AT+CGLA`/`AT+CCHC` with a session id that is not open.
     pub const INVALID_INDEX: u16 = 21;
     /// `AT+CCHO`: the card has no application with that AID (SELECT failed).
@@ -73,7 +81,7 @@ pub mod cme {
             OPERATION_NOT_SUPPORTED => "operation not supported",
             10 => "SIM not inserted",
             SIM_FAILURE => "SIM failure",
-            14 => "SIM busy",
+            SIM_BUSY => "SIM busy",
             20 => "memory full",
             INVALID_INDEX => "invalid index",
             NOT_FOUND => "not found",
@@ -107,6 +115,14 @@ pub struct AtOptions {
     pub identity: String,
     /// Drop the host's connection every N card commands, keeping the SIM's state ([`DropPlan`]).
     pub drop_every: Option<DropPlan>,
+    /// The `AT+CMEE` mode at start, after `ATZ` and after a modem reset (`AT+CFUN=1,1`): 0 plain
+    /// `ERROR` (the factory default of most real modems), 1 numeric `+CME ERROR: <n>`, 2 verbose.
+    pub cmee: u8,
+    /// Whether `AT+CMEE=<n>` is taken; off, it is answered `ERROR` and the mode stays [`Self::cmee`].
+    pub cmee_settable: bool,
+    /// The first this many `AT+CCHO` after each SIM reset (`AT+CFUN=1,1`, `AT+CFUN=0` then on, a
+    /// lost SIM) answer `+CME ERROR: 14` (SIM busy) without reaching the card.
+    pub busy_after_reset: u32,
 }
 
 impl Default for AtOptions {
@@ -122,6 +138,9 @@ impl Default for AtOptions {
             write_timeout: Duration::from_secs(5),
             identity: "iotsafe-vcard virtual modem".to_owned(),
             drop_every: None,
+            cmee: 1,
+            cmee_settable: true,
+            busy_after_reset: 0,
         }
     }
 }
@@ -173,10 +192,18 @@ pub struct AtModem {
     sessions: Sessions,
     /// The modem's SIM epoch the sessions belong to; when it moves on, they are void.
     epoch: u64,
+    /// The modem restarts seen; when the modem's count moves on, the settings go back to the
+    /// start values.
+    restarts: u64,
+    /// The rendered answer of a command the fault plan made late ([`AtFault::Late`]): written
+    /// just before the answer to the host's next line.
+    held: Option<Vec<u8>>,
     commands: u64,
     card_commands: u64,
     /// The modem dropped this connection ([`AtOptions::drop_every`]).
     hung_up: bool,
+    /// The answer being made is to be held back ([`AtFault::Late`]).
+    hold_answer: bool,
     line: LineBuffer,
 }
 
@@ -190,21 +217,24 @@ impl AtModem {
     /// the `AT+CCHO` sessions of a connection the modem dropped.
     pub fn attached(card: SharedCard, options: AtOptions, modem: &SharedModem) -> Self {
         let mut sessions = Sessions::default();
-        let epoch = {
+        let (epoch, restarts) = {
             let mut state = modem.lock();
             sessions.adopt(std::mem::take(&mut state.orphans));
-            state.epoch
+            (state.epoch, state.restarts)
         };
         Self {
             card,
             echo: options.echo,
-            cmee: 1,
+            cmee: options.cmee,
             modem: modem.clone(),
             sessions,
             epoch,
+            restarts,
+            held: None,
             commands: 0,
             card_commands: 0,
             hung_up: false,
+            hold_answer: false,
             line: LineBuffer::default(),
             options,
         }
@@ -257,6 +287,11 @@ impl AtModem {
             let Some(line) = self.line.push(byte, self.options.max_line) else {
                 continue;
             };
+            // A late answer comes before anything the modem says about the next line.
+            if let Some(held) = self.held.take() {
+                out.write_all(&held)?;
+            }
+            self.sync_restart();
             if self.echo {
                 out.write_all(&line.text)?;
                 out.write_all(&[line.terminator])?;
@@ -274,7 +309,12 @@ impl AtModem {
             if self.hung_up && self.dropped_before_answer() {
                 break;
             }
-            out.write_all(&self.render(answer))?;
+            let rendered = self.render(answer);
+            if std::mem::take(&mut self.hold_answer) {
+                self.held = Some(rendered);
+                continue;
+            }
+            out.write_all(&rendered)?;
             out.flush()?;
         }
         Ok(())
@@ -309,6 +349,16 @@ impl AtModem {
             self.modem.lock().orphans.extend(sessions);
         } else {
             self.close_all_sessions(stop);
+        }
+    }
+
+    /// Back to the start settings when the modem restarted (`AT+CFUN=1,1` on any connection).
+    fn sync_restart(&mut self) {
+        let restarts = self.modem.lock().restarts;
+        if restarts != self.restarts {
+            self.restarts = restarts;
+            self.echo = self.options.echo;
+            self.cmee = self.options.cmee;
         }
     }
 
@@ -379,6 +429,10 @@ impl AtModem {
             AtFault::CmeError(code) => Answer::result(Final::Cme(code)),
             AtFault::Garbage => Answer::with(vec![garbage_line(self.card_commands)], Final::Ok),
             AtFault::Silence => Answer::result(Final::Silence),
+            AtFault::Late => {
+                self.hold_answer = true;
+                self.card_command(command, stop)
+            }
             AtFault::Truncate(keep) => {
                 let mut answer = self.card_command(command, stop);
                 for line in &mut answer.lines {
@@ -399,11 +453,11 @@ impl AtModem {
             }
             Command::Reset => {
                 self.echo = self.options.echo;
-                self.cmee = 1;
+                self.cmee = self.options.cmee;
                 Answer::ok()
             }
             Command::Identify => Answer::with(vec![self.options.identity.clone()], Final::Ok),
-            Command::ReportErrors(mode) => {
+            Command::ReportErrors(mode) if self.options.cmee_settable => {
                 self.cmee = mode;
                 Answer::ok()
             }
@@ -440,6 +494,9 @@ impl AtModem {
             }
             state.channels_lost();
         }
+        if reset {
+            state.restarts = state.restarts.wrapping_add(1);
+        }
         if fun != 0 && !state.powered {
             card.power_on();
             state.powered = true;
@@ -448,6 +505,7 @@ impl AtModem {
         drop(card);
         drop(state);
         self.sync_epoch();
+        self.sync_restart();
         Answer::ok()
     }
 
@@ -455,6 +513,10 @@ impl AtModem {
     fn card_command(&mut self, command: Command, stop: &AtomicBool) -> Answer {
         let result = match command {
             Command::Csim(apdu) => self.csim(&apdu, stop),
+            Command::Ccho(_) if self.sim_busy() => {
+                tracing::info!("SIM busy after a reset; AT+CCHO refused");
+                Ok(Answer::result(Final::Cme(cme::SIM_BUSY)))
+            }
             Command::Ccho(aid) => self.ccho(&aid, stop),
             Command::Cgla(id, apdu) => self.cgla(id, apdu, stop),
             Command::Cchc(id) => self.cchc(id, stop),
@@ -472,6 +534,17 @@ impl AtModem {
             }
             Answer::result(Final::Cme(cme::SIM_FAILURE))
         })
+    }
+
+    /// Whether this AT+CCHO is one of the first [`AtOptions::busy_after_reset`] since the SIM's
+    /// last reset (counted over all connections).
+    fn sim_busy(&self) -> bool {
+        let mut state = self.modem.lock();
+        let Some(count) = state.cchos_since_reset.as_mut() else {
+            return false;
+        };
+        *count += 1;
+        *count <= u64::from(self.options.busy_after_reset)
     }
 
     fn csim(&mut self, apdu: &[u8], stop: &AtomicBool) -> Result<Answer, CardError> {

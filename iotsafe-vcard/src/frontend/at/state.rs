@@ -1,7 +1,9 @@
 //! What one modem keeps across its AT connections (several TCP hosts at once, a pty re-created
 //! after a hang-up): the SIM's power and the functionality level (`AT+CFUN`), the logical-channel
-//! sessions a dropped connection left behind, and the count of card commands that decides when the
-//! modem drops a connection ([`DropPlan`]).
+//! sessions a dropped connection left behind, the count of card commands that decides when the
+//! modem drops a connection ([`DropPlan`]), the modem's restarts (each connection's settings go
+//! back to the start values) and the AT+CCHO commands since the SIM's last reset (the first may
+//! find it busy).
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -84,6 +86,10 @@ pub(crate) struct ModemState {
     pub orphans: Vec<Session>,
     /// Card commands over all connections.
     pub card_commands: u64,
+    /// Modem restarts (`AT+CFUN=1,1`): every connection's settings go back to the start values.
+    pub restarts: u64,
+    /// `AT+CCHO` commands since the SIM last lost its channels; `None` before the first reset.
+    pub cchos_since_reset: Option<u64>,
 }
 
 impl Default for ModemState {
@@ -94,6 +100,8 @@ impl Default for ModemState {
             epoch: 0,
             orphans: Vec::new(),
             card_commands: 0,
+            restarts: 0,
+            cchos_since_reset: None,
         }
     }
 }
@@ -121,6 +129,7 @@ impl ModemState {
     pub fn channels_lost(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         self.orphans.clear();
+        self.cchos_since_reset = Some(0);
     }
 }
 

@@ -316,3 +316,112 @@ fn t0_channel_open_follows_61xx() {
     );
     assert_eq!(m.sessions().channel(1), Some(5));
 }
+
+#[test]
+fn cmee_starts_as_configured_and_a_modem_may_refuse_it() {
+    let (mut m, _) = modem(AtOptions {
+        echo: false,
+        cmee: 0,
+        ..AtOptions::default()
+    });
+    assert_eq!(talk(&mut m, "AT+CGLA=7,4,\"00B0\"\r"), "\r\nERROR\r\n");
+    assert_eq!(talk(&mut m, "AT+CMEE=1\r"), "\r\nOK\r\n");
+    assert_eq!(
+        talk(&mut m, "AT+CGLA=7,4,\"00B0\"\r"),
+        "\r\n+CME ERROR: 21\r\n"
+    );
+    // ATZ: back to the start mode, not to numeric codes.
+    assert_eq!(talk(&mut m, "ATZ\r"), "\r\nOK\r\n");
+    assert_eq!(talk(&mut m, "AT+CGLA=7,4,\"00B0\"\r"), "\r\nERROR\r\n");
+
+    let (mut m, _) = modem(AtOptions {
+        echo: false,
+        cmee: 2,
+        cmee_settable: false,
+        ..AtOptions::default()
+    });
+    assert_eq!(talk(&mut m, "AT+CMEE=1\r"), "\r\nERROR\r\n");
+    assert_eq!(
+        talk(&mut m, "AT+CGLA=7,4,\"00B0\"\r"),
+        "\r\n+CME ERROR: invalid index\r\n"
+    );
+}
+
+#[test]
+fn a_modem_restart_from_another_connection_restores_the_start_settings() {
+    let card: SharedCard = Arc::new(Mutex::new(Recorder::default()));
+    let shared = SharedModem::new();
+    let options = AtOptions {
+        cmee: 0,
+        ..AtOptions::default()
+    };
+    let mut first = AtModem::attached(card.clone(), options.clone(), &shared);
+    let mut second = AtModem::attached(card, options, &shared);
+    assert_eq!(talk(&mut first, "ATE0\r"), "ATE0\r\r\nOK\r\n");
+    assert_eq!(talk(&mut first, "AT+CMEE=1\r"), "\r\nOK\r\n");
+    assert_eq!(
+        talk(&mut first, "AT+CCHO=\"A0000005590010\"\r"),
+        "\r\n+CCHO: 1\r\n\r\nOK\r\n"
+    );
+    // A SIM switched off and on is no modem restart: the settings stay.
+    assert_eq!(talk(&mut second, "AT+CFUN=0\r"), "AT+CFUN=0\r\r\nOK\r\n");
+    assert_eq!(talk(&mut second, "AT+CFUN=1\r"), "AT+CFUN=1\r\r\nOK\r\n");
+    assert_eq!(
+        talk(&mut first, "AT+CGLA=1,4,\"00B0\"\r"),
+        "\r\n+CME ERROR: 21\r\n"
+    );
+    // A modem restart: echo back on, AT+CMEE back to 0, on every connection.
+    assert_eq!(
+        talk(&mut second, "AT+CFUN=1,1\r"),
+        "AT+CFUN=1,1\r\r\nOK\r\n"
+    );
+    assert_eq!(
+        talk(&mut first, "AT+CGLA=1,4,\"00B0\"\r"),
+        "AT+CGLA=1,4,\"00B0\"\r\r\nERROR\r\n"
+    );
+}
+
+#[test]
+fn the_first_ccho_after_a_reset_finds_the_sim_busy() {
+    let (mut m, card) = modem(AtOptions {
+        echo: false,
+        busy_after_reset: 2,
+        ..AtOptions::default()
+    });
+    let open = "AT+CCHO=\"A0000005590010\"\r";
+    // Not at start: only after a reset.
+    assert_eq!(talk(&mut m, open), "\r\n+CCHO: 1\r\n\r\nOK\r\n");
+    assert_eq!(talk(&mut m, "AT+CFUN=1,1\r"), "\r\nOK\r\n");
+    let seen = card.lock().unwrap().seen.len();
+    assert_eq!(talk(&mut m, open), "\r\n+CME ERROR: 14\r\n");
+    assert_eq!(talk(&mut m, "AT+CMEE=2\r"), "\r\nOK\r\n");
+    assert_eq!(talk(&mut m, open), "\r\n+CME ERROR: SIM busy\r\n");
+    assert_eq!(
+        card.lock().unwrap().seen.len(),
+        seen,
+        "the card saw nothing"
+    );
+    assert_eq!(talk(&mut m, open), "\r\n+CCHO: 2\r\n\r\nOK\r\n");
+    // A lost SIM is a reset too.
+    card.lock().unwrap().drop_next = true;
+    assert_eq!(
+        talk(&mut m, "AT+CSIM=8,\"00B00000\"\r"),
+        "\r\n+CME ERROR: SIM failure\r\n"
+    );
+    assert_eq!(talk(&mut m, open), "\r\n+CME ERROR: SIM busy\r\n");
+}
+
+#[test]
+fn a_late_answer_comes_before_the_answer_to_the_next_line() {
+    let (mut m, card) = modem(AtOptions {
+        echo: false,
+        inject: Some(AtInjection::once(AtFault::Late, 1)),
+        ..AtOptions::default()
+    });
+    // The command runs on the card at once; its answer waits for the host's next line.
+    assert_eq!(talk(&mut m, "AT+CCHO=\"A0000005590010\"\r"), "");
+    assert_eq!(m.sessions().len(), 1);
+    assert_eq!(card.lock().unwrap().seen.len(), 2);
+    assert_eq!(talk(&mut m, "AT\r"), "\r\n+CCHO: 1\r\n\r\nOK\r\n\r\nOK\r\n");
+    assert_eq!(talk(&mut m, "AT\r"), "\r\nOK\r\n");
+}
