@@ -2,7 +2,7 @@
 
 use crate::commands;
 use clap::{Parser, Subcommand};
-use iotsafe_cli::CardSelection;
+use iotsafe_cli::CardFlags;
 
 /// Inspect and use a GSMA IoT SAFE card: keys, certificates, signatures, CSRs, and TLS 1.3
 /// handshakes signed and key-exchanged on the card.
@@ -11,7 +11,7 @@ use iotsafe_cli::CardSelection;
 pub struct Cli {
     /// Card selection.
     #[command(flatten)]
-    pub card: CardSelection,
+    pub card: CardFlags,
     /// Print every APDU on stderr (secrets redacted).
     #[arg(long, global = true)]
     pub trace: bool,

@@ -1,14 +1,14 @@
 //! The card a subcommand works on, opened on first use, with the APDU trace when asked.
 
 use iotsafe_cli::selection::OpenedCard;
-use iotsafe_cli::{CardSelection, CliError};
+use iotsafe_cli::{CardFlags, CliError};
 use iotsafe_core::{Direction, TraceEvent};
 use std::sync::{Arc, OnceLock};
 
 /// Global flags and the lazily opened card.
 pub struct Context {
     /// Card selection flags.
-    pub selection: CardSelection,
+    pub selection: CardFlags,
     /// `--trace`: print every APDU on stderr.
     pub trace: bool,
     opened: OnceLock<OpenedCard>,
@@ -16,7 +16,7 @@ pub struct Context {
 
 impl Context {
     /// A context; nothing is opened yet.
-    pub fn new(selection: CardSelection, trace: bool) -> Context {
+    pub fn new(selection: CardFlags, trace: bool) -> Context {
         Context {
             selection,
             trace,

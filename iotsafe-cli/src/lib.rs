@@ -1,5 +1,6 @@
-//! Library half of the `iotsafe` tool: card selection, error messages, progress and formatting
-//! shared by the CLI's subcommands and by the MQTT demo in `iotsafe-examples`.
+//! Library half of the `iotsafe` tool: the card selection flags (mapped onto `iotsafe-select`),
+//! error messages, progress and formatting shared by the CLI's subcommands and by the MQTT demo
+//! in `iotsafe-examples`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -12,4 +13,4 @@ pub mod selection;
 pub mod tls;
 
 pub use error::CliError;
-pub use selection::{CardSelection, OpenedCard};
+pub use selection::{CardFlags, CardSelection, OpenedCard};

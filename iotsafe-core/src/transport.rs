@@ -94,6 +94,10 @@ pub enum TransportError {
     /// The byte stream to the modem failed (a UART error, without the OS's I/O errors).
     #[error("port error: {0}")]
     Port(String),
+    /// A wait on the modem could not be given a deadline, so it did not start and nothing was
+    /// sent: built without `std`, the firmware has not called `iotsafe_core::clock::set` yet.
+    #[error(transparent)]
+    NoClock(#[from] crate::clock::NoClock),
 }
 
 impl TransportError {

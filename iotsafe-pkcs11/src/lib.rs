@@ -5,9 +5,9 @@
 //! and `mosquitto_pub`), GnuTLS, OpenSC's `pkcs11-tool`. Signatures, key agreement, key pair
 //! generation and random numbers run on the card through `iotsafe-core`.
 //!
-//! Cards are chosen as the `iotsafe` CLI chooses them ([`config`]): `IOTSAFE_READER`,
-//! `IOTSAFE_MODEM`, `IOTSAFE_VCARD`, `IOTSAFE_AID`, or a file named by `IOTSAFE_PKCS11_CONF` with
-//! one slot per card. `docs/pkcs11.md` describes the objects, mechanisms, error mapping and
+//! Cards are chosen as the `iotsafe` CLI chooses them, by the crate both use, `iotsafe-select`
+//! ([`config`]): `IOTSAFE_READER`, `IOTSAFE_MODEM`, `IOTSAFE_VCARD`, `IOTSAFE_AID`, or a file
+//! named by `IOTSAFE_PKCS11_CONF` with one slot per card. `docs/pkcs11.md` describes the objects, mechanisms, error mapping and
 //! threading; `README.md` of this crate has the commands for OpenSSL, curl, mosquitto_pub and
 //! pkcs11-tool.
 //!

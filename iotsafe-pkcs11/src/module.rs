@@ -108,6 +108,12 @@ impl Module {
             crate::diag::note(format_args!("slot {id} ({}): {e}", slot.spec.describe()));
             CKR_TOKEN_NOT_PRESENT
         })?;
+        if opened.provisioned {
+            crate::diag::note(format_args!(
+                "slot {id}: provisioned a new {}",
+                opened.description
+            ));
+        }
         let content = crate::load::load(&opened.card, slot.spec.label.as_deref(), || {
             self.object_handle()
         })

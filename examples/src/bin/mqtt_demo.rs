@@ -8,7 +8,7 @@
 
 use clap::Parser;
 use iotsafe_cli::exit::{exit_status, parse_args};
-use iotsafe_cli::{CardSelection, CliError};
+use iotsafe_cli::{CardFlags, CliError};
 use iotsafe_examples::{run_mqtt_client, Backoff, BrokerTarget, ClientOptions, EmbeddedBroker};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ use std::time::Duration;
 struct Args {
     /// Card selection (default: a virtual card in `<target>/iotsafe-demo/card.json`).
     #[command(flatten)]
-    card: CardSelection,
+    card: CardFlags,
     /// A real broker, mqtts://HOST:PORT (default: an embedded broker on loopback).
     #[arg(long, value_name = "URL", requires = "ca")]
     broker: Option<String>,

@@ -4,7 +4,9 @@
 //! line, checks the modem is ready, resynchronises, drains, and waits a grace period for an
 //! information line that comes after `OK`. Every read goes through one bounded loop
 //! ([`ModemLine::read_loop`]): a deadline, at most [`MAX_READS_PER_EXCHANGE`] reads, and a read
-//! buffer wiped after each read (what the modem sends may be a secret's hex).
+//! buffer wiped after each read (what the modem sends may be a secret's hex). Without a clock
+//! (no `std`, before `clock::set`) there is no deadline, so nothing is read or written: every
+//! call fails with [`TransportError::NoClock`].
 //!
 //! # In sync or dirty
 //!
@@ -31,7 +33,7 @@
 //! answers) is searched for its session id ([`late`]); the transport takes the ids with
 //! [`ModemLine::take_late_sessions`] and closes those channels.
 
-use crate::clock::Instant;
+use crate::clock::Deadline;
 use crate::prelude::*;
 use core::ops::ControlFlow;
 use core::time::Duration;
@@ -274,6 +276,8 @@ impl<P: AtPort> ModemLine<P> {
         parser: AnswerParser,
         timeout: Duration,
     ) -> Result<Answer, TransportError> {
+        // Nothing goes out whose answer could not be waited for within a deadline.
+        Deadline::after(timeout)?;
         let mut parser = parser;
         let result = self
             .write(command)
@@ -291,7 +295,7 @@ impl<P: AtPort> ModemLine<P> {
     fn try_resync(&mut self) -> Result<(), TransportError> {
         self.drain(RESYNC_DRAIN_LIMIT)?;
         let timeout = self.resync_timeout;
-        let deadline = deadline_after(timeout);
+        let deadline = Deadline::after(timeout)?;
         let at = AtCommand::plain("AT").shown_as("AT (resync)");
         self.write(&at)?;
         // A modem still busy with the command that timed out answers it first: an answer that
@@ -309,7 +313,7 @@ impl<P: AtPort> ModemLine<P> {
             }
             tracing::debug!(modem = %self.label, late = %answer.summary(), "discarded a late answer");
             self.late.late_answer(&answer.info);
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.remaining();
             // The OK to our AT may have come in the same read as the late answer.
             (answer, rest) =
                 self.read_answer(at.shown(), &mut late_parser(self), &rest, remaining)?;
@@ -322,14 +326,14 @@ impl<P: AtPort> ModemLine<P> {
     }
 
     fn try_wait_ready(&mut self) -> Result<(), TransportError> {
-        let deadline = deadline_after(self.ready_timeout);
+        let deadline = Deadline::after(self.ready_timeout)?;
         let mut echo_command_refused = false;
         let mut last_error = TransportError::Timeout {
             waited: self.ready_timeout,
             command: "ATE0/AT (modem readiness)".into(),
         };
         for _ in 0..READY_ATTEMPTS {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.remaining();
             if remaining.is_zero() {
                 break;
             }
@@ -342,9 +346,7 @@ impl<P: AtPort> ModemLine<P> {
                     if echo_command_refused {
                         return Ok(());
                     }
-                    let remaining = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(200));
+                    let remaining = deadline.remaining().max(Duration::from_millis(200));
                     let at = AtCommand::plain("AT");
                     let answer = self.transact(&at, self.parser(&[]), remaining)?;
                     if !answer.result.is_ok() {
@@ -422,15 +424,16 @@ impl<P: AtPort> ModemLine<P> {
     /// The one read loop: hands each chunk read to `consume` until it breaks, until `timeout`
     /// has passed or [`MAX_READS_PER_EXCHANGE`] reads were made, or, with `quiet`, until a read
     /// brings nothing within `quiet`. Each chunk is read into a buffer wiped after the round.
+    /// Without a clock it reads nothing and fails with [`TransportError::NoClock`].
     fn read_loop<T>(
         &mut self,
         timeout: Duration,
         quiet: Option<Duration>,
         mut consume: impl FnMut(&[u8]) -> ControlFlow<T>,
     ) -> Result<ReadEnd<T>, TransportError> {
-        let deadline = deadline_after(timeout);
+        let deadline = Deadline::after(timeout)?;
         for _ in 0..MAX_READS_PER_EXCHANGE {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.remaining();
             if remaining.is_zero() {
                 break;
             }
@@ -457,14 +460,6 @@ impl<P: AtPort> ModemLine<P> {
         // `min`: a port that claims more than the buffer holds must not make us panic.
         Ok(n.min(buf.len()))
     }
-}
-
-/// `timeout` from now; a timeout too large for the clock waits a day instead of panicking.
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .or_else(|| now.checked_add(Duration::from_secs(24 * 3600)))
-        .unwrap_or(now)
 }
 
 #[cfg(all(test, feature = "at"))]

@@ -31,7 +31,8 @@ mod embedded {
 
     /// A UART (any `embedded_io` byte stream that can say whether a read would block) as an
     /// [`AtPort`]. Deadlines are measured with [`crate::clock`]: set the firmware's clock with
-    /// `clock::set` first, or reads never time out.
+    /// `clock::set` first; until then every read fails at once with
+    /// [`TransportError::NoClock`] (it could not time out).
     #[derive(Debug)]
     pub struct EmbeddedPort<U> {
         uart: U,
@@ -64,7 +65,7 @@ mod embedded {
             buf: &mut [u8],
             timeout: Duration,
         ) -> Result<usize, TransportError> {
-            let start = clock::Instant::now();
+            let deadline = clock::Deadline::after(timeout)?;
             loop {
                 if self.uart.read_ready().map_err(|e| port_error("UART", e))? {
                     return match self.uart.read(buf) {
@@ -73,7 +74,7 @@ mod embedded {
                         Err(e) => Err(port_error("UART read", e)),
                     };
                 }
-                if start.elapsed() >= timeout {
+                if deadline.has_passed() {
                     return Ok(0);
                 }
                 core::hint::spin_loop();
@@ -88,3 +89,6 @@ mod embedded {
         }
     }
 }
+
+#[cfg(all(test, feature = "embedded-io"))]
+mod tests;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::at::fake_port::{line, lines, raw, FakePort, Said};
 use crate::at::refusal::expect_modem_error;
+use crate::clock::Instant;
 
 const CSIM_SELECT: &str = "AT+CSIM=24,\"01A4040007A0000005590010\"";
 const SELECT: [u8; 12] = [
@@ -356,7 +357,60 @@ fn a_new_port_is_in_sync() {
 
 #[test]
 fn a_huge_timeout_does_not_overflow_the_clock() {
-    assert!(deadline_after(Duration::MAX) > Instant::now());
+    let (mut modem, _) = modem_line(|_| vec![line("+CSIM: 4,\"9000\""), line("OK")]);
+    let parser = modem.parser(&["+CSIM:"]);
+    let answer = modem.exchange(&csim(), parser, Duration::MAX).unwrap();
+    assert_eq!(answer.info, ["+CSIM: 4,\"9000\""]);
+}
+
+/// A port that never brings a byte, whose reads end at once (as if on a timer of its own);
+/// counts reads and writes.
+#[derive(Default)]
+struct SilentPort {
+    reads: Arc<Mutex<usize>>,
+    writes: Arc<Mutex<usize>>,
+}
+
+impl AtPort for SilentPort {
+    fn read_within(
+        &mut self,
+        _buf: &mut [u8],
+        _timeout: Duration,
+    ) -> Result<usize, TransportError> {
+        *self.reads.lock().unwrap() += 1;
+        Ok(0)
+    }
+
+    fn write_all_out(&mut self, _bytes: &[u8]) -> Result<(), TransportError> {
+        *self.writes.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn without_a_clock_an_exchange_neither_sends_nor_reads() {
+    let port = SilentPort::default();
+    let (reads, writes) = (port.reads.clone(), port.writes.clone());
+    let mut modem = ModemLine::new(port, "silent".into(), &options());
+    let parser = modem.parser(&["+CSIM:"]);
+    let result = crate::clock::without_clock(|| modem.exchange(&csim(), parser, SHORT));
+    // Before: 100,000 reads of a port that could each have waited out the 60 ms, then a
+    // "timeout" that no clock had measured.
+    assert!(
+        matches!(result, Err(TransportError::NoClock(_))),
+        "{result:?}"
+    );
+    assert_eq!(*reads.lock().unwrap(), 0);
+    assert_eq!(*writes.lock().unwrap(), 0);
+    assert!(!modem.is_dirty(), "nothing was sent, nothing can come late");
+    // With the clock, the same line times out as usual.
+    let parser = modem.parser(&["+CSIM:"]);
+    let timed = modem.exchange(&csim(), parser, SHORT);
+    assert!(
+        matches!(timed, Err(TransportError::Timeout { .. })),
+        "{timed:?}"
+    );
+    assert_eq!(*writes.lock().unwrap(), 1);
 }
 
 fn ccho() -> AtCommand {
