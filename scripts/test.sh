@@ -92,6 +92,9 @@ else
     export IOTSAFE_PRIVATE_PCSCD=0
 fi
 export IOTSAFE_TEST_RUN_DIR="$RUN_DIR"
+# The shared records of the cards' volatile key slots (iotsafe_core::slots): in this run's folder,
+# removed with it, rather than one folder per test card left in /run/lock/iotsafe.
+export IOTSAFE_LOCK_DIR="$RUN_DIR/slot-locks"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
