@@ -79,6 +79,9 @@ impl EphemeralKey {
 /// DH on a card that has wiped it.
 pub struct Card {
     session: Lock<Session>,
+    /// The counters as the last operation left them: read without waiting for an operation in
+    /// flight (a background key generation holds the session for a quarter of a second).
+    counters: Lock<CardStats>,
     /// Who may use the volatile key slots now, shared with every user of the card.
     #[cfg(feature = "std")]
     slots: crate::slots::SlotBook,
@@ -101,6 +104,33 @@ impl Drop for Card {
         if let Err(e) = session.disconnect() {
             tracing::debug!(error = %e, "closing the card channel on drop failed");
         }
+    }
+}
+
+/// The session, for one call; when the call ends, its counters are published for
+/// [`Card::stats`].
+struct SessionGuard<'a> {
+    session: Guard<'a, Session>,
+    counters: &'a Lock<CardStats>,
+}
+
+impl core::ops::Deref for SessionGuard<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl core::ops::DerefMut for SessionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        // Plain counters: a panic elsewhere leaves them usable.
+        *self.counters.lock(|_| ()) = self.session.stats.clone();
     }
 }
 
@@ -129,6 +159,7 @@ impl Card {
         let mut session = Session::new(Box::new(transport), config, trace);
         session.connect()?;
         Ok(Card {
+            counters: Lock::new(session.stats.clone()),
             session: Lock::new(session),
             #[cfg(feature = "std")]
             slots,
@@ -152,8 +183,11 @@ impl Card {
     /// Failing instead would make one panicking trace call end the session for good (the card's
     /// channel with it), and the accessors that cannot fail (`stats`, `describe`) would have to
     /// make up an answer.
-    fn lock(&self) -> Guard<'_, Session> {
-        self.session.lock(Session::interrupted)
+    fn lock(&self) -> SessionGuard<'_> {
+        SessionGuard {
+            session: self.session.lock(Session::interrupted),
+            counters: &self.counters,
+        }
     }
 
     /// Sets a sink that receives every APDU (secrets redacted); `None` removes it.
@@ -177,9 +211,10 @@ impl Card {
         Ok(self.lock().config.clone())
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters, as the last finished operation left them: it never waits for
+    /// an operation in flight.
     pub fn stats(&self) -> CardStats {
-        self.lock().stats.clone()
+        self.counters.lock(|_| ()).clone()
     }
 
     /// Zeroes the counters.
