@@ -58,5 +58,5 @@ pub use signature_check::verifies_p256;
 pub use stats::{CardStats, Operation};
 pub use sw::{Meaning, StatusWord};
 pub use transport::{
-    Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
+    Capabilities, LogicalChannels, Transaction, Transport, TransportChannel, TransportError,
 };

@@ -326,9 +326,8 @@ mod tests {
     ) -> (Result<Response, Error>, Result<(), String>) {
         let (mut transport, log) = ScriptedTransport::new(steps);
         let mut stats = CardStats::default();
-        let mut tx = crate::transport::DirectTransaction(&mut transport);
         let mut link = Link {
-            transport: &mut tx,
+            transport: &mut transport,
             stats: &mut stats,
             trace: None,
             extended: false,

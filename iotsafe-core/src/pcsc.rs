@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::transport::{Capabilities, Transaction, Transport, TransportError};
+use crate::transport::{Transaction, Transport, TransportError};
 
 /// Which reader to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,19 +436,6 @@ fn transmit_on(
 }
 
 impl Transport for PcscTransport {
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let card = self.card.as_ref().ok_or(TransportError::Disconnected)?;
-        let result = transmit_on(card, &mut self.buffer, command, &self.reader);
-        if let Err(err) = &result {
-            self.note(err);
-        }
-        result
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
     /// `SCardBeginTransaction`: until the transaction is dropped (`SCardEndTransaction`, leaving
     /// the card as it is), no other application's APDU comes between this operation's.
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {

@@ -4,7 +4,7 @@
 use crate::hexutil;
 use crate::prelude::*;
 use crate::transport::{
-    Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
+    Capabilities, LogicalChannels, Transaction, Transport, TransportChannel, TransportError,
 };
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -91,6 +91,8 @@ impl ScriptLog {
 pub struct ScriptedTransport {
     script: ScriptLog,
     capabilities: Capabilities,
+    /// Opens logical channels itself ([`ScriptedTransport::managing_channels`]).
+    manages_channels: bool,
 }
 
 impl ScriptedTransport {
@@ -104,13 +106,21 @@ impl ScriptedTransport {
             ScriptedTransport {
                 script: log.clone(),
                 capabilities: Capabilities::default(),
+                manages_channels: false,
             },
             log,
         )
     }
-    /// Overrides the capabilities (e.g. `manages_channels` for an AT+CGLA-like transport).
+    /// Overrides the capabilities.
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// A transport that opens logical channels itself (like AT+CCHO): the script's
+    /// [`Step::OpenChannel`] and [`Step::CloseChannel`] steps answer the session.
+    pub fn managing_channels(mut self) -> Self {
+        self.manages_channels = true;
         self
     }
 
@@ -138,7 +148,7 @@ impl ScriptedTransport {
     }
 }
 
-impl Transport for ScriptedTransport {
+impl Transaction for ScriptedTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         if let Ok(mut s) = self.script.0.lock() {
             s.sent.push(command.to_vec());
@@ -156,29 +166,12 @@ impl Transport for ScriptedTransport {
             other => Err(self.mismatch(format!("expected {other:?}, got APDU {got}"))),
         }
     }
-    fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
-    /// Plays a [`Step::Refuse`] at the head of the script: the transaction cannot begin.
-    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
-        let refused = self.script.0.lock().ok().and_then(|mut s| {
-            if let Some(Step::Refuse { error }) = s.steps.front() {
-                let error = *error;
-                s.steps.pop_front();
-                Some(error())
-            } else {
-                None
-            }
-        });
-        match refused {
-            Some(error) => Err(error),
-            None => Ok(Box::new(DirectTransaction(self))),
-        }
-    }
+}
+
+/// Plays [`Step::OpenChannel`] and [`Step::CloseChannel`], for a script made
+/// [`ScriptedTransport::managing_channels`].
+impl LogicalChannels for ScriptedTransport {
     fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
-        if !self.capabilities.manages_channels {
-            return Ok(None);
-        }
         match self.next(format!("open_channel({})", hexutil::encode(aid)))? {
             Step::OpenChannel {
                 aid: want,
@@ -198,6 +191,35 @@ impl Transport for ScriptedTransport {
         match self.next(String::from("close_channel"))? {
             Step::CloseChannel => Ok(()),
             other => Err(self.mismatch(format!("expected {other:?}, got close_channel"))),
+        }
+    }
+}
+
+impl Transport for ScriptedTransport {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+    fn logical_channels(&mut self) -> Option<&mut dyn LogicalChannels> {
+        if self.manages_channels {
+            Some(self)
+        } else {
+            None
+        }
+    }
+    /// Plays a [`Step::Refuse`] at the head of the script: the transaction cannot begin.
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        let refused = self.script.0.lock().ok().and_then(|mut s| {
+            if let Some(Step::Refuse { error }) = s.steps.front() {
+                let error = *error;
+                s.steps.pop_front();
+                Some(error())
+            } else {
+                None
+            }
+        });
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(Box::new(self)),
         }
     }
     fn reconnect(&mut self) -> Result<(), TransportError> {

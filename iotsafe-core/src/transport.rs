@@ -1,10 +1,12 @@
 //! The seam between the card session and whatever moves bytes to the card.
 //!
-//! A [`Transport`] moves one command APDU to the card and brings back the response APDU (data followed
-//! by SW1 SW2). It knows nothing about IoT SAFE: GET RESPONSE, `6Cxx` re-sends, channel classes and
-//! status words are handled once, in [`crate::card`]. Optional primitives cover what some transports do
-//! differently: AT+CCHO opens a logical channel *and* selects the applet in one command, and PC/SC
-//! wraps a multi-APDU operation in a [`Transaction`] so that no other application interleaves.
+//! A [`Transport`] hands out one [`Transaction`] per operation, and a transaction moves one command
+//! APDU to the card and brings back the response APDU (data followed by SW1 SW2): the one narrow
+//! thing every transport does. It knows nothing about IoT SAFE: GET RESPONSE, `6Cxx` re-sends,
+//! channel classes and status words are handled once, in [`crate::card`]. A PC/SC transaction is
+//! one of pcscd's, so no other application interleaves; most transports are their own
+//! transaction. Opening logical channels is offered only by the transports that do it themselves
+//! ([`LogicalChannels`]: AT+CCHO opens a channel *and* selects the applet in one command).
 //!
 //! The transport layer reports its own [`TransportError`]; the session adds which command failed.
 
@@ -18,9 +20,6 @@ pub struct Capabilities {
     pub extended_length: bool,
     /// Largest command data field the session may put in one APDU.
     pub max_command_data: usize,
-    /// The transport opens logical channels itself ([`Transport::open_channel`] returns a channel):
-    /// the session then writes CLA with channel bits 0 and the transport routes each APDU.
-    pub manages_channels: bool,
 }
 
 impl Default for Capabilities {
@@ -28,7 +27,6 @@ impl Default for Capabilities {
         Capabilities {
             extended_length: false,
             max_command_data: 255,
-            manages_channels: false,
         }
     }
 }
@@ -128,52 +126,50 @@ pub struct TransportChannel {
 
 /// One operation's exchange with the card, from [`Transport::transaction`] until dropped.
 pub trait Transaction {
-    /// Sends one command APDU and returns the response APDU, as [`Transport::transmit`] does.
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError>;
-}
-
-/// A [`Transaction`] that sends straight through its transport, with nothing to begin or end.
-pub struct DirectTransaction<'a, T: Transport + ?Sized>(pub &'a mut T);
-
-impl<T: Transport + ?Sized> Transaction for DirectTransaction<'_, T> {
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
-        self.0.transmit(command)
-    }
-}
-
-/// Moves APDUs to a card. Implemented by PC/SC, AT modems, the in-process virtual card and test scripts.
-pub trait Transport {
     /// Sends one command APDU and returns the response APDU: data followed by SW1 SW2.
     ///
     /// Procedure bytes such as `61xx` and `6Cxx` are returned as they came; the session handles them.
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError>;
+}
+
+/// A transport that is its own transaction (nothing to begin or end: a modem's port, an in-process
+/// card) returns `Box::new(self)` from [`Transport::transaction`].
+impl<T: Transaction + ?Sized> Transaction for &mut T {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        (**self).transmit(command)
+    }
+}
+
+/// Logical channels a transport opens itself, selecting the applet in the same step (AT+CCHO and
+/// AT+CCHC): the session then writes class bytes for channel 0 and the transport routes each
+/// APDU to its channel.
+pub trait LogicalChannels {
+    /// Opens a logical channel and selects `aid` on it. `Ok(None)`: the transport has found it
+    /// cannot (a modem without the command) and gives its channels up for good; the session opens
+    /// one with MANAGE CHANNEL and SELECT instead.
+    fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError>;
+
+    /// Closes the channel [`LogicalChannels::open_channel`] opened.
+    fn close_channel(&mut self) -> Result<(), TransportError>;
+}
+
+/// Moves APDUs to a card. Implemented by PC/SC, AT modems, the in-process virtual card and test scripts.
+pub trait Transport {
+    /// Begins one operation's exchange: APDUs sent through the returned [`Transaction`] are not
+    /// interleaved with other applications' (a PC/SC transaction), and the transaction ends when it
+    /// is dropped. An error here means the transport was found unusable before any APDU went out.
+    /// A transport no other application shares is its own transaction: `Ok(Box::new(self))`.
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError>;
 
     /// What this transport can carry.
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
 
-    /// Opens a logical channel and selects `aid` on it in one step, when the transport has such a
-    /// primitive (AT+CCHO). Returns `Ok(None)` when it does not; the session then sends MANAGE CHANNEL
-    /// and SELECT itself.
-    fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
-        let _ = aid;
-        Ok(None)
-    }
-
-    /// Closes a channel opened by [`Transport::open_channel`].
-    fn close_channel(&mut self) -> Result<(), TransportError> {
-        Ok(())
-    }
-
-    /// Begins one operation's exchange: APDUs sent through the returned [`Transaction`] are not
-    /// interleaved with other applications' (a PC/SC transaction), and the transaction ends when it
-    /// is dropped. An error here means the transport was found unusable before any APDU went out.
-    ///
-    /// The default is the transport itself ([`DirectTransaction`]): right for transports that no
-    /// other application shares (a modem's port, an in-process card).
-    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
-        Ok(Box::new(DirectTransaction(self)))
+    /// The logical channels this transport opens itself, if it does (AT+CCHO); `None` (the
+    /// default): the session opens its channel with MANAGE CHANNEL and SELECT.
+    fn logical_channels(&mut self) -> Option<&mut dyn LogicalChannels> {
+        None
     }
 
     /// Re-establishes the connection after the card was removed or reset, or the service restarted.
@@ -197,20 +193,14 @@ pub trait Transport {
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
-        (**self).transmit(command)
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        (**self).transaction()
     }
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
     }
-    fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
-        (**self).open_channel(aid)
-    }
-    fn close_channel(&mut self) -> Result<(), TransportError> {
-        (**self).close_channel()
-    }
-    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
-        (**self).transaction()
+    fn logical_channels(&mut self) -> Option<&mut dyn LogicalChannels> {
+        (**self).logical_channels()
     }
     fn reconnect(&mut self) -> Result<(), TransportError> {
         (**self).reconnect()

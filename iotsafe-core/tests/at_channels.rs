@@ -10,7 +10,7 @@ use std::io;
 use std::net::TcpListener;
 
 use iotsafe_core::at::{AtMode, AtTransport};
-use iotsafe_core::{Transport, TransportError};
+use iotsafe_core::{LogicalChannels, Transaction, Transport, TransportError};
 
 use at_support::{
     channel_modem, count, line, modem_error, ok, options, pty, setup, Modem, AID, SELECT_IOTSAFE,
@@ -24,7 +24,7 @@ fn auto_mode_uses_ccho_cgla_cchc() {
         "AT+CCHC=1" => vec![ok()],
         _ => vec![line("ERROR")],
     });
-    assert!(t.capabilities().manages_channels);
+    assert!(t.uses_logical_channel_commands());
     let channel = t.open_channel(&AID).unwrap();
     assert!(channel.is_some());
     assert_eq!(t.session_id(), Some(1));
@@ -66,9 +66,9 @@ fn auto_falls_back_to_csim_when_ccho_is_refused() {
             vec![line("ERROR")]
         }
     });
-    assert!(t.capabilities().manages_channels);
+    assert!(t.uses_logical_channel_commands());
     assert_eq!(t.open_channel(&AID).unwrap(), None);
-    assert!(!t.capabilities().manages_channels);
+    assert!(!t.uses_logical_channel_commands());
     assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
     // Sticky: the next open does not try AT+CCHO again.
     assert_eq!(t.open_channel(&AID).unwrap(), None);
@@ -84,7 +84,7 @@ fn auto_falls_back_to_csim_when_ccho_is_refused() {
 #[test]
 fn auto_without_ccho_support_uses_csim() {
     let (mut t, modem, _slave) = setup(AtMode::Auto, false, |_| vec![line("ERROR")]);
-    assert!(!t.capabilities().manages_channels);
+    assert!(!t.uses_logical_channel_commands());
     assert_eq!(t.open_channel(&AID).unwrap(), None);
     assert!(modem.apdu_lines().is_empty());
 }
@@ -111,7 +111,7 @@ fn lost_sim_is_removed_card_even_for_ccho() {
         Err(TransportError::RemovedCard)
     ));
     // No fallback happened: AT+CCHO stays in use.
-    assert!(t.capabilities().manages_channels);
+    assert!(t.uses_logical_channel_commands());
     assert!(matches!(
         t.transmit(&SELECT_IOTSAFE),
         Err(TransportError::RemovedCard)
@@ -132,7 +132,7 @@ fn auto_ccho_not_found_is_a_modem_error_without_fallback() {
     assert_eq!(command, "AT+CCHO=\"A00000003053F12401770101495341\"");
     assert_eq!(answer, "+CME ERROR: 22");
     // Still AT+CCHO: the next AID opens a modem-managed channel.
-    assert!(t.capabilities().manages_channels);
+    assert!(t.uses_logical_channel_commands());
     assert!(t.open_channel(&AID).unwrap().is_some());
     assert_eq!(t.session_id(), Some(2));
     assert_eq!(modem.apdu_lines().len(), 2);
@@ -153,7 +153,7 @@ fn auto_falls_back_when_the_first_cgla_is_refused() {
         t.transmit(&[0x00, 0xC0, 0x00, 0x00, 0x00]),
         Err(TransportError::ResetCard)
     ));
-    assert!(!t.capabilities().manages_channels);
+    assert!(!t.uses_logical_channel_commands());
     assert_eq!(t.open_channel(&AID).unwrap(), None);
     assert_eq!(t.transmit(&SELECT_IOTSAFE).unwrap(), vec![0x90, 0x00]);
     let lines = modem.apdu_lines();
@@ -183,7 +183,7 @@ fn lost_channel_is_reported_as_reset() {
         Err(TransportError::ResetCard)
     ));
     assert_eq!(t.session_id(), None);
-    assert!(t.capabilities().manages_channels);
+    assert!(t.uses_logical_channel_commands());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use iotsafe_core::at::{AtMode, AtTransport};
-use iotsafe_core::{Transport, TransportError};
+use iotsafe_core::{Transaction, Transport, TransportError};
 
 use at_support::{csim_modem, line, ok, options, pty, setup, Modem, SELECT_IOTSAFE};
 

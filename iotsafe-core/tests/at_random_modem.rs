@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use iotsafe_core::at::{AtMode, AtOptions, AtTransport, Deadlines, ModemQuirks, TimedStream};
-use iotsafe_core::{Transport, TransportError};
+use iotsafe_core::{LogicalChannels, Transaction, TransportError};
 use proptest::prelude::*;
 
 /// Answers each written line with the next scripted reply, delivered in small reads.

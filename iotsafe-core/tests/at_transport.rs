@@ -8,7 +8,7 @@ mod at_support;
 use std::time::{Duration, Instant};
 
 use iotsafe_core::at::{AtMode, AtOptions, AtTransport, ModemQuirks};
-use iotsafe_core::{Transport, TransportError};
+use iotsafe_core::{LogicalChannels, Transaction, Transport, TransportError};
 
 use at_support::{
     csim_modem, line, modem_error, ok, options, pty, setup, Modem, Reply, AID, SELECT_IOTSAFE,
@@ -24,7 +24,7 @@ fn csim_sends_the_exact_line_and_returns_without_idle_wait() {
         }
     });
     assert_eq!(t.open_channel(&AID).unwrap(), None);
-    assert!(!t.capabilities().manages_channels);
+    assert!(!t.uses_logical_channel_commands());
     let started = Instant::now();
     let answer = t.transmit(&SELECT_IOTSAFE).unwrap();
     let elapsed = started.elapsed();

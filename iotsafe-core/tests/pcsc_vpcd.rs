@@ -237,11 +237,11 @@ fn transmit_transaction_removal_and_reconnect() {
     assert_eq!(transport.atr(), Some(ATR.to_vec()));
 
     // One connection, many APDUs.
-    let answer = transport.transmit(&GET_RANDOM).unwrap();
+    let answer = transmit(&mut transport, &GET_RANDOM).unwrap();
     assert_eq!(answer.len(), 10);
     assert_eq!(&answer[8..], &[0x90, 0x00]);
     assert_eq!(
-        transport.transmit(&[0x00, 0xCA, 0x00, 0x00, 0x00]).unwrap(),
+        transmit(&mut transport, &[0x00, 0xCA, 0x00, 0x00, 0x00]).unwrap(),
         vec![0x6D, 0x00]
     );
 
@@ -265,7 +265,7 @@ fn transmit_transaction_removal_and_reconnect() {
         drop(transport);
         let mut holder =
             PcscTransport::connect(&ReaderChoice::Exact(SLOT_READER.into()), exclusive).unwrap();
-        holder.transmit(&GET_RANDOM).unwrap();
+        transmit(&mut holder, &GET_RANDOM).unwrap();
         match PcscTransport::connect(
             &ReaderChoice::Exact(SLOT_READER.into()),
             PcscOptions::default(),
@@ -287,14 +287,14 @@ fn transmit_transaction_removal_and_reconnect() {
         controls,
         "a healthy reconnect reset the card"
     );
-    transport.transmit(&GET_RANDOM).unwrap();
+    transmit(&mut transport, &GET_RANDOM).unwrap();
 
     // Pull the card: typed errors, no hang.
     card.pull_out();
     let started = Instant::now();
     let mut seen = Vec::new();
     while started.elapsed() < Duration::from_secs(5) {
-        match transport.transmit(&GET_RANDOM) {
+        match transmit(&mut transport, &GET_RANDOM) {
             Err(err) => {
                 assert!(err.needs_reconnect(), "{err:?}");
                 let removed = matches!(err, TransportError::RemovedCard);
@@ -332,7 +332,7 @@ fn transmit_transaction_removal_and_reconnect() {
         reconnected = transport.reconnect();
     }
     reconnected.unwrap();
-    let answer = transport.transmit(&GET_RANDOM).unwrap();
+    let answer = transmit(&mut transport, &GET_RANDOM).unwrap();
     assert_eq!(&answer[8..], &[0x90, 0x00]);
     assert!(card.apdus() >= 1);
     drop(transport);
@@ -370,4 +370,9 @@ fn wait_for_reader_sees_the_card_come_and_go_and_says_what_it_waited_for() {
     wait_for_reader(SLOT_READER, true, long).expect("pcscd saw the card");
     drop(card);
     wait_for_reader(SLOT_READER, false, long).expect("pcscd saw it go");
+}
+
+/// One APDU in a transaction of its own, as the session sends every operation.
+fn transmit(transport: &mut PcscTransport, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+    transport.transaction()?.transmit(apdu)
 }

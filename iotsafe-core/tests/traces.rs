@@ -7,7 +7,6 @@ use iotsafe_core::apdu::ClassStyle;
 use iotsafe_core::config::{ChannelStrategy, GetResponseClass, GetResponseLe, SessionNumbers};
 use iotsafe_core::hexutil::decode;
 use iotsafe_core::testing::{ScriptedTransport, Step};
-use iotsafe_core::Capabilities;
 use iotsafe_core::{
     Card, CardConfig, CardSignature, EcPoint, Error, HashAlgorithm, ObjectRef, Operation,
     StatusWord,
@@ -45,10 +44,7 @@ fn ntt_sign_trace_via_cgla() {
         Step::apdu(&format!("00 2B 80 01 22 9E 20 {HELLO_SHA256}"), "6142"),
         Step::apdu("00 C0 00 00 00", &format!("3340 {NTT_R} {NTT_S} 9000")),
     ]);
-    let t = t.with_capabilities(Capabilities {
-        manages_channels: true,
-        ..Capabilities::default()
-    });
+    let t = t.managing_channels();
     let config = CardConfig {
         aids: vec![h("A0000001157000000000000049534102")],
         class: ClassStyle::Interindustry,

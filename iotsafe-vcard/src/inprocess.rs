@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use iotsafe_core::{Capabilities, Transport, TransportError};
+use iotsafe_core::{Transaction, Transport, TransportError};
 
 use crate::{CardHandler, Reply, VirtualCard};
 
@@ -37,7 +37,7 @@ impl InProcessTransport {
     }
 }
 
-impl Transport for InProcessTransport {
+impl Transaction for InProcessTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let reply = self.lock().handle(command);
         match reply {
@@ -49,9 +49,12 @@ impl Transport for InProcessTransport {
             }
         }
     }
+}
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+impl Transport for InProcessTransport {
+    /// The card is in this process; nothing else reaches it.
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        Ok(Box::new(self))
     }
 
     /// Clears a disconnect fault and power-cycles the card: channels and sessions are gone, as after

@@ -15,7 +15,7 @@
 //! - [`provision()`]: a test PKI whose device key is generated inside the card.
 //!
 //! ```
-//! use iotsafe_core::Transport;
+//! use iotsafe_core::Transaction;
 //! use iotsafe_vcard::{CardOptions, InProcessTransport, VirtualCard};
 //!
 //! let card = VirtualCard::with_default_layout(CardOptions::default());

@@ -2,6 +2,7 @@
 
 mod common;
 
+use iotsafe_core::Transaction;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

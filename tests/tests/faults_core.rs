@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iotsafe_core::config::ChannelStrategy;
+use iotsafe_core::Transaction;
 use iotsafe_core::{
     Card, CardConfig, CardSignature, EcPoint, Error, HashAlgorithm, ObjectRef, Transport,
     TransportError,
@@ -57,7 +58,7 @@ impl Faulty {
     }
 }
 
-impl Transport for Faulty {
+impl Transaction for Faulty {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let (n, fault) = {
             let mut s = self.state.lock().unwrap();
@@ -80,6 +81,12 @@ impl Transport for Faulty {
             answer.truncate(keep.min(answer.len().saturating_sub(1)));
         }
         Ok(answer)
+    }
+}
+
+impl Transport for Faulty {
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        Ok(Box::new(self))
     }
     fn reconnect(&mut self) -> Result<(), TransportError> {
         self.inner.reconnect()

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use iotsafe_core::Transaction;
 use iotsafe_core::{
     Card, CardConfig, EcPoint, Error, HashAlgorithm, ObjectKind, ObjectRef, Transport,
     TransportError,
@@ -23,7 +24,7 @@ struct Garbage {
     sent: Arc<Mutex<usize>>,
 }
 
-impl Transport for Garbage {
+impl Transaction for Garbage {
     fn transmit(&mut self, _command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let mut sent = self.sent.lock().unwrap();
         *sent += 1;
@@ -33,6 +34,12 @@ impl Transport for Garbage {
         let answer = self.answers[self.next % self.answers.len()].clone();
         self.next += 1;
         Ok(answer)
+    }
+}
+
+impl Transport for Garbage {
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        Ok(Box::new(self))
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use iotsafe_core::Transaction;
 use iotsafe_core::{
     Card, CardConfig, Direction, EcPoint, Error, HashAlgorithm, ObjectRef, TraceEvent, Transport,
     TransportError,
@@ -21,7 +22,7 @@ struct Recorder {
     seen: Arc<Mutex<Vec<u8>>>,
 }
 
-impl Transport for Recorder {
+impl Transaction for Recorder {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let answer = self.inner.transmit(command);
         let mut seen = self.seen.lock().unwrap();
@@ -30,6 +31,12 @@ impl Transport for Recorder {
             seen.extend_from_slice(a);
         }
         answer
+    }
+}
+
+impl Transport for Recorder {
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        Ok(Box::new(self))
     }
     fn reconnect(&mut self) -> Result<(), TransportError> {
         self.inner.reconnect()

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use iotsafe_core::config::GetResponseLe;
+use iotsafe_core::Transaction;
 use iotsafe_core::{Card, CardConfig, HashAlgorithm, ObjectRef, Transport, TransportError};
 
 /// Secret material: a recognisable pattern no other code produces.
@@ -90,7 +91,7 @@ fn answer(len: usize, sw: [u8; 2]) -> Vec<u8> {
     out
 }
 
-impl Transport for SecretCard {
+impl Transaction for SecretCard {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let ins = command.get(1).copied().unwrap_or(0);
         let secret_len = match ins {
@@ -125,6 +126,12 @@ impl Transport for SecretCard {
             return Ok(vec![0x61, secret_len as u8]);
         }
         Ok(answer(secret_len, [0x90, 0x00]))
+    }
+}
+
+impl Transport for SecretCard {
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
+        Ok(Box::new(self))
     }
 }
 

@@ -22,7 +22,7 @@ use super::refusal::{
     is_plain_error, modem_error, refusal, sim_lost, CmeError, ErrorMode, PlainErrors,
 };
 use crate::transport::{
-    Capabilities, DirectTransaction, Transaction, Transport, TransportChannel, TransportError,
+    Capabilities, LogicalChannels, Transaction, Transport, TransportChannel, TransportError,
 };
 
 /// What the probes found out about one command family.
@@ -472,20 +472,15 @@ impl<P: AtPort> Drop for AtTransport<P> {
     }
 }
 
-impl<P: AtPort> Transport for AtTransport<P> {
+impl<P: AtPort> Transaction for AtTransport<P> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let timeout = self.options.deadlines.for_apdu(command);
         self.transmit_with_timeout(command, timeout)
     }
+}
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            extended_length: false,
-            max_command_data: self.quirks.max_command_data(),
-            manages_channels: self.uses_logical_channel_commands(),
-        }
-    }
-
+/// AT+CCHO and AT+CCHC, while the transport uses them ([`AtTransport::uses_logical_channel_commands`]).
+impl<P: AtPort> LogicalChannels for AtTransport<P> {
     fn open_channel(&mut self, aid: &[u8]) -> Result<Option<TransportChannel>, TransportError> {
         if !self.uses_logical_channel_commands() {
             return Ok(None);
@@ -533,13 +528,31 @@ impl<P: AtPort> Transport for AtTransport<P> {
         self.channels
             .close(&mut self.line, self.options.command_timeout)
     }
+}
+
+impl<P: AtPort> Transport for AtTransport<P> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            extended_length: false,
+            max_command_data: self.quirks.max_command_data(),
+        }
+    }
+
+    /// With AT+CCHO/AT+CGLA the modem opens the channels; with AT+CSIM the session does.
+    fn logical_channels(&mut self) -> Option<&mut dyn LogicalChannels> {
+        if self.uses_logical_channel_commands() {
+            Some(self)
+        } else {
+            None
+        }
+    }
 
     /// The transport itself, as for any port no other program shares; it also counts the
     /// operation, so that a bare `ERROR` to AT+CGLA is read as a lost channel at most once per
     /// operation (its retry included).
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, TransportError> {
         self.plain_errors.attempt_begins();
-        Ok(Box::new(DirectTransaction(self)))
+        Ok(Box::new(self))
     }
 
     /// Resynchronises with the modem, or opens the port again (when it can) if the modem does not

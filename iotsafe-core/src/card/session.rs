@@ -14,7 +14,7 @@ use crate::objects::{AppletInfo, ObjectInfo};
 use crate::prelude::*;
 use crate::stats::{CardStats, Operation};
 use crate::sw::{Meaning, StatusWord};
-use crate::transport::{DirectTransaction, Transaction, Transport, TransportError};
+use crate::transport::{Transaction, Transport, TransportError};
 
 /// Where the session stands with the applet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +302,7 @@ impl Session {
             Some(sel) if !kept_state && sel.opened_by_transport => {
                 // The transport's channel is gone with the reset; a modem may still hold the
                 // session number it handed out: free it (best effort).
-                if let Err(e) = self.transport.close_channel() {
+                if let Err(e) = self.close_transport_channel() {
                     tracing::debug!(error = %e, "closing the transport's stale channel failed");
                 }
             }
@@ -347,8 +347,8 @@ impl Session {
         result
     }
 
-    /// A link straight on the transport, outside any transaction, for opening, selecting and
-    /// closing the channel: short APDUs only, as the selection always is.
+    /// A link in a transaction of its own, for opening, selecting and closing the channel: short
+    /// APDUs only, as the selection always is, and no retry rule around it.
     fn direct<T>(
         &mut self,
         step: impl FnOnce(&mut Link<'_>, &CardConfig) -> Result<T, Error>,
@@ -360,31 +360,48 @@ impl Session {
             trace,
             ..
         } = self;
-        let mut direct = DirectTransaction(&mut **transport);
-        let mut link = link(&mut direct, stats, trace.as_ref(), config, false);
+        let mut transaction = transport.transaction().map_err(|source| Error::Transport {
+            command: CommandKind::Select,
+            source,
+        })?;
+        let mut link = link(&mut *transaction, stats, trace.as_ref(), config, false);
         step(&mut link, config)
+    }
+
+    /// Closes the channel the transport opened itself (a transport without its own channels has
+    /// none to close).
+    fn close_transport_channel(&mut self) -> Result<(), TransportError> {
+        match self.transport.logical_channels() {
+            Some(channels) => channels.close_channel(),
+            None => Ok(()),
+        }
     }
 
     fn connect_inner(&mut self) -> Result<(), Error> {
         self.selected = None;
         let aids = self.config.aids.clone();
         // Transports that open and select in one step (AT+CCHO).
-        if self.transport.capabilities().manages_channels {
-            let mut last = None;
+        if let Some(channels) = self.transport.logical_channels() {
+            let (mut last, mut opened) = (None, None);
             for aid in &aids {
-                match self.transport.open_channel(aid) {
+                match channels.open_channel(aid) {
                     Ok(Some(_)) => {
-                        self.selected = Some(Selected {
-                            channel: 0,
-                            opened_by_us: false,
-                            opened_by_transport: true,
-                            aid: aid.clone(),
-                        });
-                        return Ok(());
+                        opened = Some(aid.clone());
+                        break;
                     }
+                    // The transport gave its channels up: MANAGE CHANNEL below.
                     Ok(None) => break,
                     Err(e) => last = Some(e),
                 }
+            }
+            if let Some(aid) = opened {
+                self.selected = Some(Selected {
+                    channel: 0,
+                    opened_by_us: false,
+                    opened_by_transport: true,
+                    aid,
+                });
+                return Ok(());
             }
             if let Some(e) = last {
                 if !matches!(e, TransportError::Modem { .. }) {
@@ -423,15 +440,14 @@ impl Session {
             // The card's reset closed the channel; only a modem's session number may be left.
             ChannelState::LostWithReset | ChannelState::ChannelClosed => {
                 if sel.opened_by_transport {
-                    let _ = self.transport.close_channel();
+                    let _ = self.close_transport_channel();
                 }
                 return Ok(());
             }
         }
         if sel.opened_by_transport {
             return self
-                .transport
-                .close_channel()
+                .close_transport_channel()
                 .map_err(|source| Error::Transport {
                     command: CommandKind::CloseChannel,
                     source,
