@@ -52,7 +52,7 @@ impl CardTlsBridge {
                         tokio::io::copy_bidirectional(&mut local, &mut tls).await
                     };
                     if let Err(e) = carried.await {
-                        let mut last = errors.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut last = iotsafe_core::lock::lock(&errors);
                         *last = Some(format!("TLS to {address}: {e}"));
                     }
                 });
@@ -73,10 +73,7 @@ impl CardTlsBridge {
 
     /// The last TLS failure of a carried connection, if any.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        iotsafe_core::lock::lock(&self.last_error).clone()
     }
 }
 

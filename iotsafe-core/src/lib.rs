@@ -33,7 +33,7 @@ pub mod config;
 mod error;
 pub mod hexutil;
 mod link;
-mod lock;
+pub mod lock;
 pub mod objects;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;

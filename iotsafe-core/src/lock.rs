@@ -1,6 +1,11 @@
-//! The lock around a card session: the operating system's mutex with `std`, a spin lock without
-//! (a microcontroller has no OS to park a thread; its firmware rarely shares a card between
-//! contexts, and a spin lock is correct when it does).
+//! Locks. The one around a card session ([`Lock`], crate-private): the operating system's mutex
+//! with `std`, a spin lock without (a microcontroller has no OS to park a thread; its firmware
+//! rarely shares a card between contexts, and a spin lock is correct when it does). And, with
+//! `std`, the one rule every crate of the workspace uses for an OS lock around plain data (counters,
+//! lists, optional values): a panic in another thread while it held the lock leaves the data
+//! consistent between two statements, so the lock is taken over rather than every later caller
+//! failing ([`lock`], [`read`], [`write`], [`wait_timeout`]). A lock whose data a panic can leave
+//! half changed (the card session) repairs it instead ([`Lock::lock`]).
 
 /// A locked value, released when dropped.
 #[cfg(feature = "std")]
@@ -65,4 +70,50 @@ impl<T> Lock<T> {
             self.inner.get_mut()
         }
     }
+}
+
+/// `mutex`, taken over if a panic poisoned it (see the module docs: plain data only).
+#[cfg(feature = "std")]
+pub fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `rw` for reading, taken over if a panic poisoned it (plain data only).
+#[cfg(feature = "std")]
+pub fn read<T: ?Sized>(rw: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    rw.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `rw` for writing, taken over if a panic poisoned it (plain data only).
+#[cfg(feature = "std")]
+pub fn write<T: ?Sized>(rw: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    rw.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`std::sync::Condvar::wait_timeout`], the lock taken over if a panic poisoned it (plain data
+/// only).
+#[cfg(feature = "std")]
+pub fn wait_timeout<'a, T>(
+    changed: &std::sync::Condvar,
+    guard: std::sync::MutexGuard<'a, T>,
+    timeout: core::time::Duration,
+) -> std::sync::MutexGuard<'a, T> {
+    match changed.wait_timeout(guard, timeout) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
+
+/// [`std::sync::Condvar::wait`], the lock taken over if a panic poisoned it (plain data only).
+#[cfg(feature = "std")]
+pub fn wait<'a, T>(
+    changed: &std::sync::Condvar,
+    guard: std::sync::MutexGuard<'a, T>,
+) -> std::sync::MutexGuard<'a, T> {
+    changed
+        .wait(guard)
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -113,8 +113,8 @@ impl CardEntropyRng {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MixState> {
-        // A seed and counters: consistent after a panic elsewhere.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        // A seed and counters: plain data.
+        iotsafe_core::lock::lock(&self.state)
     }
 
     /// How many RNGs the pool holds (for the tests of its bound).

@@ -39,8 +39,8 @@ impl<T: PerCard> StaticPool<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<&'static T>> {
-        // A list of references: consistent after a panic elsewhere.
-        self.items.lock().unwrap_or_else(|p| p.into_inner())
+        // A list of references: plain data.
+        iotsafe_core::lock::lock(&self.items)
     }
 
     /// The pooled value serving `card` for which `same` holds; else a value whose card was

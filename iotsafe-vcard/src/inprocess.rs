@@ -31,9 +31,7 @@ impl InProcessTransport {
 
     fn lock(&self) -> MutexGuard<'_, VirtualCard> {
         // A panic elsewhere while holding the lock leaves the card usable: it never panics itself.
-        self.card
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        iotsafe_core::lock::lock(&self.card)
     }
 }
 

@@ -83,7 +83,7 @@ pub struct VpcdSlotGuard {
 /// `flock` on a file in the temporary directory, released by the kernel if the process dies).
 pub fn vpcd_slot_lock() -> VpcdSlotGuard {
     static SLOT: Mutex<()> = Mutex::new(());
-    let in_process = SLOT.lock().unwrap_or_else(|p| p.into_inner());
+    let in_process = iotsafe_core::lock::lock(&SLOT);
     let path = std::env::temp_dir().join("iotsafe-tests-vpcd-slot1.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -31,6 +31,7 @@ pub(crate) mod store;
 
 use crate::card::EphemeralKey;
 use crate::error::Error;
+use crate::lock::lock;
 use crate::objects::ObjectRef;
 use core::future::Future;
 use core::pin::Pin;
@@ -39,7 +40,7 @@ use core::time::Duration;
 use party::Party;
 use record::{Grant, Look, SlotKey};
 use std::string::{String, ToString};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use std::vec::Vec;
 use store::Store;
@@ -104,11 +105,6 @@ struct BookInner {
     /// Keys made ahead of time by this process: slot, the epoch of the turn they were made in.
     ready: Mutex<Vec<(SlotKey, u64, EphemeralKey)>>,
     stats: Mutex<SlotStats>,
-}
-
-/// Plain data: consistent after a panic elsewhere.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Milliseconds on the clock every process shares.
@@ -658,21 +654,20 @@ impl Notify {
 
     /// Blocks until the counter moved past `seen`, or `timeout` passed.
     fn wait(&self, seen: u64, timeout: Option<Duration>) {
-        let state = lock(&self.state);
-        if state.counter != seen {
-            return;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = lock(&self.state);
+        while state.counter == seen {
+            state = match deadline {
+                None => crate::lock::wait(&self.changed, state),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    crate::lock::wait_timeout(&self.changed, state, left)
+                }
+            };
         }
-        let _unused = match timeout {
-            Some(t) => self
-                .changed
-                .wait_timeout_while(state, t, |s| s.counter == seen)
-                .map(|(s, _)| s)
-                .unwrap_or_else(|p| p.into_inner().0),
-            None => self
-                .changed
-                .wait_while(state, |s| s.counter == seen)
-                .unwrap_or_else(|p| p.into_inner()),
-        };
     }
 }
 

@@ -37,7 +37,7 @@ struct Process {
 fn this_process() -> Process {
     static CACHED: OnceLock<std::sync::Mutex<Option<Process>>> = OnceLock::new();
     let cache = CACHED.get_or_init(Default::default);
-    let mut cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cached = crate::lock::lock(cache);
     let pid = std::process::id();
     match *cached {
         Some(p) if p.pid == pid => p,

@@ -14,6 +14,7 @@
 
 use super::party::Party;
 use super::record::{text, Record};
+use crate::lock::lock;
 use crate::prelude::*;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -166,11 +167,6 @@ impl Store {
             Store::Folder(dir) => Ok(OpGuard::Folder(Locked::take(&dir.join("op.lock"))?)),
         }
     }
-}
-
-/// Plain data (or none), consistent after a panic elsewhere.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The folder the shared records live in (see the module docs).

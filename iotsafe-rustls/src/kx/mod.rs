@@ -78,7 +78,7 @@ use rustls::ffdhe_groups::FfdheGroup;
 use rustls::{NamedGroup, PeerMisbehaved};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// How long one key exchange may hold an ephemeral slot while others wait, by default: far
@@ -283,10 +283,8 @@ impl Target {
     }
 }
 
-/// Plain data: consistent after a panic elsewhere.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// The group's target and counters are plain data (see `iotsafe_core::lock`).
+pub(crate) use iotsafe_core::lock::lock;
 
 impl CardKxGroup {
     /// The key exchange group of `card` with `options`, for rustls's `&'static dyn
@@ -451,10 +449,7 @@ impl CardKxGroup {
             if left.is_zero() {
                 return false;
             }
-            running = match background.1.wait_timeout(running, left) {
-                Ok((r, _)) => r,
-                Err(p) => p.into_inner().0,
-            };
+            running = iotsafe_core::lock::wait_timeout(&background.1, running, left);
         }
         true
     }

@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn one_group_per_live_card_and_dead_cards_groups_are_reused() {
-        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = lock(&SERIAL);
         let a = card();
         let first = group_for(&a, KxOptions::default());
         let again = group_for(&a, KxOptions::default());
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_retargeted_group_starts_with_fresh_scheduling_state() {
-        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = lock(&SERIAL);
         let options = KxOptions::pregenerating(true);
         let a = card();
         let g = group_for(&a, options.clone());
@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn other_options_on_the_same_card_share_its_queue() {
-        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = lock(&SERIAL);
         let a = card();
         let plain = group_for(&a, KxOptions::default());
         let pregen = group_for(&a, KxOptions::pregenerating(true));
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_config_s_card_group_is_found_by_address() {
-        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = lock(&SERIAL);
         let a = card();
         let g = group_for(&a, KxOptions::default());
         assert!(find(g).is_some_and(|f| std::ptr::eq(f, g)));

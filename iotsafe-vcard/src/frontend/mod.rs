@@ -60,7 +60,7 @@ pub fn share<C: CardHandler + 'static>(card: C) -> SharedCard {
 /// Locks the card. A panic in another holder must not take every front end down with it, so a
 /// poisoned lock is taken over as it is: the card's own invariants are its business.
 pub(crate) fn lock(card: &SharedCard) -> MutexGuard<'_, dyn CardHandler + 'static> {
-    card.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    iotsafe_core::lock::lock(card)
 }
 
 /// What a front end does after giving the card one command APDU.

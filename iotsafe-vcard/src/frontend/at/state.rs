@@ -118,9 +118,7 @@ impl SharedModem {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ModemState> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        iotsafe_core::lock::lock(&self.0)
     }
 }
 
