@@ -8,10 +8,7 @@
 
 mod support;
 
-use iotsafe_tests::{have_program, provisioned, service};
-use iotsafe_vcard::frontend::at::AtOptions;
-use iotsafe_vcard::frontend::share;
-use iotsafe_vcard::frontend::tcp::TcpModem;
+use iotsafe_tests::{have_program, service};
 use iotsafe_vcard::CardOptions;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -45,12 +42,7 @@ fn debug_shows_the_module_and_the_card_session_and_nothing_without_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_, card) = provisioned(dir.path(), CardOptions::default());
-    let modem = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
-    let address = modem.local_addr().unwrap();
-    let handle = modem
-        .spawn(share(card), AtOptions::default())
-        .expect("start the modem");
+    let (_, address, handle) = support::at_modem(dir.path(), CardOptions::default());
     let env = [("IOTSAFE_MODEM", format!("tcp://{address}"))];
 
     let quiet = tool(&["--list-slots"], dir.path(), &env, false);

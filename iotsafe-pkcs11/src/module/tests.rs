@@ -46,6 +46,19 @@ fn object(
     found[0]
 }
 
+/// `CKM_ECDH1_DERIVE` with `peer`'s public point (raw), `CKD_NULL`.
+fn ecdh_with(peer: &p256::SecretKey) -> Mechanism {
+    let point = peer.public_key().to_encoded_point(false);
+    Mechanism {
+        kind: CKM_ECDH1_DERIVE,
+        params: Params::Ecdh(EcdhParams {
+            kdf: CKD_NULL,
+            shared_data: Vec::new(),
+            public_data: point.as_bytes().to_vec(),
+        }),
+    }
+}
+
 #[test]
 fn two_cards_two_slots_each_its_own_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,20 +109,7 @@ fn generate_then_derive_then_close() {
     };
     let ephemeral = p256::PublicKey::from_sec1_bytes(&point[2..]).unwrap();
     let peer = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let params = Params::Ecdh(EcdhParams {
-        kdf: CKD_NULL,
-        shared_data: Vec::new(),
-        public_data: peer
-            .public_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec(),
-    });
-    let ecdh = Mechanism {
-        kind: CKM_ECDH1_DERIVE,
-        params,
-    };
-    let secret = m.derive(s, &ecdh, private, &[]).unwrap();
+    let secret = m.derive(s, &ecdh_with(&peer), private, &[]).unwrap();
     let expected = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ephemeral.as_affine());
     assert_eq!(
         m.attributes(s, secret, &[CKA_VALUE]).unwrap(),
@@ -161,19 +161,7 @@ fn concurrent_generations_leave_the_table_showing_the_key_the_card_holds() {
     };
     let shown = p256::PublicKey::from_sec1_bytes(&point[2..]).unwrap();
     let peer = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let ecdh = Mechanism {
-        kind: CKM_ECDH1_DERIVE,
-        params: Params::Ecdh(EcdhParams {
-            kdf: CKD_NULL,
-            shared_data: Vec::new(),
-            public_data: peer
-                .public_key()
-                .to_encoded_point(false)
-                .as_bytes()
-                .to_vec(),
-        }),
-    };
-    let secret = m.derive(*s, &ecdh, private, &[]).unwrap();
+    let secret = m.derive(*s, &ecdh_with(&peer), private, &[]).unwrap();
     let expected = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), shown.as_affine());
     assert_eq!(
         m.attributes(*s, secret, &[CKA_VALUE]).unwrap(),
