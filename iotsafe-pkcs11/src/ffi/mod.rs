@@ -26,9 +26,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// of its failure (said in the diagnostics, inside the span of the call as every event of it),
 /// or `CKR_GENERAL_ERROR` for a panic.
 fn guard(function: &'static str, body: impl FnOnce() -> P11Result<()>) -> CK_RV {
-    let _call = tracing::debug_span!("pkcs11", function).entered();
-    let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or(Err(Error::Panicked));
-    match outcome {
+    let _call = enter(function);
+    answer(catch_unwind(AssertUnwindSafe(body)))
+}
+
+/// The span of a call to `function`. Apart from [`guard`], as [`answer`] is, so that the code
+/// each of the ~70 functions gets is only the call of its body.
+#[inline(never)]
+fn enter(function: &'static str) -> tracing::span::EnteredSpan {
+    tracing::debug_span!("pkcs11", function).entered()
+}
+
+/// The return value of a call that ended with `outcome` (an `Err` outside: it panicked).
+#[inline(never)]
+fn answer(outcome: std::thread::Result<P11Result<()>>) -> CK_RV {
+    match outcome.unwrap_or(Err(Error::Panicked)) {
         Ok(()) => CKR_OK,
         Err(error) => {
             crate::diag::failed(&error);
