@@ -144,7 +144,8 @@ impl Attributes {
             .sum()
     }
 
-    /// The attribute types present.
+    /// The attribute types present (for tests: the module reads attributes by type).
+    #[cfg(test)]
     pub fn types(&self) -> impl Iterator<Item = CK_ATTRIBUTE_TYPE> + '_ {
         self.entries.iter().map(|(k, _)| *k)
     }
@@ -183,9 +184,9 @@ pub struct Template<'a>(pub &'a [Attribute]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadValue(pub CK_ATTRIBUTE_TYPE);
 
-impl From<BadValue> for cryptoki_sys::CK_RV {
-    fn from(_: BadValue) -> cryptoki_sys::CK_RV {
-        cryptoki_sys::CKR_ATTRIBUTE_VALUE_INVALID
+impl From<BadValue> for crate::error::Error {
+    fn from(BadValue(kind): BadValue) -> crate::error::Error {
+        crate::error::Error::AttributeValue(kind)
     }
 }
 

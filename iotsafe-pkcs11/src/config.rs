@@ -4,4 +4,4 @@
 //! slot). Card selection is the `iotsafe-select` crate's, shared with the CLI: the module links
 //! what opens a card, not the command-line tool.
 
-pub use iotsafe_select::config::{cards, parse, CardSpec, ConfigError};
+pub use iotsafe_select::config::{cards, CardSpec, ConfigError};

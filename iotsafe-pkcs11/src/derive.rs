@@ -5,13 +5,13 @@
 //! bytes), wiped when destroyed or when its session closes.
 
 use crate::attributes::{Attribute, Template};
-use crate::error::{card_error, P11Result};
+use crate::error::{Error, P11Result};
 use crate::mechanisms::{Mechanism, Params};
 use crate::module::Module;
 use crate::objects::{self, Backing, KeyOnCard, Object, SecretOptions, SECRET_USAGE};
 use crate::token::Token;
 use cryptoki_sys::*;
-use iotsafe_core::{EcPoint, Error, ObjectRef};
+use iotsafe_core::{EcPoint, Error as CardError, ObjectRef};
 use zeroize::Zeroizing;
 
 impl Module {
@@ -26,34 +26,37 @@ impl Module {
         let token = self.session_token(session)?;
         let peer_slot = match (&mechanism.kind, &token.facts.peer_slot) {
             (&CKM_ECDH1_DERIVE, Some(slot)) => slot.clone(),
-            _ => return Err(CKR_MECHANISM_INVALID),
+            (kind, _) => return Err(Error::Mechanism(*kind)),
         };
         let Params::Ecdh(params) = &mechanism.params else {
-            return Err(CKR_MECHANISM_PARAM_INVALID);
+            return Err(Error::MechanismParams("no CK_ECDH1_DERIVE_PARAMS"));
         };
         if params.kdf != CKD_NULL || !params.shared_data.is_empty() {
-            return Err(CKR_MECHANISM_PARAM_INVALID);
+            return Err(Error::MechanismParams("only CKD_NULL, without shared data"));
         }
-        let peer =
-            crate::der::peer_point(&params.public_data).ok_or(CKR_MECHANISM_PARAM_INVALID)?;
-        let object = token.object(base).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+        let peer = crate::der::peer_point(&params.public_data)
+            .ok_or(Error::MechanismParams("the peer's key is no P-256 point"))?;
+        let object = token.object(base).map_err(|_| Error::NoKey(base))?;
         let Backing::PrivateKey(key) = &object.backing else {
-            return Err(CKR_KEY_TYPE_INCONSISTENT);
+            return Err(Error::KeyType("not a private key"));
         };
         if !key.derive {
-            return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
+            return Err(Error::KeyFunction("derive"));
         }
         let (options, length) = secret_template(template)?;
         let mut secret = if key.volatile {
             let public = public_half(&token, &object);
             agree_with_generated(&token, key, &public, &peer_slot, &peer)?
         } else {
-            let agreed = token.card.key_agreement(&key.reference, &peer_slot, &peer);
-            agreed.map_err(|e| card_error(&e))?
+            token
+                .card
+                .key_agreement(&key.reference, &peer_slot, &peer)?
         };
         if let Some(n) = length {
             if n > secret.len() {
-                return Err(CKR_TEMPLATE_INCONSISTENT);
+                return Err(Error::TemplateInconsistent(
+                    "CKA_VALUE_LEN is longer than the shared secret",
+                ));
             }
             secret.truncate(n);
         }
@@ -93,10 +96,7 @@ fn agree_with_generated(
             let card = &token.card;
             card.published_agreement(slot, public, &point, peer_slot, peer)
         }
-        (None, None) => {
-            crate::diag::note(format_args!("C_DeriveKey: no key generated in {slot}"));
-            return Err(CKR_KEY_HANDLE_INVALID);
-        }
+        (None, None) => return Err(Error::NotGenerated(slot.clone())),
     };
     match agreed {
         Ok(secret) => {
@@ -111,12 +111,11 @@ fn agree_with_generated(
             }
             Ok(secret)
         }
-        Err(e @ (Error::SlotTakenOver { .. } | Error::StaleEphemeral { .. })) => {
-            crate::diag::note(format_args!("C_DeriveKey: {e}"));
+        Err(e @ (CardError::SlotTakenOver { .. } | CardError::StaleEphemeral { .. })) => {
             drop(token.forget_generated(slot));
-            Err(CKR_KEY_HANDLE_INVALID)
+            Err(Error::KeyReplaced(e))
         }
-        Err(e) => Err(card_error(&e)),
+        Err(e) => Err(Error::Card(e)),
     }
 }
 
@@ -150,12 +149,16 @@ fn secret_template(template: &[Attribute]) -> P11Result<(SecretOptions, Option<u
     {
         // A token object would have to live on the card, which keeps no such secrets; a value
         // cannot be both given and derived.
-        return Err(CKR_TEMPLATE_INCONSISTENT);
+        return Err(Error::TemplateInconsistent(
+            "only a generic secret session object, without CKA_DERIVE or CKA_VALUE",
+        ));
     }
     let length = match t.number(CKA_VALUE_LEN)? {
         None => None,
-        Some(0) => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
-        Some(n) => Some(usize::try_from(n).map_err(|_| CKR_TEMPLATE_INCONSISTENT)?),
+        Some(0) => return Err(Error::AttributeValue(CKA_VALUE_LEN)),
+        Some(n) => Some(usize::try_from(n).map_err(|_| {
+            Error::TemplateInconsistent("CKA_VALUE_LEN is longer than the shared secret")
+        })?),
     };
     // Accepted and not kept: this token's session objects have fixed storage flags.
     const IGNORED: [CK_ATTRIBUTE_TYPE; 9] = [
@@ -185,7 +188,7 @@ fn secret_template(template: &[Attribute]) -> P11Result<(SecretOptions, Option<u
         if SECRET_USAGE.contains(&a.kind) {
             usage.push((a.kind, t.flag(a.kind)?.unwrap_or(false)));
         } else if !IGNORED.contains(&a.kind) && !HANDLED.contains(&a.kind) {
-            return Err(CKR_ATTRIBUTE_TYPE_INVALID);
+            return Err(Error::AttributeType(a.kind));
         }
     }
     let options = SecretOptions {
@@ -249,7 +252,7 @@ mod tests {
                 CKR_ATTRIBUTE_TYPE_INVALID,
             ),
         ] {
-            assert_eq!(check(&[bad]).unwrap_err(), rv);
+            assert_eq!(check(&[bad]).unwrap_err().rv(), rv);
         }
         assert!(check(&[]).unwrap().0.extractable);
     }

@@ -5,7 +5,7 @@
 //! one under the same handles.
 
 use crate::attributes::{read_bool, Attribute, Attributes, Template, Value};
-use crate::error::{card_error, P11Result};
+use crate::error::{Error, P11Result};
 use crate::mechanisms::{Mechanism, Params};
 use crate::module::Module;
 use crate::objects::{self, Backing, KeyOnCard, Naming, Object};
@@ -62,24 +62,26 @@ impl Module {
         let (token, read_write) =
             self.with_session(session, |s| Ok((s.token.clone(), s.read_write)))?;
         if mechanism.kind != CKM_EC_KEY_PAIR_GEN {
-            return Err(CKR_MECHANISM_INVALID);
+            return Err(Error::Mechanism(mechanism.kind));
         }
         if mechanism.params != Params::None {
-            return Err(CKR_MECHANISM_PARAM_INVALID);
+            return Err(Error::MechanismParams("CKM_EC_KEY_PAIR_GEN takes none"));
         }
         if !read_write {
-            return Err(CKR_SESSION_READ_ONLY);
+            return Err(Error::ReadOnlySession);
         }
         match Template(public).bytes(CKA_EC_PARAMS) {
-            None => return Err(CKR_TEMPLATE_INCOMPLETE),
+            None => return Err(Error::TemplateIncomplete("no CKA_EC_PARAMS")),
             Some(p) if p == crate::der::P256_PARAMS => {}
-            Some(_) => return Err(CKR_CURVE_NOT_SUPPORTED),
+            Some(_) => return Err(Error::Curve),
         }
         if Template(private)
             .bytes(CKA_EC_PARAMS)
             .is_some_and(|p| p != crate::der::P256_PARAMS)
         {
-            return Err(CKR_TEMPLATE_INCONSISTENT);
+            return Err(Error::TemplateInconsistent(
+                "the private key's CKA_EC_PARAMS are not P-256's",
+            ));
         }
         let (private_object, key) = choose(&token.objects(), public, private)?;
         check(&private_object.attributes, private)?;
@@ -101,8 +103,7 @@ impl Module {
             generate_in_turn(&token, &key.reference)?
         } else {
             let generating = token.generation();
-            let pair = token.card.generate_key_pair(&key.reference);
-            (pair.map_err(|e| card_error(&e))?, generating)
+            (token.card.generate_key_pair(&key.reference)?, generating)
         };
         let mut objects = token.objects();
         if let Some(o) = objects
@@ -162,22 +163,15 @@ fn generate_in_turn<'t>(
     let generating = token.generation();
     drop(token.forget_generated(slot));
     let card = &token.card;
-    let turn = card
-        .slots()
-        .wait(
-            std::slice::from_ref(slot),
-            iotsafe_core::slots::DEFAULT_LEASE,
-        )
-        .map_err(|e| card_error(&e))?;
-    let key = card
-        .generate_ephemeral_in(&turn)
-        .map_err(|e| card_error(&e))?;
+    let turn = card.slots().wait(
+        std::slice::from_ref(slot),
+        iotsafe_core::slots::DEFAULT_LEASE,
+    )?;
+    let key = card.generate_ephemeral_in(&turn)?;
     let pair = key.key_pair.clone();
     // Another run of the application (pkcs11-tool --keypairgen, then --derive) may derive with
     // it, as long as nobody takes the slot meanwhile.
-    card.slots()
-        .publish(turn.claim(), &pair.point)
-        .map_err(|e| card_error(&e))?;
+    card.slots().publish(turn.claim(), &pair.point)?;
     token.generated().push(Generated {
         key,
         turn: Some(turn),
@@ -203,21 +197,28 @@ fn choose(
     let chosen = if let Some(id) = pick(CKA_ID) {
         keys.clone()
             .find(|(o, _)| o.attributes.plain(CKA_ID) == Some(id))
-            .ok_or(CKR_TEMPLATE_INCONSISTENT)?
+            .ok_or(Error::TemplateInconsistent("no key slot has this CKA_ID"))?
     } else if let Some(label) = pick(CKA_LABEL) {
         keys.clone()
             .find(|(o, _)| o.attributes.plain(CKA_LABEL) == Some(label))
-            .ok_or(CKR_TEMPLATE_INCONSISTENT)?
+            .ok_or(Error::TemplateInconsistent(
+                "no key slot has this CKA_LABEL",
+            ))?
     } else {
         let mut ephemeral = keys.clone().filter(|(_, k)| k.generate && k.volatile);
         match (ephemeral.next(), ephemeral.next()) {
             (Some(only), None) => only,
-            _ => return Err(CKR_TEMPLATE_INCOMPLETE),
+            _ => {
+                return Err(Error::TemplateIncomplete(
+                    "no CKA_ID or CKA_LABEL, and not exactly one ephemeral key slot",
+                ))
+            }
         }
     };
     if !chosen.1.generate {
-        // The card does not allow generating into this slot.
-        return Err(CKR_TEMPLATE_INCONSISTENT);
+        return Err(Error::TemplateInconsistent(
+            "the card does not generate into this key slot",
+        ));
     }
     Ok((chosen.0.clone(), chosen.1.clone()))
 }
@@ -268,17 +269,17 @@ fn public_use(key: &KeyOnCard) -> objects::PublicUse {
 fn check(attributes: &Attributes, template: &[Attribute]) -> P11Result<()> {
     for a in template.iter().filter(|a| !IGNORED.contains(&a.kind)) {
         let same = match attributes.value(a.kind) {
-            None => return Err(CKR_ATTRIBUTE_TYPE_INVALID),
+            None => return Err(Error::AttributeType(a.kind)),
             Some(Value::Plain(have)) if FLAGS.contains(&a.kind) => {
-                let wanted = read_bool(&a.value).ok_or(CKR_ATTRIBUTE_VALUE_INVALID)?;
+                let wanted = read_bool(&a.value).ok_or(Error::AttributeValue(a.kind))?;
                 read_bool(have) == Some(wanted)
             }
             Some(Value::Plain(have)) => have.as_slice() == a.value.as_slice(),
             // The key's value: only the card makes it.
-            Some(_) => return Err(CKR_ATTRIBUTE_READ_ONLY),
+            Some(_) => return Err(Error::AttributeReadOnly(a.kind)),
         };
         if !same {
-            return Err(CKR_TEMPLATE_INCONSISTENT);
+            return Err(Error::AttributeMismatch(a.kind));
         }
     }
     Ok(())
@@ -314,10 +315,13 @@ mod tests {
         assert_eq!(choose(&objects, &by_id, &[]).unwrap().0.handle, 7);
         let other = [Attribute::new(CKA_ID, vec![9])];
         assert_eq!(
-            choose(&objects, &[], &other).unwrap_err(),
+            choose(&objects, &[], &other).unwrap_err().rv(),
             CKR_TEMPLATE_INCONSISTENT
         );
-        assert_eq!(choose(&[], &[], &[]).unwrap_err(), CKR_TEMPLATE_INCOMPLETE);
+        assert_eq!(
+            choose(&[], &[], &[]).unwrap_err().rv(),
+            CKR_TEMPLATE_INCOMPLETE
+        );
     }
 
     #[test]
@@ -333,7 +337,7 @@ mod tests {
             Attribute::new(CKA_KEY_TYPE, ulong(CKK_EC)),
             Attribute::new(CKA_ID, vec![4]),
         ];
-        assert_eq!(check(&o.attributes, &ok), Ok(()));
+        assert_eq!(check(&o.attributes, &ok).map_err(|e| e.rv()), Ok(()));
         for (bad, rv) in [
             (
                 Attribute::new(CKA_SIGN, bool_value(true)),
@@ -360,7 +364,7 @@ mod tests {
                 CKR_ATTRIBUTE_READ_ONLY,
             ),
         ] {
-            assert_eq!(check(&o.attributes, &[bad]), Err(rv));
+            assert_eq!(check(&o.attributes, &[bad]).map_err(|e| e.rv()), Err(rv));
         }
     }
 }

@@ -10,11 +10,8 @@
 //! afresh. A fork while another thread is inside the module is not supported, as for any library
 //! that holds locks.
 
+use crate::error::{Error, P11Result};
 use crate::module::Module;
-use cryptoki_sys::{
-    CKR_CRYPTOKI_ALREADY_INITIALIZED, CKR_CRYPTOKI_NOT_INITIALIZED, CKR_FUNCTION_FAILED, CKR_OK,
-    CK_RV,
-};
 use std::sync::{Arc, RwLock};
 
 /// The module, and the process that initialized it.
@@ -36,43 +33,36 @@ pub(crate) fn current() -> Option<Arc<Module>> {
 
 /// `C_Initialize`, its arguments checked: a module made from the configuration
 /// (`crate::config`).
-pub(crate) fn initialize() -> CK_RV {
+pub(crate) fn initialize() -> P11Result<()> {
     let mut state = STATE.write().unwrap_or_else(|p| p.into_inner());
     set_aside_the_parents(&mut state);
     if state.is_some() {
-        return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+        return Err(Error::AlreadyInitialized);
     }
-    match crate::config::cards(|name| std::env::var(name).ok()) {
-        Ok(cards) => {
-            *state = Some(Initialized {
-                pid: std::process::id(),
-                module: Arc::new(Module::new(cards)),
-            });
-            CKR_OK
-        }
-        Err(e) => {
-            crate::diag::error(format_args!("configuration: {e}"));
-            CKR_FUNCTION_FAILED
-        }
-    }
+    let cards = crate::config::cards(|name| std::env::var(name).ok()).map_err(|e| {
+        crate::diag::unusable(&e);
+        Error::Configuration(e)
+    })?;
+    *state = Some(Initialized {
+        pid: std::process::id(),
+        module: Arc::new(Module::new(cards)),
+    });
+    Ok(())
 }
 
 /// `C_Finalize`, its argument checked.
-pub(crate) fn finalize() -> CK_RV {
+pub(crate) fn finalize() -> P11Result<()> {
     let mut state = STATE.write().unwrap_or_else(|p| p.into_inner());
     set_aside_the_parents(&mut state);
-    match state.take() {
-        Some(_) => CKR_OK,
-        None => CKR_CRYPTOKI_NOT_INITIALIZED,
-    }
+    state.take().map(drop).ok_or(Error::NotInitialized)
 }
 
 /// A module inherited from the parent of a fork: leaked, so that nothing of it runs here.
 fn set_aside_the_parents(state: &mut Option<Initialized>) {
     if state.as_ref().is_some_and(|s| s.pid != std::process::id()) {
-        crate::diag::note(format_args!(
+        tracing::debug!(
             "a forked child: its parent's module is set aside, the cards are opened afresh"
-        ));
+        );
         std::mem::forget(state.take());
     }
 }

@@ -79,7 +79,7 @@ pub fn load(
         };
         match card.read_public_key(&reference) {
             Ok(point) => publics.push((info, reference, point)),
-            Err(e) if refused(&e) => crate::diag::note(format_args!("{reference}: {e}")),
+            Err(e) if refused(&e) => tracing::debug!("{reference} left out: {e}"),
             Err(e) => return Err(e),
         }
     }
@@ -97,7 +97,7 @@ pub fn load(
                 info: info.clone(),
                 bytes,
             }),
-            Err(e) if refused(&e) => crate::diag::note(format_args!("{reference}: {e}")),
+            Err(e) if refused(&e) => tracing::debug!("{reference} left out: {e}"),
             Err(e) => return Err(e),
         }
     }

@@ -12,7 +12,7 @@
 //! length, also none (a null pointer of length 0); it is never read. A program that keeps a PIN
 //! in its configuration out of habit works as it did.
 
-use crate::error::P11Result;
+use crate::error::{Error, Operation, P11Result};
 use crate::module::Module;
 use cryptoki_sys::*;
 
@@ -47,23 +47,23 @@ impl Module {
     /// otherwise.
     pub fn login(&self, handle: CK_SESSION_HANDLE, user: CK_USER_TYPE) -> P11Result<()> {
         self.with_table(|table| {
-            let session = table.open.get(&handle).ok_or(CKR_SESSION_HANDLE_INVALID)?;
+            let session = table.open.get(&handle).ok_or(Error::NoSession(handle))?;
             let slot = session.slot;
             let who = match user {
                 CKU_USER => LoggedIn::User,
                 CKU_SO => LoggedIn::SecurityOfficer,
                 CKU_CONTEXT_SPECIFIC if session.sign.is_some() => return Ok(()),
-                CKU_CONTEXT_SPECIFIC => return Err(CKR_OPERATION_NOT_INITIALIZED),
-                _ => return Err(CKR_USER_TYPE_INVALID),
+                CKU_CONTEXT_SPECIFIC => return Err(Error::Idle(Operation::Signature)),
+                other => return Err(Error::UserType(other)),
             };
             match table.logins.get(&slot) {
-                Some(current) if *current == who => return Err(CKR_USER_ALREADY_LOGGED_IN),
-                Some(_) => return Err(CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
+                Some(current) if *current == who => return Err(Error::AlreadyLoggedIn),
+                Some(_) => return Err(Error::OtherLoggedIn),
                 None => {}
             }
             let read_only_open = table.open.values().any(|s| s.slot == slot && !s.read_write);
             if who == LoggedIn::SecurityOfficer && read_only_open {
-                return Err(CKR_SESSION_READ_ONLY_EXISTS);
+                return Err(Error::ReadOnlySessionOpen);
             }
             table.logins.insert(slot, who);
             Ok(())
@@ -76,13 +76,13 @@ impl Module {
             let slot = table
                 .open
                 .get(&handle)
-                .ok_or(CKR_SESSION_HANDLE_INVALID)?
+                .ok_or(Error::NoSession(handle))?
                 .slot;
             table
                 .logins
                 .remove(&slot)
                 .map(|_| ())
-                .ok_or(CKR_USER_NOT_LOGGED_IN)
+                .ok_or(Error::NotLoggedIn)
         })
     }
 }

@@ -8,7 +8,7 @@
 //! held by the same thread.
 
 use crate::config::CardSpec;
-use crate::error::{card_error, P11Result};
+use crate::error::{Error, P11Result};
 use crate::info::{SlotInfo, TokenInfo, Version};
 use crate::login::{self, LoggedIn};
 use crate::mechanisms::{self, MechanismInfo};
@@ -93,7 +93,7 @@ impl Module {
         usize::try_from(id)
             .ok()
             .and_then(|i| self.slots.get(i))
-            .ok_or(CKR_SLOT_ID_INVALID)
+            .ok_or(Error::NoSlot(id))
     }
 
     /// The token in slot `id`: the card opened and its objects read on first use. A card that
@@ -104,20 +104,23 @@ impl Module {
         if let Some(t) = token.as_ref() {
             return Ok(t.clone());
         }
-        let opened = slot.spec.selection.open().map_err(|e| {
-            crate::diag::note(format_args!("slot {id} ({}): {e}", slot.spec.describe()));
-            CKR_TOKEN_NOT_PRESENT
+        let opened = slot.spec.selection.open().map_err(|source| {
+            // Said here: a slot list that leaves the slot out returns no error to say it.
+            tracing::debug!(slot = id, card = %slot.spec.describe(), "no token: {source}");
+            Error::NoToken { slot: id, source }
         })?;
         if opened.provisioned {
-            crate::diag::note(format_args!(
-                "slot {id}: provisioned a new {}",
-                opened.description
-            ));
+            tracing::debug!(slot = id, "provisioned a new {}", opened.description);
         }
         let content = crate::load::load(&opened.card, slot.spec.label.as_deref(), || {
             self.object_handle()
-        })
-        .map_err(|e| card_error(&e))?;
+        })?;
+        tracing::debug!(
+            slot = id,
+            label = %content.facts.label,
+            objects = content.objects.len(),
+            "token loaded"
+        );
         let loaded = Arc::new(Token::new(opened.card, content.facts, content.objects));
         *token = Some(loaded.clone());
         Ok(loaded)
@@ -184,9 +187,9 @@ impl Module {
         mechanism: CK_MECHANISM_TYPE,
     ) -> P11Result<MechanismInfo> {
         if !self.mechanism_list(id)?.contains(&mechanism) {
-            return Err(CKR_MECHANISM_INVALID);
+            return Err(Error::Mechanism(mechanism));
         }
-        mechanisms::info(mechanism).ok_or(CKR_MECHANISM_INVALID)
+        mechanisms::info(mechanism).ok_or(Error::Mechanism(mechanism))
     }
 
     /// `C_OpenSession`. `CKF_SERIAL_SESSION` is required, as PKCS#11 says; a read-only session
@@ -194,13 +197,13 @@ impl Module {
     pub fn open_session(&self, id: CK_SLOT_ID, flags: CK_FLAGS) -> P11Result<CK_SESSION_HANDLE> {
         self.slot(id)?;
         if flags & CKF_SERIAL_SESSION == 0 {
-            return Err(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+            return Err(Error::ParallelSession);
         }
         let token = self.token(id)?;
         let read_write = flags & CKF_RW_SESSION != 0;
         let mut table = lock(&self.sessions);
         if !read_write && table.logins.get(&id) == Some(&LoggedIn::SecurityOfficer) {
-            return Err(CKR_SESSION_READ_WRITE_SO_EXISTS);
+            return Err(Error::SoLoggedIn);
         }
         let handle = NEXT_SESSION.fetch_add(1, Ordering::Relaxed) as CK_SESSION_HANDLE;
         table
@@ -214,7 +217,7 @@ impl Module {
     pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> P11Result<()> {
         let session = lock(&self.sessions)
             .close(handle)
-            .ok_or(CKR_SESSION_HANDLE_INVALID)?;
+            .ok_or(Error::NoSession(handle))?;
         session.token.drop_session_objects(handle);
         Ok(())
     }
@@ -251,7 +254,7 @@ impl Module {
             let session = table
                 .open
                 .get_mut(&handle)
-                .ok_or(CKR_SESSION_HANDLE_INVALID)?;
+                .ok_or(Error::NoSession(handle))?;
             f(session)
         })
     }
@@ -273,7 +276,7 @@ impl Module {
         handle: CK_SESSION_HANDLE,
     ) -> P11Result<(CK_SLOT_ID, CK_STATE, CK_FLAGS)> {
         self.with_table(|table| {
-            let s = table.open.get(&handle).ok_or(CKR_SESSION_HANDLE_INVALID)?;
+            let s = table.open.get(&handle).ok_or(Error::NoSession(handle))?;
             let state = login::session_state(s.read_write, table.logins.get(&s.slot).copied());
             let rw = if s.read_write { CKF_RW_SESSION } else { 0 };
             Ok((s.slot, state, CKF_SERIAL_SESSION | rw))
@@ -286,10 +289,16 @@ impl Module {
         if len == 0 {
             return Ok(Zeroizing::new(Vec::new()));
         }
-        let bytes = token.card.get_random(len).map_err(|e| card_error(&e))?;
+        let bytes = token.card.get_random(len)?;
         if bytes.len() != len {
-            return Err(CKR_DEVICE_ERROR);
+            return Err(Error::ShortRandom {
+                asked: len,
+                got: bytes.len(),
+            });
         }
         Ok(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests;

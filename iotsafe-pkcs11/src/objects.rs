@@ -50,8 +50,6 @@ pub struct KeyOnCard {
 pub struct Object {
     /// Its handle.
     pub handle: CK_OBJECT_HANDLE,
-    /// `CKA_CLASS`.
-    pub class: CK_OBJECT_CLASS,
     /// Every attribute.
     pub attributes: Attributes,
     /// Where it lives.
@@ -138,7 +136,6 @@ pub fn private_key(handle: CK_OBJECT_HANDLE, key: KeyOnCard, naming: &Naming) ->
     set_private_point(&mut a, key.point.as_ref());
     Object {
         handle,
-        class: CKO_PRIVATE_KEY,
         attributes: a,
         backing: Backing::PrivateKey(key),
     }
@@ -185,7 +182,6 @@ pub fn public_key(
     set_public_point(&mut a, point);
     Object {
         handle,
-        class: CKO_PUBLIC_KEY,
         attributes: a,
         backing: Backing::PublicKey { reference },
     }
@@ -238,7 +234,6 @@ pub fn certificate(
         .set(CKA_NAME_HASH_ALGORITHM, ulong(CKM_SHA_1));
     Object {
         handle,
-        class: CKO_CERTIFICATE,
         attributes: a,
         backing: Backing::File,
     }
@@ -253,7 +248,6 @@ pub fn data(handle: CK_OBJECT_HANDLE, value: Vec<u8>, id: Vec<u8>, label: &[u8])
         .set(CKA_VALUE, value);
     Object {
         handle,
-        class: CKO_DATA,
         attributes: a,
         backing: Backing::File,
     }
@@ -319,7 +313,6 @@ pub fn session_secret(
     );
     Object {
         handle,
-        class: CKO_SECRET_KEY,
         attributes: a,
         backing: Backing::SessionSecret { session },
     }

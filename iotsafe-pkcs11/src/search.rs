@@ -3,7 +3,7 @@
 //! ([`crate::objects::Object::shown`]) are found or reached by handle.
 
 use crate::attributes::{Attribute, Lookup};
-use crate::error::P11Result;
+use crate::error::{Error, Operation, P11Result};
 use crate::module::Module;
 use crate::objects::{Backing, Object};
 use crate::session::Search;
@@ -15,7 +15,7 @@ impl Module {
     pub fn find_init(&self, session: CK_SESSION_HANDLE, template: &[Attribute]) -> P11Result<()> {
         self.with_session(session, |s| {
             if s.find.is_some() {
-                return Err(CKR_OPERATION_ACTIVE);
+                return Err(Error::Busy(Operation::Search));
             }
             let found = s
                 .token
@@ -36,7 +36,7 @@ impl Module {
         max: usize,
     ) -> P11Result<Vec<CK_OBJECT_HANDLE>> {
         self.with_session(session, |s| {
-            let search = s.find.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let search = s.find.as_mut().ok_or(Error::Idle(Operation::Search))?;
             let rest = &search.found[search.given..];
             let out = rest[..rest.len().min(max)].to_vec();
             search.given += out.len();
@@ -50,7 +50,7 @@ impl Module {
             s.find
                 .take()
                 .map(|_| ())
-                .ok_or(CKR_OPERATION_NOT_INITIALIZED)
+                .ok_or(Error::Idle(Operation::Search))
         })
     }
 
@@ -93,7 +93,7 @@ impl Module {
                 objects.remove(at);
                 Ok(())
             }
-            _ => Err(CKR_ACTION_PROHIBITED),
+            _ => Err(Error::NotDestroyable(object)),
         }
     }
 }
@@ -103,7 +103,7 @@ fn shown(objects: &[Object], handle: CK_OBJECT_HANDLE) -> P11Result<usize> {
     objects
         .iter()
         .position(|o| o.handle == handle && o.shown())
-        .ok_or(CKR_OBJECT_HANDLE_INVALID)
+        .ok_or(Error::NoObject(handle))
 }
 
 /// The answer `C_GetAttributeValue` gives for one attribute, given what the object holds and the
@@ -114,8 +114,23 @@ pub enum Fill<'a> {
     Copy(&'a [u8]),
     /// Only set the length (a size query).
     Length(usize),
-    /// Set the length to `CK_UNAVAILABLE_INFORMATION`; the call returns this `CKR_*`.
-    Unavailable(CK_RV),
+    /// Set the length to `CK_UNAVAILABLE_INFORMATION`; the call fails, for this reason or a
+    /// weightier one of another attribute ([`overall`]).
+    Unavailable(Unavailable),
+}
+
+/// Why an attribute gets no value, weightiest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Its value never leaves the token (`CKR_ATTRIBUTE_SENSITIVE`).
+    Sensitive,
+    /// The object has no such attribute (`CKR_ATTRIBUTE_TYPE_INVALID`).
+    Unknown,
+    /// The caller's buffer is shorter than the value (`CKR_BUFFER_TOO_SMALL`).
+    TooSmall {
+        /// The value's length.
+        needed: usize,
+    },
 }
 
 /// The [`Fill`] for one attribute.
@@ -123,25 +138,35 @@ pub fn fill(lookup: &Lookup, room: Option<usize>) -> Fill<'_> {
     match (lookup, room) {
         (Lookup::Value(v), None) => Fill::Length(v.len()),
         (Lookup::Value(v), Some(n)) if n >= v.len() => Fill::Copy(v),
-        (Lookup::Value(_), Some(_)) => Fill::Unavailable(CKR_BUFFER_TOO_SMALL),
-        (Lookup::Sensitive, _) => Fill::Unavailable(CKR_ATTRIBUTE_SENSITIVE),
-        (Lookup::Invalid, _) => Fill::Unavailable(CKR_ATTRIBUTE_TYPE_INVALID),
+        (Lookup::Value(v), Some(_)) => Fill::Unavailable(Unavailable::TooSmall { needed: v.len() }),
+        (Lookup::Sensitive, _) => Fill::Unavailable(Unavailable::Sensitive),
+        (Lookup::Invalid, _) => Fill::Unavailable(Unavailable::Unknown),
     }
 }
 
-/// The return value of a whole `C_GetAttributeValue`: `CKR_OK`, or one of the failures of its
-/// attributes (every attribute is still processed, as PKCS#11 requires). A sensitive attribute
-/// is reported first, then an unknown one, then a short buffer.
-pub fn overall(fills: &[Fill<'_>]) -> CK_RV {
-    let failed = |rv| fills.contains(&Fill::Unavailable(rv));
-    [
-        CKR_ATTRIBUTE_SENSITIVE,
-        CKR_ATTRIBUTE_TYPE_INVALID,
-        CKR_BUFFER_TOO_SMALL,
-    ]
-    .into_iter()
-    .find(|rv| failed(*rv))
-    .unwrap_or(CKR_OK)
+/// The outcome of a whole `C_GetAttributeValue` from the [`Fill`] of each attribute type asked:
+/// `Ok`, or one of the failures of its attributes (every attribute is still processed, as
+/// PKCS#11 requires). A sensitive attribute is reported first, then an unknown one, then a short
+/// buffer.
+pub fn overall(fills: &[(CK_ATTRIBUTE_TYPE, Fill<'_>)]) -> P11Result<()> {
+    let weight = |why: &Unavailable| match why {
+        Unavailable::Sensitive => 0,
+        Unavailable::Unknown => 1,
+        Unavailable::TooSmall { .. } => 2,
+    };
+    let weightiest = fills
+        .iter()
+        .filter_map(|(kind, f)| match f {
+            Fill::Unavailable(why) => Some((*kind, *why)),
+            _ => None,
+        })
+        .min_by_key(|(_, why)| weight(why));
+    match weightiest {
+        None => Ok(()),
+        Some((kind, Unavailable::Sensitive)) => Err(Error::AttributeSensitive(kind)),
+        Some((kind, Unavailable::Unknown)) => Err(Error::AttributeType(kind)),
+        Some((_, Unavailable::TooSmall { needed })) => Err(Error::BufferTooSmall { needed }),
+    }
 }
 
 #[cfg(test)]
@@ -154,17 +179,21 @@ mod tests {
         let v = Lookup::Value(Zeroizing::new(vec![1, 2, 3]));
         assert_eq!(fill(&v, None), Fill::Length(3));
         assert_eq!(fill(&v, Some(3)), Fill::Copy(&[1, 2, 3]));
-        assert_eq!(fill(&v, Some(2)), Fill::Unavailable(CKR_BUFFER_TOO_SMALL));
-        let all = [
-            fill(&v, Some(8)),
-            fill(&Lookup::Invalid, None),
-            fill(&v, Some(0)),
-        ];
-        assert_eq!(overall(&all), CKR_ATTRIBUTE_TYPE_INVALID);
-        assert_eq!(overall(&all[..1]), CKR_OK);
         assert_eq!(
-            overall(&[fill(&Lookup::Sensitive, Some(1))]),
-            CKR_ATTRIBUTE_SENSITIVE
+            fill(&v, Some(2)),
+            Fill::Unavailable(Unavailable::TooSmall { needed: 3 })
+        );
+        let all = [
+            (CKA_VALUE, fill(&v, Some(8))),
+            (CKA_MODULUS, fill(&Lookup::Invalid, None)),
+            (CKA_LABEL, fill(&v, Some(0))),
+        ];
+        let rv = |fills: &[(CK_ATTRIBUTE_TYPE, Fill<'_>)]| overall(fills).map_err(|e| e.rv());
+        assert_eq!(rv(&all), Err(CKR_ATTRIBUTE_TYPE_INVALID));
+        assert_eq!(rv(&all[..1]), Ok(()));
+        assert_eq!(
+            rv(&[(CKA_VALUE, fill(&Lookup::Sensitive, Some(1)))]),
+            Err(CKR_ATTRIBUTE_SENSITIVE)
         );
     }
 }

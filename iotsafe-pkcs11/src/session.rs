@@ -2,7 +2,7 @@
 
 use crate::objects::KeyOnCard;
 use crate::token::Token;
-use cryptoki_sys::{CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_SLOT_ID};
+use cryptoki_sys::{CK_OBJECT_HANDLE, CK_SLOT_ID};
 use iotsafe_core::EcPoint;
 use sha2::Sha256;
 use std::sync::Arc;
@@ -48,11 +48,10 @@ pub struct Search {
     pub given: usize,
 }
 
-/// A signature operation between `C_SignInit` and the call that ends it.
+/// A signature operation between `C_SignInit` and the call that ends it (its mechanism is in
+/// how its input is kept: a digest, or a message hashed as it comes).
 #[derive(Debug, Clone)]
 pub struct Signing {
-    /// `CKM_ECDSA` or `CKM_ECDSA_SHA256`.
-    pub mechanism: CK_MECHANISM_TYPE,
     /// The key.
     pub key: KeyOnCard,
     /// What `C_SignUpdate` fed in so far.

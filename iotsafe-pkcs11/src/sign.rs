@@ -11,7 +11,7 @@
 //! verifies as the standard defines it for that digest. Empty input and input longer than 64 bytes
 //! (no digest is) answer `CKR_DATA_LEN_RANGE`.
 
-use crate::error::{card_error, P11Result};
+use crate::error::{Error, Operation, P11Result};
 use crate::mechanisms::{Mechanism, Params};
 use crate::module::Module;
 use crate::objects::Backing;
@@ -47,18 +47,17 @@ impl Module {
     ) -> P11Result<()> {
         self.with_session(session, |s| {
             if s.sign.is_some() {
-                return Err(CKR_OPERATION_ACTIVE);
+                return Err(Error::Busy(Operation::Signature));
             }
             let input = start(mechanism)?;
-            let object = s.token.object(key).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+            let object = s.token.object(key).map_err(|_| Error::NoKey(key))?;
             let Backing::PrivateKey(key) = object.backing else {
-                return Err(CKR_KEY_TYPE_INCONSISTENT);
+                return Err(Error::KeyType("not a private key"));
             };
             if !key.sign {
-                return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
+                return Err(Error::KeyFunction("sign"));
             }
             s.sign = Some(Signing {
-                mechanism: mechanism.kind,
                 key,
                 input,
                 multi_part: false,
@@ -79,7 +78,7 @@ impl Module {
             if op.multi_part {
                 // C_SignUpdate started a multi-part signature, which C_Sign cannot end; as any
                 // failed C_Sign, this one ends the operation.
-                return Err(CKR_OPERATION_ACTIVE);
+                return Err(Error::MultiPart(Operation::Signature));
             }
             feed(&mut op.input, data)
         })
@@ -88,7 +87,7 @@ impl Module {
     /// `C_SignUpdate`.
     pub fn sign_update(&self, session: CK_SESSION_HANDLE, part: &[u8]) -> P11Result<()> {
         self.with_session(session, |s| {
-            let op = s.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let op = s.sign.as_mut().ok_or(Error::Idle(Operation::Signature))?;
             op.multi_part = true;
             let fed = feed(&mut op.input, part);
             if fed.is_err() {
@@ -125,11 +124,15 @@ impl Module {
         last: impl FnOnce(&mut Signing) -> P11Result<()>,
     ) -> P11Result<Signed> {
         let ready = self.with_session(session, |s| {
-            let mut op = s.sign.clone().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let mut op = s.sign.clone().ok_or(Error::Idle(Operation::Signature))?;
             let digest = last(&mut op).and_then(|()| to_sign(&op.input));
             match (&digest, room) {
                 (Ok(_), None) => return Ok(None),
-                (Ok(_), Some(n)) if n < SIGNATURE_LEN => return Err(CKR_BUFFER_TOO_SMALL),
+                (Ok(_), Some(n)) if n < SIGNATURE_LEN => {
+                    return Err(Error::BufferTooSmall {
+                        needed: SIGNATURE_LEN,
+                    })
+                }
                 _ => s.sign = None,
             }
             Ok(Some((op, digest?, s.token.clone())))
@@ -149,7 +152,7 @@ impl Module {
                 .card
                 .sign_digest(&key.reference, HashAlgorithm::Sha256, &digest[..]),
         };
-        let signature = signed.map_err(|e| card_error(&e))?;
+        let signature = signed?;
         raw_rs(&signature).map(Signed::Signature)
     }
 }
@@ -159,10 +162,10 @@ pub(crate) fn start(mechanism: &Mechanism) -> P11Result<SignInput> {
     let input = match mechanism.kind {
         CKM_ECDSA => SignInput::Digest(Zeroizing::new(Vec::new())),
         CKM_ECDSA_SHA256 => SignInput::Message(Sha256::new()),
-        _ => return Err(CKR_MECHANISM_INVALID),
+        other => return Err(Error::Mechanism(other)),
     };
     if mechanism.params != Params::None {
-        return Err(CKR_MECHANISM_PARAM_INVALID);
+        return Err(Error::MechanismParams("ECDSA takes none"));
     }
     Ok(input)
 }
@@ -172,7 +175,7 @@ pub(crate) fn feed(input: &mut SignInput, data: &[u8]) -> P11Result<()> {
     match input {
         SignInput::Digest(d) => {
             if d.len() + data.len() > MAX_DIGEST {
-                return Err(CKR_DATA_LEN_RANGE);
+                return Err(Error::DigestLength(d.len() + data.len()));
             }
             d.extend_from_slice(data);
         }
@@ -187,7 +190,7 @@ pub(crate) fn to_sign(input: &SignInput) -> P11Result<Zeroizing<[u8; SIGNED_LEN]
     match input {
         SignInput::Message(h) => out.copy_from_slice(&h.clone().finalize()),
         SignInput::Digest(d) if d.is_empty() || d.len() > MAX_DIGEST => {
-            return Err(CKR_DATA_LEN_RANGE)
+            return Err(Error::DigestLength(d.len()))
         }
         SignInput::Digest(d) if d.len() >= SIGNED_LEN => out.copy_from_slice(&d[..SIGNED_LEN]),
         SignInput::Digest(d) => out[SIGNED_LEN - d.len()..].copy_from_slice(d),
@@ -203,7 +206,7 @@ fn raw_rs(signature: &CardSignature) -> P11Result<Vec<u8>> {
     };
     parsed
         .map(|s| s.to_bytes().to_vec())
-        .map_err(|_| CKR_DEVICE_ERROR)
+        .map_err(|_| Error::UnreadableSignature)
 }
 
 #[cfg(test)]
@@ -213,8 +216,8 @@ mod tests {
     #[test]
     fn digests_of_every_length() {
         let d = |bytes: &[u8]| to_sign(&SignInput::Digest(Zeroizing::new(bytes.to_vec())));
-        assert_eq!(d(&[]).unwrap_err(), CKR_DATA_LEN_RANGE);
-        assert_eq!(d(&[0; 65]).unwrap_err(), CKR_DATA_LEN_RANGE);
+        assert_eq!(d(&[]).unwrap_err().rv(), CKR_DATA_LEN_RANGE);
+        assert_eq!(d(&[0; 65]).unwrap_err().rv(), CKR_DATA_LEN_RANGE);
         let long: Vec<u8> = (0..48).collect();
         assert_eq!(&d(&long).unwrap()[..], &long[..32]);
         let short = [0xAB; 20];

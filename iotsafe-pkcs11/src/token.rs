@@ -1,10 +1,10 @@
 //! A token: the card behind a slot, what it says about itself, and its objects (the card's, and
 //! the session objects made from it).
 
-use crate::error::P11Result;
+use crate::error::{Error, P11Result};
 use crate::load::TokenFacts;
 use crate::objects::{Backing, Object};
-use cryptoki_sys::{CKR_OBJECT_HANDLE_INVALID, CK_OBJECT_HANDLE, CK_SESSION_HANDLE};
+use cryptoki_sys::{CK_OBJECT_HANDLE, CK_SESSION_HANDLE};
 use iotsafe_core::slots::SlotTurn;
 use iotsafe_core::{Card, EphemeralKey, ObjectRef};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,7 +62,7 @@ impl Token {
             .iter()
             .find(|o| o.handle == handle && o.shown())
             .cloned()
-            .ok_or(CKR_OBJECT_HANDLE_INVALID)
+            .ok_or(Error::NoObject(handle))
     }
 
     /// Adds an object.

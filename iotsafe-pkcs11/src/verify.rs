@@ -3,7 +3,7 @@
 //! the same 32 bytes a signature of [`crate::sign`] covers: `CKM_ECDSA` takes the digest (cut or
 //! padded as there), `CKM_ECDSA_SHA256` the message. Signatures are raw `r‖s`, 64 bytes.
 
-use crate::error::P11Result;
+use crate::error::{Error, Operation, P11Result};
 use crate::mechanisms::Mechanism;
 use crate::module::Module;
 use crate::objects::Backing;
@@ -22,21 +22,21 @@ impl Module {
     ) -> P11Result<()> {
         self.with_session(session, |s| {
             if s.verify.is_some() {
-                return Err(CKR_OPERATION_ACTIVE);
+                return Err(Error::Busy(Operation::Verification));
             }
             let input = start(mechanism)?;
-            let object = s.token.object(key).map_err(|_| CKR_KEY_HANDLE_INVALID)?;
+            let object = s.token.object(key).map_err(|_| Error::NoKey(key))?;
             if !matches!(object.backing, Backing::PublicKey { .. }) {
-                return Err(CKR_KEY_TYPE_INCONSISTENT);
+                return Err(Error::KeyType("not a public key"));
             }
             if object.attributes.plain(CKA_VERIFY) != Some(&[CK_TRUE][..]) {
-                return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
+                return Err(Error::KeyFunction("verify"));
             }
             let point = object
                 .attributes
                 .plain(CKA_EC_POINT)
                 .and_then(crate::der::peer_point)
-                .ok_or(CKR_KEY_TYPE_INCONSISTENT)?;
+                .ok_or(Error::KeyType("no P-256 point"))?;
             s.verify = Some(Verifying {
                 point,
                 input,
@@ -55,11 +55,14 @@ impl Module {
         signature: &[u8],
     ) -> P11Result<()> {
         self.with_session(session, |s| {
-            let mut op = s.verify.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let mut op = s
+                .verify
+                .take()
+                .ok_or(Error::Idle(Operation::Verification))?;
             if op.multi_part {
                 // C_VerifyUpdate started a multi-part verification, which C_Verify cannot end;
                 // as any call to C_Verify, this one ends the operation.
-                return Err(CKR_OPERATION_ACTIVE);
+                return Err(Error::MultiPart(Operation::Verification));
             }
             feed(&mut op.input, data)?;
             check(&op, signature)
@@ -80,7 +83,10 @@ impl Module {
     /// `C_VerifyUpdate`.
     pub fn verify_update(&self, session: CK_SESSION_HANDLE, part: &[u8]) -> P11Result<()> {
         self.with_session(session, |s| {
-            let op = s.verify.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let op = s
+                .verify
+                .as_mut()
+                .ok_or(Error::Idle(Operation::Verification))?;
             op.multi_part = true;
             let fed = feed(&mut op.input, part);
             if fed.is_err() {
@@ -93,22 +99,25 @@ impl Module {
     /// `C_VerifyFinal`; ends the operation.
     pub fn verify_final(&self, session: CK_SESSION_HANDLE, signature: &[u8]) -> P11Result<()> {
         self.with_session(session, |s| {
-            let op = s.verify.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+            let op = s
+                .verify
+                .take()
+                .ok_or(Error::Idle(Operation::Verification))?;
             check(&op, signature)
         })
     }
 }
 
-/// `CKR_OK` when `signature` (`r‖s`) is the key's over the operation's input.
+/// `Ok` when `signature` (`r‖s`) is the key's over the operation's input.
 fn check(op: &Verifying, signature: &[u8]) -> P11Result<()> {
     if signature.len() != SIGNATURE_LEN {
-        return Err(CKR_SIGNATURE_LEN_RANGE);
+        return Err(Error::SignatureLength(signature.len()));
     }
     let digest = to_sign(&op.input)?;
     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(op.point.as_bytes())
-        .map_err(|_| CKR_KEY_TYPE_INCONSISTENT)?;
+        .map_err(|_| Error::KeyType("no P-256 point"))?;
     let signature =
-        p256::ecdsa::Signature::from_slice(signature).map_err(|_| CKR_SIGNATURE_INVALID)?;
+        p256::ecdsa::Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
     key.verify_prehash(&digest[..], &signature)
-        .map_err(|_| CKR_SIGNATURE_INVALID)
+        .map_err(|_| Error::BadSignature)
 }

@@ -5,10 +5,7 @@
 
 mod support;
 
-use iotsafe_tests::{have_program, provisioned, service};
-use iotsafe_vcard::frontend::at::AtOptions;
-use iotsafe_vcard::frontend::share;
-use iotsafe_vcard::frontend::tcp::TcpModem;
+use iotsafe_tests::{have_program, service};
 use iotsafe_vcard::CardOptions;
 
 #[test]
@@ -17,12 +14,7 @@ fn pkcs11_tool_over_an_at_modem() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (report, card) = provisioned(dir.path(), CardOptions::default());
-    let modem = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
-    let address = modem.local_addr().unwrap();
-    let handle = modem
-        .spawn(share(card), AtOptions::default())
-        .expect("start the modem");
+    let (report, address, handle) = support::at_modem(dir.path(), CardOptions::default());
     let env = [("IOTSAFE_MODEM", format!("tcp://{address}"))];
     support::workout(dir.path(), &env, &report.device_cert_der);
     let _ = handle.stop();

@@ -14,10 +14,7 @@ use iotsafe_core::at::AtTransport;
 use iotsafe_core::{Card, CardConfig};
 use iotsafe_rustls::IotSafeTls;
 use iotsafe_tests::echo_server::{self, EchoServer};
-use iotsafe_tests::{provisioned, service};
-use iotsafe_vcard::frontend::at::{AtHandle, AtOptions};
-use iotsafe_vcard::frontend::share;
-use iotsafe_vcard::frontend::tcp::TcpModem;
+use iotsafe_tests::service;
 use iotsafe_vcard::{CardOptions, Latency};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -35,20 +32,6 @@ fn pykcs11() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     service(found, "python3-pykcs11")
-}
-
-/// A provisioned card behind the virtual modem on a loopback port.
-fn modem(
-    dir: &Path,
-    options: CardOptions,
-) -> (iotsafe_vcard::ProvisionReport, SocketAddr, AtHandle) {
-    let (report, card) = provisioned(dir, options);
-    let modem = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
-    let address = modem.local_addr().unwrap();
-    let handle = modem
-        .spawn(share(card), AtOptions::default())
-        .expect("start the modem");
-    (report, address, handle)
 }
 
 /// Runs one of this test's Python scripts with the module, the card named by `modem`.
@@ -79,7 +62,7 @@ fn a_forked_child_initializes_afresh_and_signs_and_the_parent_signs_after() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (report, address, handle) = modem(dir.path(), CardOptions::default());
+    let (report, address, handle) = support::at_modem(dir.path(), CardOptions::default());
     let output = python("fork_sign.py", &[], address).output().unwrap();
     let text = stdout(&output);
     assert!(
@@ -115,7 +98,7 @@ fn a_pkcs11_program_derives_with_its_own_key_while_rustls_handshakes_on_the_card
         latency: Latency::typical_sim(),
         ..CardOptions::default()
     };
-    let (_, address, handle) = modem(dir.path(), options);
+    let (_, address, handle) = support::at_modem(dir.path(), options);
     let peers: Vec<p256::SecretKey> = (0..6)
         .map(|_| p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng))
         .collect();

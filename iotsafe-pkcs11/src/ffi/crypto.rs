@@ -1,14 +1,14 @@
 //! Signature, key and random functions.
 
 use super::{ptr, with_module};
-use crate::error::P11Result;
+use crate::error::{Error, P11Result};
 use crate::sign::{Signed, SIGNATURE_LEN};
 use cryptoki_sys::*;
 
 /// An argument of a call inside a signature or verification, or the reason it could not be read;
 /// then `end` ends the operation first, as PKCS#11 v2.40 ends it on every failed call (§5.12,
 /// §5.13) and the module never saw this one.
-fn read_or_end<T>(read: Result<T, CK_RV>, end: impl FnOnce()) -> Result<T, CK_RV> {
+fn read_or_end<T>(read: P11Result<T>, end: impl FnOnce()) -> P11Result<T> {
     read.inspect_err(|_| end())
 }
 
@@ -23,12 +23,12 @@ unsafe fn signed_out(
         Ok(Signed::Length(n)) => unsafe { ptr::write(len, n as CK_ULONG) },
         // SAFETY: PKCS#11 output buffer convention; the room was checked by the module.
         Ok(Signed::Signature(bytes)) => unsafe { ptr::fill(signature, len, &bytes) },
-        Err(CKR_BUFFER_TOO_SMALL) => {
+        Err(too_small @ Error::BufferTooSmall { .. }) => {
             // SAFETY: as above.
             unsafe { ptr::write(len, SIGNATURE_LEN as CK_ULONG)? };
-            Err(CKR_BUFFER_TOO_SMALL)
+            Err(too_small)
         }
-        Err(rv) => Err(rv),
+        Err(error) => Err(error),
     }
 }
 
@@ -39,7 +39,7 @@ pub unsafe extern "C" fn C_SignInit(
     mechanism: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_SignInit", |m| {
         // SAFETY: PKCS#11 mechanism; pointers checked inside.
         let mechanism = unsafe { ptr::mechanism(mechanism)? };
         m.sign_init(session, &mechanism, key)
@@ -55,7 +55,7 @@ pub unsafe extern "C" fn C_Sign(
     signature: *mut CK_BYTE,
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_Sign", |m| {
         let end = || m.sign_failed(session);
         // SAFETY: PKCS#11 input buffer and output length; checked inside.
         let data = read_or_end(unsafe { ptr::slice(data.cast_const(), data_len) }, end)?;
@@ -74,7 +74,7 @@ pub unsafe extern "C" fn C_SignUpdate(
     part: *mut CK_BYTE,
     part_len: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_SignUpdate", |m| {
         // SAFETY: PKCS#11 input buffer; checked inside.
         let part = unsafe { ptr::slice(part.cast_const(), part_len) };
         m.sign_update(session, read_or_end(part, || m.sign_failed(session))?)
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn C_SignFinal(
     signature: *mut CK_BYTE,
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_SignFinal", |m| {
         // SAFETY: PKCS#11 output length; checked inside.
         let room = unsafe { ptr::room(signature, signature_len) };
         let result = m.sign_final(session, read_or_end(room, || m.sign_failed(session))?);
@@ -104,7 +104,7 @@ pub unsafe extern "C" fn C_VerifyInit(
     mechanism: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_VerifyInit", |m| {
         // SAFETY: PKCS#11 mechanism; pointers checked inside.
         let mechanism = unsafe { ptr::mechanism(mechanism)? };
         m.verify_init(session, &mechanism, key)
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn C_Verify(
     signature: *mut CK_BYTE,
     signature_len: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_Verify", |m| {
         let end = || m.verify_failed(session);
         // SAFETY: PKCS#11 input buffers; checked inside.
         let data = read_or_end(unsafe { ptr::slice(data.cast_const(), data_len) }, end)?;
@@ -137,7 +137,7 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     part: *mut CK_BYTE,
     part_len: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_VerifyUpdate", |m| {
         // SAFETY: PKCS#11 input buffer; checked inside.
         let part = unsafe { ptr::slice(part.cast_const(), part_len) };
         m.verify_update(session, read_or_end(part, || m.verify_failed(session))?)
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn C_VerifyFinal(
     signature: *mut CK_BYTE,
     signature_len: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_VerifyFinal", |m| {
         // SAFETY: PKCS#11 input buffer; checked inside.
         let signature = unsafe { ptr::slice(signature.cast_const(), signature_len) };
         m.verify_final(
@@ -174,10 +174,10 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
     public_key: *mut CK_OBJECT_HANDLE,
     private_key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GenerateKeyPair", |m| {
         // Checked before the card is asked: a key made and then not returned would be lost.
         if public_key.is_null() || private_key.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("phPublicKey or phPrivateKey is null"));
         }
         // SAFETY: PKCS#11 mechanism and templates; pointers checked inside.
         let mechanism = unsafe { ptr::mechanism(mechanism)? };
@@ -204,9 +204,9 @@ pub unsafe extern "C" fn C_DeriveKey(
     count: CK_ULONG,
     key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_DeriveKey", |m| {
         if key.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("phKey is null"));
         }
         // SAFETY: PKCS#11 mechanism and template; pointers checked inside.
         let mechanism = unsafe { ptr::mechanism(mechanism)? };
@@ -225,11 +225,11 @@ pub unsafe extern "C" fn C_SeedRandom(
     seed: *mut CK_BYTE,
     seed_len: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_SeedRandom", |m| {
         // SAFETY: PKCS#11 input buffer; checked inside.
         unsafe { ptr::slice(seed.cast_const(), seed_len)? };
         m.session_info(session)?;
-        Err(CKR_RANDOM_SEED_NOT_SUPPORTED)
+        Err(Error::SeedNotTaken)
     })
 }
 
@@ -243,10 +243,12 @@ pub unsafe extern "C" fn C_GenerateRandom(
     out: *mut CK_BYTE,
     len: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
-        let n = usize::try_from(len).map_err(|_| CKR_ARGUMENTS_BAD)?;
+    with_module("C_GenerateRandom", |m| {
+        let n = ptr::usize_of(len)?;
         if (out.is_null() && n != 0) || n > MAX_RANDOM {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments(
+                "pRandomData is null, or more than 64 KiB asked",
+            ));
         }
         let bytes = m.random(session, n)?;
         if n == 0 {

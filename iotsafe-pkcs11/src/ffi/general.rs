@@ -1,6 +1,7 @@
 //! Library, slot, token and mechanism functions.
 
 use super::{guard, ptr, with_module};
+use crate::error::{Error, P11Result};
 use crate::info::{self, padded, Version};
 use cryptoki_sys::*;
 
@@ -14,14 +15,14 @@ fn version(v: Version) -> CK_VERSION {
 /// Checks `CK_C_INITIALIZE_ARGS`: the mutex functions all or none, no reserved pointer. This
 /// module locks with the operating system's primitives, so it takes `CKF_OS_LOCKING_OK`, or no
 /// locking request at all; the application's own mutex functions alone it cannot use.
-unsafe fn check_init_args(args: *const CK_C_INITIALIZE_ARGS) -> Result<(), CK_RV> {
+unsafe fn check_init_args(args: *const CK_C_INITIALIZE_ARGS) -> P11Result<()> {
     if args.is_null() {
         return Ok(());
     }
     // SAFETY: not null; PKCS#11 makes it point to a CK_C_INITIALIZE_ARGS.
     let a = unsafe { ptr::read(args)? };
     if !a.pReserved.is_null() {
-        return Err(CKR_ARGUMENTS_BAD);
+        return Err(Error::BadArguments("pReserved is set"));
     }
     let given = [
         a.CreateMutex.is_some(),
@@ -31,23 +32,24 @@ unsafe fn check_init_args(args: *const CK_C_INITIALIZE_ARGS) -> Result<(), CK_RV
     ];
     let all = given.iter().all(|g| *g);
     if given.iter().any(|g| *g) && !all {
-        return Err(CKR_ARGUMENTS_BAD);
+        return Err(Error::BadArguments("some mutex functions, not all four"));
     }
     if all && a.flags & CKF_OS_LOCKING_OK == 0 {
-        return Err(CKR_CANT_LOCK);
+        return Err(Error::CantLock);
     }
     Ok(())
 }
 
-/// `C_Initialize`: reads the configuration (environment, or `IOTSAFE_PKCS11_CONF`); cards are
+/// `C_Initialize`: installs the diagnostics' subscriber when `IOTSAFE_PKCS11_DEBUG=1`
+/// (`crate::diag`), reads the configuration (environment, or `IOTSAFE_PKCS11_CONF`); cards are
 /// opened on first use.
 #[no_mangle]
 pub unsafe extern "C" fn C_Initialize(args: *mut std::ffi::c_void) -> CK_RV {
-    guard(|| {
+    // First: the call's own span and events then reach the subscriber.
+    crate::diag::install();
+    guard("C_Initialize", || {
         // SAFETY: forwarded PKCS#11 contract.
-        if let Err(rv) = unsafe { check_init_args(args.cast::<CK_C_INITIALIZE_ARGS>()) } {
-            return rv;
-        }
+        unsafe { check_init_args(args.cast::<CK_C_INITIALIZE_ARGS>())? };
         crate::lifecycle::initialize()
     })
 }
@@ -55,9 +57,9 @@ pub unsafe extern "C" fn C_Initialize(args: *mut std::ffi::c_void) -> CK_RV {
 /// `C_Finalize`: closes every session; each card's channel closes once no call uses it.
 #[no_mangle]
 pub unsafe extern "C" fn C_Finalize(reserved: *mut std::ffi::c_void) -> CK_RV {
-    guard(|| {
+    guard("C_Finalize", || {
         if !reserved.is_null() {
-            return CKR_ARGUMENTS_BAD;
+            return Err(Error::BadArguments("pReserved is set"));
         }
         crate::lifecycle::finalize()
     })
@@ -66,7 +68,7 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut std::ffi::c_void) -> CK_RV {
 /// `C_GetInfo`.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetInfo(out: *mut CK_INFO) -> CK_RV {
-    with_module(|_| {
+    with_module("C_GetInfo", |_| {
         let i = info::library();
         let value = CK_INFO {
             cryptokiVersion: version(i.cryptoki),
@@ -87,9 +89,9 @@ pub unsafe extern "C" fn C_GetSlotList(
     list: *mut CK_SLOT_ID,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetSlotList", |m| {
         if count.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("pulCount is null"));
         }
         let slots = m.slot_list(token_present != CK_FALSE);
         // SAFETY: PKCS#11 output buffer convention; both pointers checked inside.
@@ -100,9 +102,9 @@ pub unsafe extern "C" fn C_GetSlotList(
 /// `C_GetSlotInfo`.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, out: *mut CK_SLOT_INFO) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetSlotInfo", |m| {
         if out.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("the output pointer is null"));
         }
         let i = m.slot_info(slot)?;
         let value = CK_SLOT_INFO {
@@ -120,9 +122,9 @@ pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, out: *mut CK_SLOT_INFO)
 /// `C_GetTokenInfo`.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, out: *mut CK_TOKEN_INFO) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetTokenInfo", |m| {
         if out.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("the output pointer is null"));
         }
         let i = m.token_info(slot)?;
         let value = CK_TOKEN_INFO {
@@ -157,9 +159,9 @@ pub unsafe extern "C" fn C_GetMechanismList(
     list: *mut CK_MECHANISM_TYPE,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetMechanismList", |m| {
         if count.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("pulCount is null"));
         }
         let mechanisms = m.mechanism_list(slot)?;
         // SAFETY: PKCS#11 output buffer convention; both pointers checked inside.
@@ -174,9 +176,9 @@ pub unsafe extern "C" fn C_GetMechanismInfo(
     mechanism: CK_MECHANISM_TYPE,
     out: *mut CK_MECHANISM_INFO,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetMechanismInfo", |m| {
         if out.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("the output pointer is null"));
         }
         let i = m.mechanism_info(slot, mechanism)?;
         let value = CK_MECHANISM_INFO {

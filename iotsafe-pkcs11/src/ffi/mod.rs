@@ -1,7 +1,8 @@
 //! The C ABI: the one place with `unsafe` code. Each exported `C_*` function checks every
 //! pointer it is given (through `ptr`), converts the arguments to Rust values, calls the safe
-//! [`Module`], and writes the results back. `catch_unwind` wraps every body, so a panic never
-//! crosses into the caller: it becomes `CKR_GENERAL_ERROR`.
+//! [`Module`], and writes the results back. [`guard`] wraps every body: a failure becomes its
+//! `CKR_*` there ([`Error::rv`]), and `catch_unwind` keeps a panic from crossing into the caller:
+//! it becomes `CKR_GENERAL_ERROR`.
 //!
 //! Safety contract of every function here: PKCS#11's. Pointers the standard allows to be null
 //! are checked for null; lengths are taken as the caller states them.
@@ -16,26 +17,45 @@ mod ptr;
 mod sessions;
 mod unsupported;
 
-use crate::error::P11Result;
+use crate::error::{Error, P11Result};
 use crate::module::Module;
 use cryptoki_sys::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Runs a function body; a panic becomes `CKR_GENERAL_ERROR`.
-fn guard(body: impl FnOnce() -> CK_RV) -> CK_RV {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(CKR_GENERAL_ERROR)
+/// Runs the body of the C function `function` and gives its return value: `CKR_OK`, the `CKR_*`
+/// of its failure (said in the diagnostics, inside the span of the call as every event of it),
+/// or `CKR_GENERAL_ERROR` for a panic.
+fn guard(function: &'static str, body: impl FnOnce() -> P11Result<()>) -> CK_RV {
+    let _call = enter(function);
+    answer(catch_unwind(AssertUnwindSafe(body)))
 }
 
-/// Runs a body that needs the initialized module (`CKR_CRYPTOKI_NOT_INITIALIZED` otherwise).
-/// The state lock is held only to take the module: a long card operation never blocks
-/// another thread's `C_Finalize` or call.
-fn with_module(body: impl FnOnce(&Module) -> P11Result<()>) -> CK_RV {
-    guard(|| match crate::lifecycle::current() {
-        None => CKR_CRYPTOKI_NOT_INITIALIZED,
-        Some(m) => match body(&m) {
-            Ok(()) => CKR_OK,
-            Err(rv) => rv,
-        },
+/// The span of a call to `function`. Apart from [`guard`], as [`answer`] is, so that the code
+/// each of the ~70 functions gets is only the call of its body.
+#[inline(never)]
+fn enter(function: &'static str) -> tracing::span::EnteredSpan {
+    tracing::debug_span!("pkcs11", function).entered()
+}
+
+/// The return value of a call that ended with `outcome` (an `Err` outside: it panicked).
+#[inline(never)]
+fn answer(outcome: std::thread::Result<P11Result<()>>) -> CK_RV {
+    match outcome.unwrap_or(Err(Error::Panicked)) {
+        Ok(()) => CKR_OK,
+        Err(error) => {
+            crate::diag::failed(&error);
+            error.rv()
+        }
+    }
+}
+
+/// Runs the body of `function`, which needs the initialized module (`CKR_CRYPTOKI_NOT_INITIALIZED`
+/// otherwise). The state lock is held only to take the module: a long card operation never
+/// blocks another thread's `C_Finalize` or call.
+fn with_module(function: &'static str, body: impl FnOnce(&Module) -> P11Result<()>) -> CK_RV {
+    guard(function, || {
+        let module = crate::lifecycle::current().ok_or(Error::NotInitialized)?;
+        body(&module)
     })
 }
 
@@ -118,13 +138,10 @@ static FUNCTION_LIST: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
 /// `C_GetFunctionList`: the entry point programs look up after loading the module.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
-    guard(|| {
+    guard("C_GetFunctionList", || {
         let table = std::ptr::addr_of!(FUNCTION_LIST).cast_mut();
         // SAFETY: `list` is checked for null; PKCS#11 makes it point to a writable pointer. The
         // table is never written through the pointer handed out (callers treat it as const).
-        match unsafe { ptr::write(list, table) } {
-            Ok(()) => CKR_OK,
-            Err(rv) => rv,
-        }
+        unsafe { ptr::write(list, table) }
     })
 }

@@ -1,6 +1,7 @@
 //! Object functions: search, attributes, sizes, destruction.
 
 use super::{ptr, with_module};
+use crate::error::Error;
 use crate::search::{fill, overall, Fill};
 use cryptoki_sys::*;
 
@@ -11,7 +12,7 @@ pub unsafe extern "C" fn C_FindObjectsInit(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_FindObjectsInit", |m| {
         // SAFETY: PKCS#11 input template; pointers checked inside.
         let template = unsafe { ptr::template(template, count)? };
         m.find_init(session, &template)
@@ -26,11 +27,13 @@ pub unsafe extern "C" fn C_FindObjects(
     max: CK_ULONG,
     found: *mut CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_FindObjects", |m| {
         if found.is_null() || (out.is_null() && max != 0) {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments(
+                "pulObjectCount is null, or phObject without room",
+            ));
         }
-        let max = usize::try_from(max).map_err(|_| CKR_ARGUMENTS_BAD)?;
+        let max = ptr::usize_of(max)?;
         let handles = m.find_next(session, max)?;
         if !handles.is_empty() {
             // SAFETY: `out` holds `max >= handles.len()` handles, as the caller said.
@@ -44,7 +47,7 @@ pub unsafe extern "C" fn C_FindObjects(
 /// `C_FindObjectsFinal`.
 #[no_mangle]
 pub unsafe extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
-    with_module(|m| m.find_final(session))
+    with_module("C_FindObjectsFinal", |m| m.find_final(session))
 }
 
 /// `C_GetAttributeValue`: every attribute of the template is answered (value, length, or
@@ -56,7 +59,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetAttributeValue", |m| {
         // SAFETY: PKCS#11 template; checked for null, alignment and size.
         // Copied out, so that nothing borrows the caller's array while lengths are written to it.
         let attributes = unsafe { ptr::slice(template.cast_const(), count)? }.to_vec();
@@ -68,7 +71,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
             let room = if a.pValue.is_null() {
                 None
             } else {
-                Some(usize::try_from(a.ulValueLen).map_err(|_| CKR_ARGUMENTS_BAD)?)
+                Some(ptr::usize_of(a.ulValueLen)?)
             };
             let f = fill(lookup, room);
             let len = match &f {
@@ -89,12 +92,9 @@ pub unsafe extern "C" fn C_GetAttributeValue(
             };
             // SAFETY: `template` holds `count > i` attributes, writable as PKCS#11 says.
             unsafe { (*template.add(i)).ulValueLen = len };
-            fills.push(f);
+            fills.push((a.type_, f));
         }
-        match overall(&fills) {
-            CKR_OK => Ok(()),
-            rv => Err(rv),
-        }
+        overall(&fills)
     })
 }
 
@@ -105,9 +105,9 @@ pub unsafe extern "C" fn C_GetObjectSize(
     object: CK_OBJECT_HANDLE,
     size: *mut CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetObjectSize", |m| {
         if size.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("pulSize is null"));
         }
         let bytes = m.object_size(session, object)?;
         // SAFETY: checked for null; PKCS#11 makes it writable.
@@ -121,5 +121,5 @@ pub unsafe extern "C" fn C_DestroyObject(
     session: CK_SESSION_HANDLE,
     object: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    with_module(|m| m.destroy(session, object))
+    with_module("C_DestroyObject", |m| m.destroy(session, object))
 }

@@ -2,18 +2,24 @@
 //! not fit in memory, buffers too small. Nothing else in the crate touches a raw pointer.
 
 use crate::attributes::Attribute;
+use crate::error::{Error, P11Result};
 use crate::mechanisms::{EcdhParams, Mechanism, Params};
 use cryptoki_sys::*;
 use std::mem::size_of;
 
 /// A length from the caller as a `usize` for `T`s, refused when the bytes would not fit in an
 /// `isize` (no real buffer is that long, and `slice::from_raw_parts` requires it).
-fn length<T>(len: CK_ULONG) -> Result<usize, CK_RV> {
-    let n = usize::try_from(len).map_err(|_| CKR_ARGUMENTS_BAD)?;
+fn length<T>(len: CK_ULONG) -> P11Result<usize> {
+    let n = usize_of(len)?;
     match n.checked_mul(size_of::<T>().max(1)) {
         Some(bytes) if bytes <= isize::MAX as usize => Ok(n),
-        _ => Err(CKR_ARGUMENTS_BAD),
+        _ => Err(Error::BadArguments("a length no buffer has")),
     }
+}
+
+/// A count or length from the caller as a `usize` (refused when it does not fit one).
+pub fn usize_of(len: CK_ULONG) -> P11Result<usize> {
+    usize::try_from(len).map_err(|_| Error::BadArguments("a length no buffer has"))
 }
 
 /// `len` `T`s at `ptr`; a null pointer is only accepted with a zero length.
@@ -21,17 +27,17 @@ fn length<T>(len: CK_ULONG) -> Result<usize, CK_RV> {
 /// # Safety
 /// When `ptr` is not null it must point to `len` readable `T`s that stay valid and unchanged for
 /// `'a` (PKCS#11's contract for input buffers).
-pub unsafe fn slice<'a, T>(ptr: *const T, len: CK_ULONG) -> Result<&'a [T], CK_RV> {
+pub unsafe fn slice<'a, T>(ptr: *const T, len: CK_ULONG) -> P11Result<&'a [T]> {
     let n = length::<T>(len)?;
     if ptr.is_null() {
         return if n == 0 {
             Ok(&[])
         } else {
-            Err(CKR_ARGUMENTS_BAD)
+            Err(Error::BadArguments("a length without its buffer"))
         };
     }
     if !ptr.is_aligned() {
-        return Err(CKR_ARGUMENTS_BAD);
+        return Err(Error::BadArguments("a misaligned array"));
     }
     // SAFETY: not null, aligned, and the caller vouches for `n` readable elements (size checked above).
     Ok(unsafe { std::slice::from_raw_parts(ptr, n) })
@@ -41,9 +47,9 @@ pub unsafe fn slice<'a, T>(ptr: *const T, len: CK_ULONG) -> Result<&'a [T], CK_R
 ///
 /// # Safety
 /// When not null, `ptr` must point to a readable, initialized `T`.
-pub unsafe fn read<T: Copy>(ptr: *const T) -> Result<T, CK_RV> {
+pub unsafe fn read<T: Copy>(ptr: *const T) -> P11Result<T> {
     if ptr.is_null() {
-        return Err(CKR_ARGUMENTS_BAD);
+        return Err(Error::BadArguments("a null pointer to read"));
     }
     // SAFETY: not null; the caller vouches it points to a `T`.
     Ok(unsafe { ptr.read_unaligned() })
@@ -53,9 +59,9 @@ pub unsafe fn read<T: Copy>(ptr: *const T) -> Result<T, CK_RV> {
 ///
 /// # Safety
 /// When not null, `ptr` must point to writable memory for a `T`.
-pub unsafe fn write<T>(ptr: *mut T, value: T) -> Result<(), CK_RV> {
+pub unsafe fn write<T>(ptr: *mut T, value: T) -> P11Result<()> {
     if ptr.is_null() {
-        return Err(CKR_ARGUMENTS_BAD);
+        return Err(Error::BadArguments("a null pointer to write"));
     }
     // SAFETY: not null; the caller vouches it is writable for a `T`.
     unsafe { ptr.write_unaligned(value) };
@@ -66,9 +72,9 @@ pub unsafe fn write<T>(ptr: *mut T, value: T) -> Result<(), CK_RV> {
 ///
 /// # Safety
 /// `out` must be null or writable for `data.len()` `T`s.
-pub unsafe fn copy_to<T: Copy>(out: *mut T, data: &[T]) -> Result<(), CK_RV> {
+pub unsafe fn copy_to<T: Copy>(out: *mut T, data: &[T]) -> P11Result<()> {
     if out.is_null() || !out.is_aligned() {
-        return Err(CKR_ARGUMENTS_BAD);
+        return Err(Error::BadArguments("a null or misaligned output array"));
     }
     // SAFETY: not null, aligned, writable for `data.len()` elements (the caller's word), and
     // distinct from `data`, which this module owns.
@@ -77,13 +83,13 @@ pub unsafe fn copy_to<T: Copy>(out: *mut T, data: &[T]) -> Result<(), CK_RV> {
 }
 
 /// The PKCS#11 convention for variable-length output (§5.2): with a null `out`, only the length
-/// is written (`CKR_OK`); with a buffer too small for `data`, the length needed is written and
-/// the call fails with `CKR_BUFFER_TOO_SMALL`; else `data` is copied and its length written.
+/// is written (`Ok`); with a buffer too small for `data`, the length needed is written and the
+/// call fails with [`Error::BufferTooSmall`]; else `data` is copied and its length written.
 ///
 /// # Safety
 /// `len` must be null or point to a writable `CK_ULONG` holding the buffer's capacity; `out`, when
 /// not null, must be writable for that many `T`s.
-pub unsafe fn fill<T: Copy>(out: *mut T, len: *mut CK_ULONG, data: &[T]) -> Result<(), CK_RV> {
+pub unsafe fn fill<T: Copy>(out: *mut T, len: *mut CK_ULONG, data: &[T]) -> P11Result<()> {
     // SAFETY: forwarded contract.
     let room = unsafe { read(len.cast_const())? };
     let needed = data.len() as CK_ULONG;
@@ -91,7 +97,7 @@ pub unsafe fn fill<T: Copy>(out: *mut T, len: *mut CK_ULONG, data: &[T]) -> Resu
         if room < needed {
             // SAFETY: `len` was readable, so it is this caller's length cell.
             unsafe { write(len, needed)? };
-            return Err(CKR_BUFFER_TOO_SMALL);
+            return Err(Error::BufferTooSmall { needed: data.len() });
         }
         // SAFETY: `out` holds `room >= data.len()` elements, as the caller said.
         unsafe { copy_to(out, data)? };
@@ -104,7 +110,7 @@ pub unsafe fn fill<T: Copy>(out: *mut T, len: *mut CK_ULONG, data: &[T]) -> Resu
 ///
 /// # Safety
 /// `len` must be null or point to a readable `CK_ULONG`.
-pub unsafe fn room(out: *const u8, len: *const CK_ULONG) -> Result<Option<usize>, CK_RV> {
+pub unsafe fn room(out: *const u8, len: *const CK_ULONG) -> P11Result<Option<usize>> {
     // SAFETY: forwarded contract.
     let room = unsafe { read(len)? };
     if out.is_null() {
@@ -118,7 +124,7 @@ pub unsafe fn room(out: *const u8, len: *const CK_ULONG) -> Result<Option<usize>
 /// # Safety
 /// `ptr` must be null (with `count` 0) or point to `count` `CK_ATTRIBUTE`s whose `pValue`s are
 /// null or readable for `ulValueLen` bytes.
-pub unsafe fn template(ptr: *const CK_ATTRIBUTE, count: CK_ULONG) -> Result<Vec<Attribute>, CK_RV> {
+pub unsafe fn template(ptr: *const CK_ATTRIBUTE, count: CK_ULONG) -> P11Result<Vec<Attribute>> {
     // SAFETY: forwarded contract.
     let attributes = unsafe { slice(ptr, count)? };
     attributes
@@ -137,7 +143,7 @@ pub unsafe fn template(ptr: *const CK_ATTRIBUTE, count: CK_ULONG) -> Result<Vec<
 /// `ptr` must be null or point to a `CK_MECHANISM` whose `pParameter` is null or readable for
 /// `ulParameterLen` bytes; for the ECDH mechanisms, a `CK_ECDH1_DERIVE_PARAMS` whose data
 /// pointers follow the same rule.
-pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> Result<Mechanism, CK_RV> {
+pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> P11Result<Mechanism> {
     // SAFETY: forwarded contract.
     let m = unsafe { read(ptr)? };
     let params = if m.pParameter.is_null() && m.ulParameterLen == 0 {

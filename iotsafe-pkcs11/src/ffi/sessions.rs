@@ -1,6 +1,7 @@
 //! Session and login functions.
 
 use super::{ptr, with_module};
+use crate::error::Error;
 use cryptoki_sys::*;
 
 /// `C_OpenSession`. Notification callbacks are never called (nothing here is asynchronous).
@@ -12,9 +13,9 @@ pub unsafe extern "C" fn C_OpenSession(
     _notify: CK_NOTIFY,
     session: *mut CK_SESSION_HANDLE,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_OpenSession", |m| {
         if session.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("phSession is null"));
         }
         let handle = m.open_session(slot, flags)?;
         // SAFETY: checked for null; PKCS#11 makes it writable.
@@ -29,13 +30,13 @@ pub unsafe extern "C" fn C_OpenSession(
 /// `C_CloseSession`.
 #[no_mangle]
 pub unsafe extern "C" fn C_CloseSession(session: CK_SESSION_HANDLE) -> CK_RV {
-    with_module(|m| m.close_session(session))
+    with_module("C_CloseSession", |m| m.close_session(session))
 }
 
 /// `C_CloseAllSessions`.
 #[no_mangle]
 pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
-    with_module(|m| m.close_all_sessions(slot))
+    with_module("C_CloseAllSessions", |m| m.close_all_sessions(slot))
 }
 
 /// `C_GetSessionInfo`.
@@ -44,9 +45,9 @@ pub unsafe extern "C" fn C_GetSessionInfo(
     session: CK_SESSION_HANDLE,
     out: *mut CK_SESSION_INFO,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_GetSessionInfo", |m| {
         if out.is_null() {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("pInfo is null"));
         }
         let (slot, state, flags) = m.session_info(session)?;
         let value = CK_SESSION_INFO {
@@ -69,9 +70,9 @@ pub unsafe extern "C" fn C_Login(
     pin: *mut CK_UTF8CHAR,
     pin_len: CK_ULONG,
 ) -> CK_RV {
-    with_module(|m| {
+    with_module("C_Login", |m| {
         if pin.is_null() && pin_len != 0 {
-            return Err(CKR_ARGUMENTS_BAD);
+            return Err(Error::BadArguments("a PIN length without its buffer"));
         }
         m.login(session, user)
     })
@@ -80,5 +81,5 @@ pub unsafe extern "C" fn C_Login(
 /// `C_Logout`.
 #[no_mangle]
 pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
-    with_module(|m| m.logout(session))
+    with_module("C_Logout", |m| m.logout(session))
 }

@@ -6,17 +6,18 @@
 //! (or after `C_Finalize`) they answer `CKR_CRYPTOKI_NOT_INITIALIZED`, as every function does.
 
 use super::with_module;
+use crate::error::Error;
 use cryptoki_sys::*;
 use std::ffi::c_void;
 
-/// Defines each function with its PKCS#11 signature, answering `$rv`.
+/// Defines each function with its PKCS#11 signature, failing with `$rv`.
 macro_rules! answer {
     ($rv:expr => $($name:ident($($ty:ty),*);)*) => {
         $(
             #[doc = concat!("`", stringify!($name), "`: not offered by this token.")]
             #[no_mangle]
             pub unsafe extern "C" fn $name($(_: $ty),*) -> CK_RV {
-                with_module(|_| Err($rv))
+                with_module(stringify!($name), |_| Err($rv))
             }
         )*
     };
@@ -30,7 +31,7 @@ type Mech = *mut CK_MECHANISM;
 type Object = CK_OBJECT_HANDLE;
 type Template = *mut CK_ATTRIBUTE;
 
-answer! { CKR_FUNCTION_NOT_SUPPORTED =>
+answer! { Error::NotOffered =>
     C_InitToken(CK_SLOT_ID, *mut CK_UTF8CHAR, Len, *mut CK_UTF8CHAR);
     C_InitPIN(Session, *mut CK_UTF8CHAR, Len);
     C_SetPIN(Session, *mut CK_UTF8CHAR, Len, *mut CK_UTF8CHAR, Len);
@@ -66,7 +67,7 @@ answer! { CKR_FUNCTION_NOT_SUPPORTED =>
     C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
 }
 
-answer! { CKR_FUNCTION_NOT_PARALLEL =>
+answer! { Error::NotParallel =>
     C_GetFunctionStatus(Session);
     C_CancelFunction(Session);
 }

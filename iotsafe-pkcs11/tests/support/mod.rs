@@ -1,5 +1,6 @@
-//! What the module's integration tests share: where the built module is, running OpenSC's
-//! `pkcs11-tool` and `openssl` against it, and the whole `pkcs11-tool` workout over one card.
+//! What the module's integration tests share: where the built module is, a virtual card behind
+//! its AT modem, running OpenSC's `pkcs11-tool` and `openssl` against the module, and the whole
+//! `pkcs11-tool` workout over one card.
 #![allow(dead_code)]
 
 pub mod raw;
@@ -20,6 +21,27 @@ pub fn module_path() -> PathBuf {
         .join("libiotsafe_pkcs11.so");
     assert!(module.is_file(), "{} was not built", module.display());
     module
+}
+
+/// A card provisioned in `dir` with `options`, behind the virtual card's AT modem front end on a
+/// loopback TCP port: its provisioning report, the port's address, the modem's handle.
+#[cfg(feature = "at")]
+pub fn at_modem(
+    dir: &Path,
+    options: iotsafe_vcard::CardOptions,
+) -> (
+    iotsafe_vcard::ProvisionReport,
+    std::net::SocketAddr,
+    iotsafe_vcard::frontend::at::AtHandle,
+) {
+    use iotsafe_vcard::frontend::{at::AtOptions, share, tcp::TcpModem};
+    let (report, card) = iotsafe_tests::provisioned(dir, options);
+    let modem = TcpModem::bind("127.0.0.1:0".parse().unwrap()).expect("bind the modem");
+    let address = modem.local_addr().unwrap();
+    let handle = modem
+        .spawn(share(card), AtOptions::default())
+        .expect("start the modem");
+    (report, address, handle)
 }
 
 /// Environment variables that choose the card; every child gets only the ones a test sets.

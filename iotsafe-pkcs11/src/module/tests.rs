@@ -1,14 +1,16 @@
 //! The module's logic without its C ABI: [`Module`] driven from safe Rust on a virtual card opened
 //! in-process, as the FFI layer drives it. Two cards make two slots; objects, signatures,
-//! derivation and generation behave per token.
+//! derivation and generation behave per token. (Here, inside the crate, because the crate's
+//! modules are private: its interface is the C ABI, which the `tests/ffi_*.rs` drive.)
 
+use super::Module;
+use crate::attributes::{ulong, Attribute, Lookup};
+use crate::config::CardSpec;
+use crate::der::P256_PARAMS;
+use crate::mechanisms::{EcdhParams, Mechanism, Params};
+use crate::sign::Signed;
 use cryptoki_sys::*;
 use iotsafe_cli::CardSelection;
-use iotsafe_pkcs11::attributes::{ulong, Attribute, Lookup};
-use iotsafe_pkcs11::config::CardSpec;
-use iotsafe_pkcs11::mechanisms::{EcdhParams, Mechanism, Params};
-use iotsafe_pkcs11::module::Module;
-use iotsafe_pkcs11::sign::Signed;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use sha2::{Digest, Sha256};
@@ -44,6 +46,19 @@ fn object(
     found[0]
 }
 
+/// `CKM_ECDH1_DERIVE` with `peer`'s public point (raw), `CKD_NULL`.
+fn ecdh_with(peer: &p256::SecretKey) -> Mechanism {
+    let point = peer.public_key().to_encoded_point(false);
+    Mechanism {
+        kind: CKM_ECDH1_DERIVE,
+        params: Params::Ecdh(EcdhParams {
+            kdf: CKD_NULL,
+            shared_data: Vec::new(),
+            public_data: point.as_bytes().to_vec(),
+        }),
+    }
+}
+
 #[test]
 fn two_cards_two_slots_each_its_own_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +68,7 @@ fn two_cards_two_slots_each_its_own_keys() {
     assert_eq!(m.slot_list(true), vec![0, 1]);
     assert_eq!(m.token_info(1).unwrap().label, "card b");
     assert_eq!(
-        m.open_session(2, CKF_SERIAL_SESSION),
+        m.open_session(2, CKF_SERIAL_SESSION).map_err(|e| e.rv()),
         Err(CKR_SLOT_ID_INVALID)
     );
     for (slot, key) in [(0, key_a), (1, key_b)] {
@@ -61,7 +76,10 @@ fn two_cards_two_slots_each_its_own_keys() {
         let device = object(&m, s, CKO_PRIVATE_KEY, "device");
         m.sign_init(s, &Mechanism::plain(CKM_ECDSA_SHA256), device)
             .unwrap();
-        assert_eq!(m.sign(s, b"slot", None), Ok(Signed::Length(64)));
+        assert_eq!(
+            m.sign(s, b"slot", None).map_err(|e| e.rv()),
+            Ok(Signed::Length(64))
+        );
         let Signed::Signature(sig) = m.sign(s, b"slot", Some(64)).unwrap() else {
             panic!("no signature");
         };
@@ -81,7 +99,7 @@ fn generate_then_derive_then_close() {
         .unwrap();
     let ec = Mechanism::plain(CKM_EC_KEY_PAIR_GEN);
     let public = [
-        Attribute::new(CKA_EC_PARAMS, iotsafe_pkcs11::der::P256_PARAMS),
+        Attribute::new(CKA_EC_PARAMS, P256_PARAMS),
         Attribute::new(CKA_DERIVE, [CK_TRUE]),
     ];
     // No ID or label: the card's one volatile key slot that may be generated.
@@ -91,20 +109,7 @@ fn generate_then_derive_then_close() {
     };
     let ephemeral = p256::PublicKey::from_sec1_bytes(&point[2..]).unwrap();
     let peer = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let params = Params::Ecdh(EcdhParams {
-        kdf: CKD_NULL,
-        shared_data: Vec::new(),
-        public_data: peer
-            .public_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec(),
-    });
-    let ecdh = Mechanism {
-        kind: CKM_ECDH1_DERIVE,
-        params,
-    };
-    let secret = m.derive(s, &ecdh, private, &[]).unwrap();
+    let secret = m.derive(s, &ecdh_with(&peer), private, &[]).unwrap();
     let expected = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), ephemeral.as_affine());
     assert_eq!(
         m.attributes(s, secret, &[CKA_VALUE]).unwrap(),
@@ -115,7 +120,7 @@ fn generate_then_derive_then_close() {
     m.close_session(s).unwrap();
     let s = m.open_session(0, CKF_SERIAL_SESSION).unwrap();
     assert_eq!(
-        m.attributes(s, secret, &[CKA_VALUE]),
+        m.attributes(s, secret, &[CKA_VALUE]).map_err(|e| e.rv()),
         Err(CKR_OBJECT_HANDLE_INVALID)
     );
 }
@@ -127,7 +132,7 @@ fn concurrent_generations_leave_the_table_showing_the_key_the_card_holds() {
     let m = std::sync::Arc::new(Module::new(vec![spec]));
     let ec = Mechanism::plain(CKM_EC_KEY_PAIR_GEN);
     let template = [
-        Attribute::new(CKA_EC_PARAMS, iotsafe_pkcs11::der::P256_PARAMS),
+        Attribute::new(CKA_EC_PARAMS, P256_PARAMS),
         Attribute::new(CKA_DERIVE, [CK_TRUE]),
     ];
     let threads: Vec<_> = (0..4)
@@ -156,19 +161,7 @@ fn concurrent_generations_leave_the_table_showing_the_key_the_card_holds() {
     };
     let shown = p256::PublicKey::from_sec1_bytes(&point[2..]).unwrap();
     let peer = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let ecdh = Mechanism {
-        kind: CKM_ECDH1_DERIVE,
-        params: Params::Ecdh(EcdhParams {
-            kdf: CKD_NULL,
-            shared_data: Vec::new(),
-            public_data: peer
-                .public_key()
-                .to_encoded_point(false)
-                .as_bytes()
-                .to_vec(),
-        }),
-    };
-    let secret = m.derive(*s, &ecdh, private, &[]).unwrap();
+    let secret = m.derive(*s, &ecdh_with(&peer), private, &[]).unwrap();
     let expected = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), shown.as_affine());
     assert_eq!(
         m.attributes(*s, secret, &[CKA_VALUE]).unwrap(),
