@@ -24,7 +24,7 @@ static STATE: RwLock<Option<Initialized>> = RwLock::new(None);
 
 /// The module this process initialized.
 pub(crate) fn current() -> Option<Arc<Module>> {
-    let state = STATE.read().unwrap_or_else(|p| p.into_inner());
+    let state = iotsafe_core::lock::read(&STATE);
     state
         .as_ref()
         .filter(|s| s.pid == std::process::id())
@@ -34,7 +34,7 @@ pub(crate) fn current() -> Option<Arc<Module>> {
 /// `C_Initialize`, its arguments checked: a module made from the configuration
 /// (`crate::config`).
 pub(crate) fn initialize() -> P11Result<()> {
-    let mut state = STATE.write().unwrap_or_else(|p| p.into_inner());
+    let mut state = iotsafe_core::lock::write(&STATE);
     set_aside_the_parents(&mut state);
     if state.is_some() {
         return Err(Error::AlreadyInitialized);
@@ -52,7 +52,7 @@ pub(crate) fn initialize() -> P11Result<()> {
 
 /// `C_Finalize`, its argument checked.
 pub(crate) fn finalize() -> P11Result<()> {
-    let mut state = STATE.write().unwrap_or_else(|p| p.into_inner());
+    let mut state = iotsafe_core::lock::write(&STATE);
     set_aside_the_parents(&mut state);
     state.take().map(drop).ok_or(Error::NotInitialized)
 }

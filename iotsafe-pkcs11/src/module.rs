@@ -17,7 +17,7 @@ use crate::token::Token;
 use cryptoki_sys::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 /// One slot: a configured card.
@@ -64,10 +64,8 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 /// See [`NEXT_SESSION`].
 static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
 
-/// Takes over a lock a panic poisoned: every table here is consistent between two statements.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+// Every table here is consistent between two statements: a lock a panic poisoned is taken over.
+use iotsafe_core::lock::lock;
 
 impl Module {
     /// A module offering `cards`, one slot each (slot IDs 0, 1, …). Nothing is opened yet.

@@ -53,7 +53,7 @@ impl Token {
     /// The object table, for one short step (no card I/O while it is held).
     pub fn objects(&self) -> MutexGuard<'_, Vec<Object>> {
         // The table is consistent between two statements: a panic elsewhere leaves it usable.
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+        iotsafe_core::lock::lock(&self.objects)
     }
 
     /// A copy of one object callers see ([`Object::shown`]).
@@ -79,12 +79,12 @@ impl Token {
 
     /// The generation lock (see the field): taken after the turn on the slot, never before.
     pub fn generation(&self) -> MutexGuard<'_, ()> {
-        self.generation.lock().unwrap_or_else(|p| p.into_inner())
+        iotsafe_core::lock::lock(&self.generation)
     }
 
     /// The keys this module generated (a list of plain values, consistent after a panic).
     pub fn generated(&self) -> MutexGuard<'_, Vec<Generated>> {
-        self.generated.lock().unwrap_or_else(|p| p.into_inner())
+        iotsafe_core::lock::lock(&self.generated)
     }
 
     /// Gives back every turn the generated keys hold (the keys stay usable until their slots are
