@@ -6,19 +6,6 @@ use iotsafe_core::objects::{functions, key_type};
 use iotsafe_core::{Card, EcPoint, HashAlgorithm, ObjectKind, ObjectRef};
 use sha2::{Digest, Sha256};
 
-/// DER prefix of a P-256 SubjectPublicKeyInfo; the 65-byte point follows.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-
-/// The DER SubjectPublicKeyInfo of a P-256 point.
-pub fn p256_spki(point: &EcPoint) -> Vec<u8> {
-    let mut out = P256_SPKI_PREFIX.to_vec();
-    out.extend_from_slice(point.as_bytes());
-    out
-}
-
 /// The reference the user gave, or the card's signing key: the first persistent P-256 private key
 /// with the signature function, else ID `01`.
 pub fn signing_key_or_default(card: &Card, given: Option<&str>) -> ObjectRef {
@@ -75,7 +62,8 @@ pub fn sign_message_der(card: &Card, key: &ObjectRef, message: &[u8]) -> Result<
     let signature = card
         .sign_digest(key, HashAlgorithm::Sha256, &digest)
         .map_err(|e| CliError::card(format!("signing with {key}"), &e))?;
-    iotsafe_rustls::card_signature_to_der(&signature)
+    signature
+        .to_der()
         .map_err(|why| CliError::new(format!("signing with {key}"), why))
 }
 

@@ -5,6 +5,7 @@
 use crate::error::{CommandKind, Error};
 use crate::objects::EcPoint;
 use crate::prelude::*;
+use crate::signature::{der_to_rs, MAX_FIELD_LEN};
 use crate::tlv;
 
 /// The answer to GENERATE KEY PAIR.
@@ -60,7 +61,8 @@ pub fn parse_generated_key_pair(data: &[u8]) -> Result<GeneratedKeyPair, Error> 
     Ok(out)
 }
 
-/// A signature as the card returned it.
+/// A signature as the card returned it. [`CardSignature::to_rs`] and [`CardSignature::to_der`]
+/// give it in the other shape ([`crate::signature`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardSignature {
     /// Raw `r ‖ s`, each half the curve size (the IoT.05 format).
@@ -117,14 +119,15 @@ pub fn parse_signature(data: &[u8]) -> Result<CardSignature, Error> {
 }
 
 /// Parses the answer to the last COMPUTE SIGNATURE Update for a key whose field is `field_len`
-/// bytes long (32 for P-256; at most 66).
+/// bytes long (32 for P-256; at most [`MAX_FIELD_LEN`]).
 ///
-/// The raw forms are recognised by their exact shape first, since they are what IoT.05 cards send:
+/// The one reader of the card's signature answers. The raw forms are recognised by their exact shape first, since they are what IoT.05 cards send:
 /// `33 00 <2n> r‖s`, `33 <2n> r‖s` and a bare `r‖s` of `2n` bytes (`n` = `field_len`). Their
 /// lengths differ, so a raw answer has exactly one reading, whatever bytes `r` starts with (a
 /// random `r` starts `30 3E`, like a DER header, once in 65 536 signatures). Anything else must be
-/// DER, bare or inside a `33` TLV, and strict: a SEQUENCE of exactly two positive, minimally
-/// encoded INTEGERs of at most `n` significant bytes, lengths consistent, nothing after it.
+/// DER, bare or inside a `33` TLV, and strict ([`der_to_rs`]): a SEQUENCE of exactly two
+/// positive, minimally encoded INTEGERs of at most `n` significant bytes, lengths consistent,
+/// nothing after it.
 pub fn parse_signature_for(data: &[u8], field_len: usize) -> Result<ParsedSignature, Error> {
     let bad = || Error::Malformed {
         command: CommandKind::ComputeSignature,
@@ -135,7 +138,7 @@ pub fn parse_signature_for(data: &[u8], field_len: usize) -> Result<ParsedSignat
             shown_bytes(data, "signature")
         ),
     };
-    if !(1..=66).contains(&field_len) {
+    if !(1..=MAX_FIELD_LEN).contains(&field_len) {
         return Err(bad());
     }
     let raw_len = 2 * field_len;
@@ -163,7 +166,7 @@ pub fn parse_signature_for(data: &[u8], field_len: usize) -> Result<ParsedSignat
             form,
         })
     };
-    if is_strict_der_signature(data, field_len) {
+    if der_to_rs(data, field_len).is_ok() {
         return der(data, SignatureForm::Der);
     }
     if data.first() == Some(&tlv::TAG_SIGNATURE) {
@@ -182,56 +185,12 @@ pub fn parse_signature_for(data: &[u8], field_len: usize) -> Result<ParsedSignat
         }
         if let Some(inner) = candidates
             .into_iter()
-            .find(|inner| is_strict_der_signature(inner, field_len))
+            .find(|inner| der_to_rs(inner, field_len).is_ok())
         {
             return der(inner, SignatureForm::DerWrapped);
         }
     }
     Err(bad())
-}
-
-/// Is `data` exactly one DER `SEQUENCE { INTEGER r, INTEGER s }`, both positive, minimal and of at
-/// most `field_len` significant bytes, with nothing after it?
-fn is_strict_der_signature(data: &[u8], field_len: usize) -> bool {
-    // A definite DER length: short form below 0x80, else `81 xx` with xx ≥ 0x80 (minimal).
-    fn length(input: &[u8]) -> Option<(usize, usize)> {
-        match *input {
-            [n, ..] if n < 0x80 => Some((usize::from(n), 1)),
-            [0x81, n, ..] if n >= 0x80 => Some((usize::from(n), 2)),
-            _ => None,
-        }
-    }
-    fn integer(input: &[u8], field_len: usize) -> Option<usize> {
-        let (&tag, rest) = input.split_first()?;
-        let (len, header) = length(rest)?;
-        let value = rest.get(header..header + len)?;
-        let ok = tag == 0x02
-            && !value.is_empty()
-            // Positive: the sign bit is clear.
-            && value[0] & 0x80 == 0
-            // Minimal: a leading 00 only when the next byte would read as negative.
-            && !(value.len() > 1 && value[0] == 0 && value[1] & 0x80 == 0)
-            // Not zero (r, s ∈ [1, n-1]).
-            && value.iter().any(|&b| b != 0)
-            && value.len() - usize::from(value[0] == 0) <= field_len;
-        ok.then_some(1 + header + len)
-    }
-    let Some((&0x30, rest)) = data.split_first() else {
-        return false;
-    };
-    let Some((len, header)) = length(rest) else {
-        return false;
-    };
-    let Some(body) = rest.get(header..) else {
-        return false;
-    };
-    if body.len() != len {
-        return false;
-    }
-    let Some(r_len) = integer(body, field_len) else {
-        return false;
-    };
-    matches!(integer(&body[r_len..], field_len), Some(s_len) if r_len + s_len == body.len())
 }
 
 /// `"<n> bytes: <hex>"` for public data, abbreviated past 48 bytes.
@@ -240,9 +199,9 @@ fn shown_bytes(data: &[u8], what: &str) -> String {
         return format!("no {what} bytes");
     }
     let shown = if data.len() > 48 {
-        format!("{}…", crate::error::hex(&data[..48]))
+        format!("{}…", crate::hexutil::encode(&data[..48]))
     } else {
-        crate::error::hex(data)
+        crate::hexutil::encode(data)
     };
     format!("{} bytes: {shown}", data.len())
 }

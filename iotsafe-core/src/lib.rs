@@ -8,8 +8,8 @@
 //!
 //! The session, the transport seam, errors and status words are used through the items
 //! re-exported here; the modules that stay public are the lower levels a caller may want on
-//! their own (APDUs, commands and their answers, TLV, the object model, configuration, counters,
-//! hex).
+//! their own (APDUs, commands and their answers, signature conversions, TLV, the object model,
+//! configuration, counters, hex).
 //!
 //! Without the default `std` feature the crate needs only `alloc`: the protocol, the card session
 //! (behind a spin lock instead of an OS mutex) and the AT client (`at-core`, with `embedded-io`
@@ -38,7 +38,7 @@ pub mod objects;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 mod prelude;
-mod signature_check;
+pub mod signature;
 #[cfg(feature = "std")]
 pub mod slots;
 pub mod stats;
@@ -54,7 +54,7 @@ pub use config::CardConfig;
 pub use error::{CommandKind, Error, Result};
 pub use link::{Direction, Secrecy, TraceEvent, TraceSink};
 pub use objects::{AppletInfo, EcPoint, ObjectInfo, ObjectKind, ObjectRef};
-pub use signature_check::verifies_p256;
+pub use signature::verifies_p256;
 pub use stats::{CardStats, Operation};
 pub use sw::{Meaning, StatusWord};
 pub use transport::{

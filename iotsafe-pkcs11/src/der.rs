@@ -1,29 +1,18 @@
 //! The few DER encodings PKCS#11 wants for P-256 keys: the curve's `CKA_EC_PARAMS`, a point as
-//! the OCTET STRING of `CKA_EC_POINT`, and the SubjectPublicKeyInfo of `CKA_PUBLIC_KEY_INFO`.
+//! the OCTET STRING of `CKA_EC_POINT`, and the point of a SubjectPublicKeyInfo (the one of
+//! `CKA_PUBLIC_KEY_INFO` is [`EcPoint::to_p256_spki`]).
 
+use iotsafe_core::objects::P256_SPKI_PREFIX;
 use iotsafe_core::EcPoint;
 
 /// `CKA_EC_PARAMS` of P-256: the named curve's OBJECT IDENTIFIER 1.2.840.10045.3.1.7.
 pub const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
-
-/// DER of a P-256 SubjectPublicKeyInfo up to its BIT STRING's content; the 65-byte point follows.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A,
-    0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 
 /// `CKA_EC_POINT`: the uncompressed point `04‖X‖Y` in a DER OCTET STRING (`04 41 04‖X‖Y`), as
 /// PKCS#11 v2.40 specifies it.
 pub fn ec_point_attribute(point: &EcPoint) -> Vec<u8> {
     let mut out = Vec::with_capacity(67);
     out.extend_from_slice(&[0x04, 0x41]);
-    out.extend_from_slice(point.as_bytes());
-    out
-}
-
-/// `CKA_PUBLIC_KEY_INFO`: the DER SubjectPublicKeyInfo of a P-256 point.
-pub fn spki(point: &EcPoint) -> Vec<u8> {
-    let mut out = P256_SPKI_PREFIX.to_vec();
     out.extend_from_slice(point.as_bytes());
     out
 }
@@ -66,7 +55,7 @@ mod tests {
         let attr = ec_point_attribute(&p);
         assert_eq!(&attr[..3], &[0x04, 0x41, 0x04]);
         assert_eq!(attr.len(), 67);
-        assert_eq!(point_of_spki(&spki(&p)), Some(p));
+        assert_eq!(point_of_spki(&p.to_p256_spki()), Some(p));
         assert_eq!(peer_point(&attr), Some(p));
         assert_eq!(peer_point(p.as_bytes()), Some(p));
     }

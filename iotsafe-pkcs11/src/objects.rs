@@ -146,7 +146,7 @@ pub fn private_key(handle: CK_OBJECT_HANDLE, key: KeyOnCard, naming: &Naming) ->
 /// to build its public half.
 pub fn set_private_point(a: &mut Attributes, point: Option<&EcPoint>) {
     let (info, ec_point) = match point {
-        Some(p) => (der::spki(p), der::ec_point_attribute(p)),
+        Some(p) => (p.to_p256_spki(), der::ec_point_attribute(p)),
         None => (Vec::new(), Vec::new()),
     };
     a.set(CKA_PUBLIC_KEY_INFO, info).set(CKA_EC_POINT, ec_point);
@@ -190,7 +190,7 @@ pub fn public_key(
 /// The point attributes of a public key object (set again after a key generation).
 pub fn set_public_point(a: &mut Attributes, point: &EcPoint) {
     a.set(CKA_EC_POINT, der::ec_point_attribute(point))
-        .set(CKA_PUBLIC_KEY_INFO, der::spki(point));
+        .set(CKA_PUBLIC_KEY_INFO, point.to_p256_spki());
 }
 
 /// `CKA_CERTIFICATE_CATEGORY` values (PKCS#11 v2.40 §4.6.2).

@@ -17,7 +17,7 @@ use crate::module::Module;
 use crate::objects::Backing;
 use crate::session::{SignInput, Signing};
 use cryptoki_sys::*;
-use iotsafe_core::{CardSignature, HashAlgorithm};
+use iotsafe_core::HashAlgorithm;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -153,7 +153,9 @@ impl Module {
                 .sign_digest(&key.reference, HashAlgorithm::Sha256, &digest[..]),
         };
         let signature = signed?;
-        raw_rs(&signature).map(Signed::Signature)
+        // PKCS#11 ECDSA signatures are `r‖s`, whichever form the card answered in.
+        let rs = signature.to_rs().map_err(|_| Error::UnreadableSignature)?;
+        Ok(Signed::Signature(rs))
     }
 }
 
@@ -196,17 +198,6 @@ pub(crate) fn to_sign(input: &SignInput) -> P11Result<Zeroizing<[u8; SIGNED_LEN]
         SignInput::Digest(d) => out[SIGNED_LEN - d.len()..].copy_from_slice(d),
     }
     Ok(out)
-}
-
-/// The card's signature as `r‖s`, whichever form it came in.
-fn raw_rs(signature: &CardSignature) -> P11Result<Vec<u8>> {
-    let parsed = match signature {
-        CardSignature::RawRs(rs) => p256::ecdsa::Signature::from_slice(rs),
-        CardSignature::Der(der) => p256::ecdsa::Signature::from_der(der),
-    };
-    parsed
-        .map(|s| s.to_bytes().to_vec())
-        .map_err(|_| Error::UnreadableSignature)
 }
 
 #[cfg(test)]

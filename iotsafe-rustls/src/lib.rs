@@ -101,7 +101,6 @@ pub mod config;
 pub mod connector;
 #[cfg(feature = "rcgen")]
 pub mod csr;
-pub mod der;
 pub mod error;
 pub mod kx;
 pub mod provider;
@@ -116,7 +115,6 @@ pub use config::{IotSafeTls, IotSafeTlsBuilder};
 pub use connector::CardConnector;
 #[cfg(feature = "rcgen")]
 pub use csr::{card_csr, csr_for};
-pub use der::{card_signature_to_der, SignatureFormatError};
 pub use error::{CardFailure, Error, KxError, Result};
 pub use kx::{
     check_slots, ephemeral_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions,

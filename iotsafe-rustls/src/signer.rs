@@ -6,9 +6,8 @@
 //! `ECDSA_NISTP256_SHA256` always means SHA-256, so the host hashes with SHA-256 and the card signs
 //! the digest (COMPUTE SIGNATURE mode 03: two APDUs, three with the session close). The signature
 //! is verified on the host against the key's public point ([`Card::sign_digest_checked`]), then
-//! the card's raw `r ‖ s` becomes minimal DER (see [`crate::der`]).
+//! becomes minimal DER ([`iotsafe_core::CardSignature::to_der`]).
 
-use crate::der::card_signature_to_der;
 use crate::error::{card_failure, Error, Result};
 use iotsafe_core::{Card, EcPoint, HashAlgorithm, ObjectRef};
 use rustls::pki_types::{alg_id, SubjectPublicKeyInfoDer};
@@ -101,7 +100,7 @@ impl CardSigningKey {
         }
         let signature = signature
             .map_err(|e| card_failure(format_args!("COMPUTE SIGNATURE with {}", self.key), e))?;
-        card_signature_to_der(&signature).map_err(|e| {
+        signature.to_der().map_err(|e| {
             rustls::Error::General(format!(
                 "IoT SAFE card, signature from {} unusable: {e}",
                 self.key

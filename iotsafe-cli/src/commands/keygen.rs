@@ -2,10 +2,10 @@
 
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::{hex, pem};
-use iotsafe_cli::keys::p256_spki;
+use iotsafe_cli::format::pem;
 use iotsafe_cli::progress::Progress;
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use iotsafe_core::ObjectRef;
 use serde_json::json;
 
@@ -27,7 +27,7 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
             .map_err(|e| CliError::card(format!("generating a key pair in {key}"), &e))?
     };
     let _ = card.refresh();
-    let spki = p256_spki(&pair.point);
+    let spki = pair.point.to_p256_spki();
     let pem_text = pem("PUBLIC KEY", &spki);
     let volatile = card
         .find(iotsafe_core::ObjectKind::PrivateKey, &key)
@@ -44,14 +44,14 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         "new key pair: private {}, public {}\npoint: {}\n{pem_text}{note}",
         pair.private,
         pair.public,
-        hex(pair.point.as_bytes()),
+        hexutil::encode(pair.point.as_bytes()),
     );
     Ok(Output::new(
         text,
         json!({
             "private": pair.private.to_string(),
             "public": pair.public.to_string(),
-            "point": hex(pair.point.as_bytes()),
+            "point": hexutil::encode(pair.point.as_bytes()),
             "pem": pem_text,
         }),
     ))

@@ -2,9 +2,10 @@
 
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::{hex, pem};
-use iotsafe_cli::keys::{p256_spki, public_key, signing_key_or_default};
+use iotsafe_cli::format::pem;
+use iotsafe_cli::keys::{public_key, signing_key_or_default};
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -27,7 +28,7 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     let card = context.card()?;
     let key = signing_key_or_default(card, args.key.as_deref());
     let point = public_key(card, &key)?;
-    let spki = p256_spki(&point);
+    let spki = point.to_p256_spki();
     let pem_text = pem("PUBLIC KEY", &spki);
     if let Some(out) = &args.out {
         super::write_output(out, pem_text.as_bytes())?;
@@ -37,13 +38,13 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     } else {
         format!(
             "key:    {key}\npoint:  {}\n{pem_text}",
-            hex(point.as_bytes())
+            hexutil::encode(point.as_bytes())
         )
     };
     let json = json!({
         "key": key.to_string(),
-        "point": hex(point.as_bytes()),
-        "spki_der": hex(&spki),
+        "point": hexutil::encode(point.as_bytes()),
+        "spki_der": hexutil::encode(&spki),
         "pem": pem_text,
     });
     Ok(Output::new(text, json))

@@ -2,10 +2,10 @@
 
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::hex;
 use iotsafe_cli::keys::{sign_message_der, signing_key_or_default};
 use iotsafe_cli::progress::Progress;
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -32,7 +32,8 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         let _progress = Progress::start("signing on the card…");
         sign_message_der(card, &key, &message)?
     };
-    let json = json!({ "key": key.to_string(), "signature_der": hex(&der), "out": args.out });
+    let json =
+        json!({ "key": key.to_string(), "signature_der": hexutil::encode(&der), "out": args.out });
     if let Some(out) = &args.out {
         super::write_output(out, &der)?;
         return Ok(Output::new(
@@ -45,5 +46,5 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
             json,
         ));
     }
-    Ok(Output::new(hex(&der), json))
+    Ok(Output::new(hexutil::encode(&der), json))
 }

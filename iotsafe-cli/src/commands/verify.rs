@@ -6,6 +6,9 @@ use crate::output::Output;
 use iotsafe_cli::keys::{public_key, signing_key_or_default};
 use iotsafe_cli::progress::Progress;
 use iotsafe_cli::CliError;
+use iotsafe_core::commands::P256_FIELD_LEN;
+use iotsafe_core::hexutil;
+use iotsafe_core::signature::der_to_rs;
 use iotsafe_core::HashAlgorithm;
 use p256::ecdsa::signature::Verifier;
 use serde_json::json;
@@ -33,11 +36,10 @@ pub struct Args {
 /// Parses a signature file: binary DER, hex of DER, or raw 64-byte `r‖s`.
 fn parse_signature(bytes: &[u8]) -> Option<p256::ecdsa::Signature> {
     let text = std::str::from_utf8(bytes).ok().map(str::trim);
-    let decoded = text.and_then(iotsafe_core::hexutil::decode);
+    let decoded = text.and_then(hexutil::decode);
     let raw = decoded.as_deref().unwrap_or(bytes);
-    p256::ecdsa::Signature::from_der(raw)
-        .or_else(|_| p256::ecdsa::Signature::from_slice(raw))
-        .ok()
+    let rs = der_to_rs(raw, P256_FIELD_LEN).unwrap_or_else(|_| raw.to_vec());
+    p256::ecdsa::Signature::from_slice(&rs).ok()
 }
 
 /// Verifies; exit status 1 when the signature does not match.

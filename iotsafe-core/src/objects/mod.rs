@@ -1,7 +1,8 @@
 //! The IoT SAFE object model: references, descriptors (GET DATA information structures), applet
 //! information and EC points.
 
-use crate::error::{hex, CommandKind, Error};
+use crate::error::{CommandKind, Error};
+use crate::hexutil;
 use crate::prelude::*;
 use crate::tlv;
 use core::fmt;
@@ -134,7 +135,7 @@ impl ObjectRef {
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ObjectRef::Id(id) => write!(f, "ID {}", hex(id)),
+            ObjectRef::Id(id) => write!(f, "ID {}", hexutil::encode(id)),
             ObjectRef::Label(l) => write!(f, "label {:?}", String::from_utf8_lossy(l)),
         }
     }
@@ -369,6 +370,13 @@ impl AppletInfo {
     }
 }
 
+/// The DER of a P-256 SubjectPublicKeyInfo up to its BIT STRING's content (algorithm
+/// id-ecPublicKey, named curve prime256v1); the 65-byte point follows.
+pub const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A,
+    0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
 /// An uncompressed P-256 point `04 ‖ X ‖ Y` (65 bytes), as cards exchange them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct EcPoint(pub [u8; 65]);
@@ -394,6 +402,14 @@ impl EcPoint {
         tlv::push(&mut out, 0x34, &wrapped);
         out
     }
+    /// The DER SubjectPublicKeyInfo of this point as a P-256 key: [`P256_SPKI_PREFIX`], then the
+    /// point (91 bytes).
+    pub fn to_p256_spki(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(P256_SPKI_PREFIX.len() + self.0.len());
+        out.extend_from_slice(&P256_SPKI_PREFIX);
+        out.extend_from_slice(&self.0);
+        out
+    }
     /// Parses public key data: `34 [49 [86 point]]`, `49 [86 point]`, `86 point` or a bare point
     /// (Thales PKCS#11 accepts a bare point, `docs/protocol.md#read-public-key`).
     pub fn parse_public_key_data(data: &[u8], command: CommandKind) -> Result<EcPoint, Error> {
@@ -415,7 +431,7 @@ impl EcPoint {
 
 impl fmt::Debug for EcPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EcPoint({}…)", hex(&self.0[..9]))
+        write!(f, "EcPoint({}…)", hexutil::encode(&self.0[..9]))
     }
 }
 
@@ -510,5 +526,22 @@ mod tests {
         }
         assert!(EcPoint::parse_public_key_data(&t[..70], CommandKind::Raw).is_err());
         assert!(EcPoint::parse_public_key_data(&[], CommandKind::Raw).is_err());
+    }
+
+    #[test]
+    fn p256_spki_is_the_der_p256_writes() {
+        use p256::pkcs8::DecodePublicKey as _;
+        let secret = p256::SecretKey::from_slice(&[7; 32]).unwrap();
+        let encoded = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+            &secret.public_key(),
+            false,
+        );
+        let point = EcPoint::from_slice(encoded.as_bytes()).unwrap();
+        let spki = point.to_p256_spki();
+        assert_eq!(spki.len(), 91);
+        assert_eq!(
+            p256::PublicKey::from_public_key_der(&spki).unwrap(),
+            secret.public_key()
+        );
     }
 }

@@ -58,7 +58,7 @@ impl Card {
         public: &EcPoint,
     ) -> Result<CardSignature, Error> {
         let ParsedSignature { signature, form } = self.sign_digest_parsed(key, hash, digest)?;
-        if crate::signature_check::verifies_p256(&signature, public, digest) {
+        if crate::signature::verifies_p256(&signature, public, digest) {
             return Ok(signature);
         }
         self.lock().stats.bad_signatures += 1;
@@ -92,7 +92,8 @@ impl Card {
     }
 
     /// VERIFY SIGNATURE in mode 03 with a public key on the card. `raw_rs` is `r ‖ s`, each half
-    /// left-padded to the curve size here. `Ok(false)` is the card's `6D01`.
+    /// the curve size (as [`CardSignature::to_rs`] gives it), sent as it is. `Ok(false)` is the
+    /// card's `6D01`.
     pub fn verify_digest(
         &self,
         key: &ObjectRef,
