@@ -1,13 +1,8 @@
-//! Text formatting shared by the tool and the demo: hex, durations, card counters, PEM.
+//! Text formatting shared by the tool and the demo: durations, card counters, PEM.
 
 use iotsafe_core::stats::{CardStats, Operation};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// Upper-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    iotsafe_core::hexutil::encode(bytes)
-}
 
 /// Milliseconds with two decimals.
 pub fn millis(d: Duration) -> String {

@@ -1,6 +1,7 @@
 //! Command APDU encoding (ISO 7816-4 cases 1–4, short and extended) and response parsing.
 
-use crate::error::{hex, CommandKind, Error};
+use crate::error::{CommandKind, Error};
+use crate::hexutil;
 use crate::prelude::*;
 use crate::sw::StatusWord;
 use zeroize::Zeroizing;
@@ -94,7 +95,7 @@ impl Command {
         if rest.is_empty() {
             return Ok(cmd.with_le(short_le(p3)));
         }
-        let refuse = |reason: &str| bad(format!("{reason}: {}", hex(apdu)));
+        let refuse = |reason: &str| bad(format!("{reason}: {}", hexutil::encode(apdu)));
         if p3 == 0 {
             return Err(refuse("extended-length raw APDUs are not supported"));
         }

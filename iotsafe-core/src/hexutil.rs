@@ -32,13 +32,21 @@ pub fn digit_value(digit: u8) -> Option<u8> {
 /// Decodes hex, ignoring ASCII white space; `None` on odd length or a non-hex character.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    decode_digits(&digits)
+}
+
+/// Decodes hex digits (ASCII, either case), two a byte, into a vector of its final size (it never
+/// grows, so a secret's bytes are not left behind in a freed block); `None` on odd length or a
+/// non-hex digit.
+pub fn decode_digits(digits: &[u8]) -> Option<Vec<u8>> {
     if !digits.len().is_multiple_of(2) {
         return None;
     }
-    digits
-        .chunks(2)
-        .map(|pair| Some(digit_value(pair[0])? << 4 | digit_value(pair[1])?))
-        .collect()
+    let mut out = Vec::with_capacity(digits.len() / 2);
+    for pair in digits.chunks_exact(2) {
+        out.push(digit_value(pair[0])? << 4 | digit_value(pair[1])?);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -49,5 +57,7 @@ mod tests {
         assert_eq!(super::encode(&[1, 0xA4]), "01A4");
         assert!(super::decode("0").is_none());
         assert!(super::decode("zz").is_none());
+        assert_eq!(super::decode_digits(b"0aF1").unwrap(), [0x0A, 0xF1]);
+        assert!(super::decode_digits(b"0a 1").is_none());
     }
 }

@@ -5,7 +5,8 @@ use crate::apdu::{channel_of_class, class_byte, ClassStyle, Command, Le, Respons
 use crate::clock::Instant;
 use crate::commands;
 use crate::config::{GetResponseClass, GetResponseLe};
-use crate::error::{hex, CommandKind, Error};
+use crate::error::{CommandKind, Error};
+use crate::hexutil;
 use crate::prelude::*;
 use crate::stats::CardStats;
 use crate::sw::{Meaning, StatusWord};
@@ -93,9 +94,13 @@ impl Link<'_> {
         secrecy: Secrecy,
     ) -> Result<Response, Error> {
         let shown = if secrecy.command() && bytes.len() > 5 {
-            format!("{} <{} bytes redacted>", hex(&bytes[..5]), bytes.len() - 5)
+            format!(
+                "{} <{} bytes redacted>",
+                hexutil::encode(&bytes[..5]),
+                bytes.len() - 5
+            )
         } else {
-            hex(bytes)
+            hexutil::encode(bytes)
         };
         self.emit(Direction::Command, kind, shown);
         let started = Instant::now();
@@ -118,7 +123,7 @@ impl Link<'_> {
                 response.sw.0
             )
         } else {
-            hex(&raw)
+            hexutil::encode(&raw)
         };
         self.emit(Direction::Response, kind, shown);
         Ok(response)

@@ -3,9 +3,10 @@
 
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::{hex, pem};
+use iotsafe_cli::format::pem;
 use iotsafe_cli::keys::{certificate_file_or_default, signing_key_or_default};
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use serde_json::json;
 use std::path::PathBuf;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -101,7 +102,7 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         "not_before": summary.not_before,
         "not_after": summary.not_after,
         "valid_now": summary.valid_now,
-        "public_key": hex(&summary.public_key),
+        "public_key": hexutil::encode(&summary.public_key),
         "key": key.to_string(),
         "key_match": key_match,
         "der_len": der.len(),

@@ -2,10 +2,10 @@
 
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::hex;
 use iotsafe_cli::keys::{public_key, sign_message_der};
 use iotsafe_cli::progress::Progress;
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use iotsafe_core::{Card, ObjectRef};
 use rcgen::{CertificateParams, DistinguishedName, DnType};
 use serde_json::json;
@@ -124,7 +124,7 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     let json = json!({
         "key": key.to_string(),
         "subject": args.subject,
-        "public_key": hex(point.as_bytes()),
+        "public_key": hexutil::encode(point.as_bytes()),
         "pem": pem_text,
         "out": args.out,
     });

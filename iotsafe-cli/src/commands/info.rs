@@ -2,8 +2,8 @@
 
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::hex;
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use iotsafe_core::objects::functions;
 use serde_json::json;
 
@@ -49,7 +49,7 @@ pub fn run(context: &Context) -> Result<Output, CliError> {
         .map_err(|e| CliError::card("reading the applet information", &e))?;
     let (aid, channel) = card
         .selection()
-        .map(|(aid, ch)| (hex(&aid), ch))
+        .map(|(aid, ch)| (hexutil::encode(&aid), ch))
         .unwrap_or_else(|| ("-".into(), 0));
     let funcs = function_names(info.functions);
     let hashes = hash_names(info.hash_algorithms);
@@ -62,7 +62,7 @@ pub fn run(context: &Context) -> Result<Output, CliError> {
     text.push_str(&format!("channel:           {channel}\n"));
     text.push_str(&format!("applet version:    {}\n", opt(info.version)));
     if let Some(id) = &info.proprietary_id {
-        text.push_str(&format!("proprietary ID:    {}\n", hex(id)));
+        text.push_str(&format!("proprietary ID:    {}\n", hexutil::encode(id)));
     }
     text.push_str(&format!("functions:         {}\n", funcs.join(", ")));
     text.push_str(&format!("hash algorithms:   {}\n", hashes.join(", ")));
@@ -88,7 +88,7 @@ pub fn run(context: &Context) -> Result<Output, CliError> {
         "aid": aid,
         "channel": channel,
         "version": info.version,
-        "proprietary_id": info.proprietary_id.as_deref().map(hex),
+        "proprietary_id": info.proprietary_id.as_deref().map(hexutil::encode),
         "functions": funcs,
         "hash_algorithms": hashes,
         "signature_algorithms": info.signature_algorithms,

@@ -3,8 +3,8 @@
 use super::info::{function_names, hash_names};
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::hex;
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use iotsafe_core::objects::{file_usage, key_type, key_usage};
 use iotsafe_core::{ObjectInfo, ObjectKind};
 use serde_json::json;
@@ -102,7 +102,9 @@ pub fn run(context: &Context) -> Result<Output, CliError> {
         let hashes = hash_names(o.hash_algorithms);
         rows.push([
             kind_name(o.kind).into(),
-            o.id.as_deref().map(hex).unwrap_or_else(|| "-".into()),
+            o.id.as_deref()
+                .map(hexutil::encode)
+                .unwrap_or_else(|| "-".into()),
             o.label_text().unwrap_or_else(|| "-".into()),
             key_type_name(o.key_type),
             usage_name(o),
@@ -124,7 +126,7 @@ pub fn run(context: &Context) -> Result<Output, CliError> {
         ]);
         json_rows.push(json!({
             "kind": kind_name(o.kind),
-            "id": o.id.as_deref().map(hex),
+            "id": o.id.as_deref().map(hexutil::encode),
             "label": o.label_text(),
             "key_type": o.key_type,
             "key_type_name": key_type_name(o.key_type),

@@ -2,8 +2,8 @@
 
 use crate::context::Context;
 use crate::output::Output;
-use iotsafe_cli::format::hex;
 use iotsafe_cli::CliError;
+use iotsafe_core::hexutil;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -32,7 +32,7 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         ));
     }
     Ok(Output::new(
-        hex(&bytes),
-        json!({ "count": bytes.len(), "hex": hex(&bytes) }),
+        hexutil::encode(&bytes),
+        json!({ "count": bytes.len(), "hex": hexutil::encode(&bytes) }),
     ))
 }

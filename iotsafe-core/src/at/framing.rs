@@ -4,6 +4,7 @@
 //! 27.007 counts the `<length>` of `AT+CSIM` and `AT+CGLA` in **hex characters** (twice the byte
 //! count): `AT+CSIM=24,"01A4040007A0000005590010"` carries a 12-byte APDU.
 
+use crate::hexutil;
 use crate::prelude::*;
 use core::time::Duration;
 
@@ -17,11 +18,6 @@ pub const SHOWN_APDU_BYTES: usize = 5;
 /// Update (`2B`), VERIFY SIGNATURE Update (`2D`), COMPUTE DH (`46`).
 pub const SLOW_INSTRUCTIONS: [u8; 4] = [0xB9, 0x2B, 0x2D, 0x46];
 
-/// Upper-case hex of `bytes`.
-pub fn hex_upper(bytes: &[u8]) -> String {
-    crate::hexutil::encode(bytes)
-}
-
 /// `<head>"<HEX of apdu>"` in one block of its final size, wiped when dropped: the APDU may carry
 /// a secret (HKDF input keying material, a PRF secret), and a `String` that grows frees its old
 /// block unwiped.
@@ -29,7 +25,7 @@ fn apdu_line(head: &str, apdu: &[u8]) -> Zeroizing<String> {
     let mut line = Zeroizing::new(String::with_capacity(head.len() + apdu.len() * 2 + 2));
     line.push_str(head);
     line.push('"');
-    crate::hexutil::push_upper(&mut line, apdu);
+    hexutil::push_upper(&mut line, apdu);
     line.push('"');
     line
 }
@@ -37,9 +33,9 @@ fn apdu_line(head: &str, apdu: &[u8]) -> Zeroizing<String> {
 /// Hex of the APDU header followed by `…` when more bytes follow.
 pub fn redacted_hex(apdu: &[u8]) -> String {
     if apdu.len() <= SHOWN_APDU_BYTES {
-        hex_upper(apdu)
+        hexutil::encode(apdu)
     } else {
-        format!("{}…", hex_upper(&apdu[..SHOWN_APDU_BYTES]))
+        format!("{}…", hexutil::encode(&apdu[..SHOWN_APDU_BYTES]))
     }
 }
 
@@ -84,7 +80,7 @@ pub fn cgla_display(session: u32, apdu: &[u8]) -> String {
 
 /// `AT+CCHO="<AID>"`. AIDs are public, so this form is also the loggable one.
 pub fn ccho_command(aid: &[u8]) -> String {
-    format!("AT+CCHO=\"{}\"", hex_upper(aid))
+    format!("AT+CCHO=\"{}\"", hexutil::encode(aid))
 }
 
 /// `AT+CCHC=<sid>`.

@@ -8,7 +8,8 @@ use crate::apdu::{class_byte, ClassStyle};
 use crate::clock::Instant;
 use crate::commands;
 use crate::config::{CardConfig, ChannelStrategy};
-use crate::error::{hex, CommandKind, Error};
+use crate::error::{CommandKind, Error};
+use crate::hexutil;
 use crate::link::{success, Link, Secrecy, TraceSink};
 use crate::objects::{AppletInfo, ObjectInfo};
 use crate::prelude::*;
@@ -411,7 +412,11 @@ impl Session {
                     });
                 }
                 return Err(Error::AppletNotFound {
-                    tried: aids.iter().map(|a| hex(a)).collect::<Vec<_>>().join(", "),
+                    tried: aids
+                        .iter()
+                        .map(|a| hexutil::encode(a))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }
@@ -536,7 +541,7 @@ fn open_and_select(
                 aid: aid.clone(),
             });
         }
-        refusals.push(format!("{} → {:04X}", hex(aid), r.sw.0));
+        refusals.push(format!("{} → {:04X}", hexutil::encode(aid), r.sw.0));
     }
     if opened_by_us {
         let _ = link.exchange(

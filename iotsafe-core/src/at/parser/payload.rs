@@ -1,6 +1,7 @@
 //! Decoding the data of a `+CSIM:` / `+CGLA:` information line, and the session id of an
 //! `AT+CCHO` answer.
 
+use crate::hexutil;
 use crate::prelude::*;
 use core::fmt;
 
@@ -98,12 +99,8 @@ pub fn parse_hex_payload(line: &str, prefix: &str) -> Result<HexPayload, Payload
     if digits.len() % 2 != 0 {
         return Err(PayloadError::OddLength(digits.len()));
     }
-    let mut bytes = Vec::with_capacity(digits.len() / 2);
-    bytes.extend(
-        digits
-            .chunks(2)
-            .map(|pair| (hex_value(pair[0]) << 4) | hex_value(pair[1])),
-    );
+    // Every digit was checked above, and their count is even.
+    let bytes = hexutil::decode_digits(&digits).ok_or(PayloadError::OddLength(digits.len()))?;
     if let Some(announced) = announced_len.filter(|&n| n != digits.len()) {
         return Err(PayloadError::LengthMismatch {
             announced,
@@ -121,11 +118,6 @@ pub fn parse_session_id(line: &str) -> Option<u32> {
     let line = line.trim();
     let rest = strip_prefix_ignore_case(line, "+CCHO:").unwrap_or(line);
     rest.trim().trim_matches('"').trim().parse::<u32>().ok()
-}
-
-fn hex_value(digit: u8) -> u8 {
-    // Callers only pass checked hex digits.
-    crate::hexutil::digit_value(digit).unwrap_or(0)
 }
 
 #[cfg(test)]
