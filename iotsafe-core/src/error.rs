@@ -1,5 +1,6 @@
 //! Errors of the APDU client: what was sent, what came back, what it means.
 
+use crate::hexutil;
 use crate::prelude::*;
 use crate::sw::StatusWord;
 use crate::transport::TransportError;
@@ -65,11 +66,6 @@ impl fmt::Display for CommandKind {
         };
         f.write_str(name)
     }
-}
-
-/// Hex for error messages and traces.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    crate::hexutil::encode(bytes)
 }
 
 /// Everything that can go wrong talking to an IoT SAFE applet.
@@ -181,11 +177,6 @@ pub enum Error {
         /// The wire form the card's answer was read as.
         form: String,
     },
-    /// The session lock was poisoned by a panic in another thread. [`Card`](crate::Card) does
-    /// not return it: it takes a poisoned lock over and selects the applet again (the rule is
-    /// stated on its `lock` in `card/mod.rs`); the variant stays for code that matches on it.
-    #[error("the card session is unusable: a thread panicked while holding it")]
-    Poisoned,
 }
 
 impl Error {
@@ -205,11 +196,11 @@ impl Error {
     }
     pub(crate) fn malformed(command: CommandKind, expected: &'static str, got: &[u8]) -> Self {
         let shown = if got.len() > 48 {
-            format!("{}… ({} bytes)", hex(&got[..48]), got.len())
+            format!("{}… ({} bytes)", hexutil::encode(&got[..48]), got.len())
         } else if got.is_empty() {
             String::from("nothing")
         } else {
-            hex(got)
+            hexutil::encode(got)
         };
         Error::Malformed {
             command,

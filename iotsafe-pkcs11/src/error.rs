@@ -299,7 +299,6 @@ fn card_rv(error: &iotsafe_core::Error) -> CK_RV {
             CKR_DEVICE_ERROR
         }
         Card::AppletNotFound { .. } | Card::NoLogicalChannel { .. } => CKR_DEVICE_ERROR,
-        Card::Poisoned => CKR_GENERAL_ERROR,
         _ => CKR_FUNCTION_FAILED,
     }
 }

@@ -338,9 +338,8 @@ fn record(t: &mut Tally, op: Op, what: &str, out: &Outcome) {
         Ok(false) => {}
         Err(e) => {
             t.errors += 1;
-            // Typed, printable, and never a poisoned session.
-            assert!(!matches!(e, Error::Poisoned), "{op:?} {what}: {e}");
-            assert!(!e.to_string().is_empty());
+            // Typed and printable (a poisoned session is no error: `Card` takes its lock over).
+            assert!(!e.to_string().is_empty(), "{op:?} {what}: {e:?}");
         }
     }
 }
