@@ -68,6 +68,7 @@ mod tests {
         assert_eq!(decode("0"), None);
         assert_eq!(decode("zz"), None);
         assert_eq!(decode("01 a4"), None);
+        assert_eq!(decode("é0"), None);
         assert_eq!(decode_spaced(" 01 a4\n"), Some(vec![0x01, 0xA4]));
     }
 }

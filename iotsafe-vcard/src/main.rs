@@ -275,7 +275,11 @@ fn provision(
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "state: {}", report.state.display());
-    let _ = writeln!(out, "device-public-key: {}", hex(&report.device_public_key));
+    let _ = writeln!(
+        out,
+        "device-public-key: {}",
+        iotsafe_vcard::hex::encode_upper(&report.device_public_key)
+    );
     for file in &report.files {
         let _ = writeln!(out, "file: {}", file.display());
     }
@@ -499,10 +503,6 @@ fn parse_stall_at(text: &str) -> Result<(u64, Duration), String> {
     let n = n.parse().map_err(|e| format!("N: {e}"))?;
     let ms = ms.parse().map_err(|e| format!("MS: {e}"))?;
     Ok((n, Duration::from_millis(ms)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    iotsafe_vcard::hex::encode_upper(bytes)
 }
 
 #[cfg(test)]

@@ -10,11 +10,8 @@ use crate::faults::FaultPlan;
 use crate::quirks::named_values;
 pub use crate::quirks::{
     ClaPolicy, DhOutput, InfoFieldOrder, ObjectListLayout, Quirks, SignatureFormat,
-    SignaturePrefix, StatusWord, TlvLengths, MAX_LOGICAL_CHANNELS,
+    SignaturePrefix, StatusWord, TlvLengths, MAX_LOGICAL_CHANNELS, STANDARD_AID,
 };
-
-/// The standard IoT SAFE AID (`docs/protocol.md#aids`).
-pub const STANDARD_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
 
 /// Everything configurable about one virtual card.
 #[derive(Debug, Clone, Default)]

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::profile::STANDARD_AID;
+/// The standard IoT SAFE AID (`docs/protocol.md#aids`), the one [`Quirks::aids`] holds by default.
+pub const STANDARD_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
 
 /// Parses `text` (any case) as one of `choices`: each value with the words that name it, the first
 /// word being the one an error lists.
@@ -153,7 +154,7 @@ impl FromStr for SignaturePrefix {
     /// Hex, spaces allowed: `303E`, `30 3E`, `33`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        let bytes = crate::store::from_hex(&digits)
+        let bytes = crate::hex::decode_spaced(&digits)
             .ok_or_else(|| format!("{s:?} is not hex (e.g. 303E)"))?;
         SignaturePrefix::new(&bytes)
     }

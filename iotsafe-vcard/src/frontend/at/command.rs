@@ -5,6 +5,8 @@
 //! hex. Strict: the announced length must equal the number of hex characters, hex must be whole
 //! bytes, numbers must fit. Anything else is [`Command::Malformed`] and is answered `ERROR`.
 
+use crate::hex;
+
 /// One parsed command line (without the `AT` prefix rules spelled out again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -132,7 +134,7 @@ fn parse_csim(args: &str) -> Option<Command> {
 
 fn parse_ccho(args: &str) -> Option<Command> {
     let [aid] = split_args::<1>(args)?;
-    let aid = decode_hex(unquote(aid)?)?;
+    let aid = hex::decode(unquote(aid)?)?;
     (!aid.is_empty() && aid.len() <= MAX_AID).then_some(Command::Ccho(aid))
 }
 
@@ -172,7 +174,7 @@ fn counted_hex(len: &str, hex: &str) -> Option<Vec<u8>> {
     if len != hex.len() || hex.is_empty() {
         return None;
     }
-    decode_hex(hex)
+    hex::decode(hex)
 }
 
 /// Splits on commas into exactly `N` trimmed fields (hex never contains a comma).
@@ -197,16 +199,6 @@ fn unquote(field: &str) -> Option<&str> {
         (None, None) => Some(field),
         _ => None,
     }
-}
-
-/// Decodes hex of either case ([`crate::hex::decode`]).
-pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    crate::hex::decode(hex)
-}
-
-/// Upper-case hex, as modems answer ([`crate::hex::encode_upper`]).
-pub fn encode_hex(bytes: &[u8]) -> String {
-    crate::hex::encode_upper(bytes)
 }
 
 /// `strip_prefix`, ignoring ASCII case.
@@ -338,14 +330,6 @@ mod tests {
             assert_eq!(p(bad), Command::Malformed, "{bad}");
         }
         assert_eq!(p("AT#CHANNELS?"), Command::ChannelCount);
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(encode_hex(&[0x01, 0x90, 0x00, 0xAB]), "019000AB");
-        assert_eq!(decode_hex("019000ab"), Some(vec![0x01, 0x90, 0x00, 0xAB]));
-        assert_eq!(decode_hex("0"), None);
-        assert_eq!(decode_hex("é0"), None);
     }
 
     #[test]

@@ -47,7 +47,7 @@ mod state;
 use line::LineBuffer;
 
 pub use channel::{cla_for_channel, Session, Sessions, MAX_CHANNEL};
-pub use command::{decode_hex, encode_hex, parse, Command, TestedCommand};
+pub use command::{parse, Command, TestedCommand};
 pub use fault::{garbage_line, AtFault, AtInjection, UrcPlan};
 pub use state::{DropPlan, DropWhen, SharedModem};
 
@@ -557,7 +557,7 @@ impl AtModem {
         let channel = match opened[..] {
             [ch, 0x90, 0x00] if (1..=MAX_CHANNEL).contains(&ch) => ch,
             _ => {
-                tracing::debug!(response = %encode_hex(&opened), "MANAGE CHANNEL open refused");
+                tracing::debug!(response = %crate::hex::encode_upper(&opened), "MANAGE CHANNEL open refused");
                 return Ok(Answer::result(Final::Cme(cme::OPERATION_NOT_SUPPORTED)));
             }
         };
@@ -569,7 +569,7 @@ impl AtModem {
                 return Ok(Answer::with(vec![format!("+CCHO: {id}")], Final::Ok));
             }
         }
-        tracing::debug!(response = %encode_hex(&selected), "SELECT on new channel failed");
+        tracing::debug!(response = %crate::hex::encode_upper(&selected), "SELECT on new channel failed");
         self.transmit(&modem_apdu::close_channel(channel), stop)?;
         Ok(Answer::result(Final::Cme(cme::NOT_FOUND)))
     }
@@ -651,7 +651,7 @@ impl AtModem {
 
 /// `+CSIM: <n>,"<HEX>"` / `+CGLA: …` then OK; `<n>` counts hex characters.
 fn data_answer(prefix: &str, response: &[u8]) -> Answer {
-    let hex = encode_hex(response);
+    let hex = crate::hex::encode_upper(response);
     Answer::with(
         vec![format!("{prefix}: {},\"{hex}\"", hex.len())],
         Final::Ok,

@@ -211,7 +211,7 @@ fn is_known_line(line: &str) -> bool {
             return false;
         };
         let hex = hex.trim_matches('"');
-        n.parse() == Ok(hex.len()) && decode_hex(hex).is_some()
+        n.parse() == Ok(hex.len()) && crate::hex::decode(hex).is_some()
     };
     matches!(
         line,
@@ -265,7 +265,7 @@ proptest::proptest! {
             echo: false,
             ..AtOptions::default()
         });
-        let mut hex = encode_hex(&apdu);
+        let mut hex = crate::hex::encode_upper(&apdu);
         if lower {
             hex = hex.to_ascii_lowercase();
         }
@@ -274,7 +274,7 @@ proptest::proptest! {
         let answer = talk(&mut m, &line);
         let expected = card.lock().unwrap().seen.last().cloned();
         proptest::prop_assert_eq!(expected.as_deref(), Some(&apdu[..]));
-        let response = encode_hex(&[apdu[0], 0x90, 0x00]);
+        let response = crate::hex::encode_upper(&[apdu[0], 0x90, 0x00]);
         let want = match apdu[..] {
             [_, 0x70, 0x00, 0x00, ..] => "\r\n+CSIM: 6,\"029000\"\r\n\r\nOK\r\n".to_owned(),
             [_, 0xA4, 0x04, 0x00, _, 0xEE, ..] => "\r\n+CSIM: 4,\"6A82\"\r\n\r\nOK\r\n".to_owned(),
