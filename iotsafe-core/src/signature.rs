@@ -134,7 +134,7 @@ impl CardSignature {
     /// The signature as the minimal DER `ECDSA-Sig-Value` of P-256 that TLS wants (see
     /// [`rs_to_der`]), whichever form the card sent.
     pub fn to_der(&self) -> Result<Vec<u8>, SignatureFormatError> {
-        Ok(self.to_p256()?.to_der().as_bytes().to_vec())
+        rs_to_der(&self.to_rs()?)
     }
 
     fn to_p256(&self) -> Result<Signature, SignatureFormatError> {
@@ -162,9 +162,10 @@ pub fn verifies_p256(signature: &CardSignature, public: &EcPoint, digest: &[u8])
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
+    /// Reference: the minimal DER INTEGER of an unsigned big-endian value, written out by hand.
     fn der_int(v: &[u8]) -> Vec<u8> {
-        // Minimal DER INTEGER of an unsigned big-endian value.
         let i = v.iter().position(|&b| b != 0).unwrap_or(v.len() - 1);
         let mut digits = v[i..].to_vec();
         if digits[0] & 0x80 != 0 {
@@ -350,24 +351,6 @@ mod tests {
             );
         }
     }
-}
-
-#[cfg(test)]
-mod properties {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// Reference: minimal DER INTEGER of a non-zero unsigned big-endian value, written out by hand.
-    fn reference_int(v: &[u8]) -> Vec<u8> {
-        let first = v.iter().position(|&b| b != 0).expect("non-zero");
-        let mut digits = v[first..].to_vec();
-        if digits[0] & 0x80 != 0 {
-            digits.insert(0, 0);
-        }
-        let mut out = vec![0x02, digits.len() as u8];
-        out.extend(digits);
-        out
-    }
 
     /// Values below the P-256 order with a random number of leading zero bytes and a random top
     /// byte: exactly the shapes naive converters get wrong.
@@ -387,14 +370,9 @@ mod properties {
     proptest! {
         #[test]
         fn raw_to_der_is_minimal_and_round_trips(r in scalar(), s in scalar()) {
-            let mut raw = r.to_vec();
-            raw.extend_from_slice(&s);
+            let raw = raw(&r, &s);
             let der = rs_to_der(&raw).unwrap();
-            let mut body = reference_int(&r);
-            body.extend(reference_int(&s));
-            let mut expected = vec![0x30, body.len() as u8];
-            expected.extend(body);
-            prop_assert_eq!(&der, &expected);
+            prop_assert_eq!(&der, &expected_der(&r, &s));
             prop_assert_eq!(der_to_rs(&der, 32).unwrap(), raw);
             prop_assert_eq!(CardSignature::Der(der.clone()).to_der().unwrap(), der);
         }
