@@ -1,11 +1,11 @@
-//! Locks. The one around a card session ([`Lock`], crate-private): the operating system's mutex
+//! Locks. The one around a card session (`Lock`, crate-private): the operating system's mutex
 //! with `std`, a spin lock without (a microcontroller has no OS to park a thread; its firmware
 //! rarely shares a card between contexts, and a spin lock is correct when it does). And, with
 //! `std`, the one rule every crate of the workspace uses for an OS lock around plain data (counters,
 //! lists, optional values): a panic in another thread while it held the lock leaves the data
 //! consistent between two statements, so the lock is taken over rather than every later caller
-//! failing ([`lock`], [`read`], [`write`], [`wait_timeout`]). A lock whose data a panic can leave
-//! half changed (the card session) repairs it instead ([`Lock::lock`]).
+//! failing ([`lock()`], [`read()`], [`write()`], [`wait()`], [`wait_timeout()`]). A lock whose data a panic can leave
+//! half changed (the card session) repairs it instead (`Lock::lock`).
 
 /// A locked value, released when dropped.
 #[cfg(feature = "std")]
