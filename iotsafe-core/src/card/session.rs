@@ -176,23 +176,18 @@ impl Session {
             Err(e) => return (Err(e), attempt),
         };
         let extended = self.transport.capabilities().extended_length;
-        let Session {
-            transport,
-            config,
-            stats,
-            trace,
-            ..
-        } = self;
-        let started = (op, Instant::now(), stats.apdus);
-        let (result, current) = match transport.transaction() {
-            Ok(mut transaction) => {
-                let link = link(&mut *transaction, stats, trace.as_ref(), config, extended);
-                let mut op = Op::new(link, cla, config, started);
-                let result = body(&mut op);
-                if op.sent() {
+        let started = (op, Instant::now(), self.stats.apdus);
+        let ran = self.in_transaction(extended, |link, config| {
+            let mut op = Op::new(link, cla, config, started);
+            let result = body(&mut op);
+            (result, op.sent(), op.current())
+        });
+        let (result, current) = match ran {
+            Ok((result, sent, current)) => {
+                if sent {
                     attempt = Attempt::Touched;
                 }
-                (result, op.current())
+                (result, current)
             }
             Err(source) => {
                 let error = Error::Transport {
@@ -354,6 +349,20 @@ impl Session {
         &mut self,
         step: impl FnOnce(&mut Link<'_>, &CardConfig) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        let stepped = self.in_transaction(false, |mut link, config| step(&mut link, config));
+        stepped.map_err(|source| Error::Transport {
+            command: CommandKind::Select,
+            source,
+        })?
+    }
+
+    /// Runs `step` on a link through one transaction of the transport (extended-length APDUs
+    /// when `extended`); an error when the transaction could not begin.
+    fn in_transaction<T>(
+        &mut self,
+        extended: bool,
+        step: impl for<'a> FnOnce(Link<'a>, &'a CardConfig) -> T,
+    ) -> Result<T, TransportError> {
         let Session {
             transport,
             config,
@@ -361,12 +370,11 @@ impl Session {
             trace,
             ..
         } = self;
-        let mut transaction = transport.transaction().map_err(|source| Error::Transport {
-            command: CommandKind::Select,
-            source,
-        })?;
-        let mut link = link(&mut *transaction, stats, trace.as_ref(), config, false);
-        step(&mut link, config)
+        let mut transaction = transport.transaction()?;
+        Ok(step(
+            link(&mut *transaction, stats, trace.as_ref(), config, extended),
+            config,
+        ))
     }
 
     /// Closes the channel the transport opened itself (a transport without its own channels has
