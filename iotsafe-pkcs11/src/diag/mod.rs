@@ -10,12 +10,11 @@
 //! the host program has, so it never takes the place of the host's. It is installed once per
 //! process, and never if a global subscriber is set already (then that one gets the events).
 
+mod stderr;
+
 use crate::config::ConfigError;
 use crate::error::Error;
 use std::sync::OnceLock;
-use tracing::Level;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
 
 /// The variable that turns diagnostics on.
 const VARIABLE: &str = "IOTSAFE_PKCS11_DEBUG";
@@ -29,12 +28,7 @@ fn enabled() -> bool {
 /// A subscriber writing the events of the iotsafe crates (`iotsafe_core`, `iotsafe_select`, this
 /// module, …), DEBUG and up, to standard error, one plain line each.
 fn to_stderr() -> impl tracing::Subscriber + Send + Sync {
-    let lines = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    tracing_subscriber::registry()
-        .with(lines)
-        .with(Targets::new().with_target("iotsafe", Level::DEBUG))
+    stderr::Lines::default()
 }
 
 /// Installs the subscriber when diagnostics are on (`C_Initialize`, before anything else): once,
