@@ -1,6 +1,7 @@
 //! Errors of this crate. Each names the step that failed, so that a log line says whether the
 //! card, the certificate on it or the rustls configuration is at fault.
 
+use alloc::string::{String, ToString};
 use iotsafe_core::ObjectRef;
 
 /// What went wrong while building card-backed TLS objects (signing key, resolver, configs, CSR).
@@ -41,7 +42,8 @@ pub enum Error {
         /// Why none was usable.
         why: String,
     },
-    /// rustls refused the configuration.
+    /// rustls refused the configuration (the configs builder, `std`).
+    #[cfg(feature = "std")]
     #[error("{step}: {source}")]
     Rustls {
         /// What we were doing.
@@ -50,6 +52,7 @@ pub enum Error {
         #[source]
         source: rustls::Error,
     },
+
     /// Building or signing a CSR failed.
     #[error("CSR: {0}")]
     Csr(String),
@@ -63,6 +66,7 @@ impl Error {
         }
     }
 
+    #[cfg(feature = "std")]
     pub(crate) fn rustls(step: &'static str, source: rustls::Error) -> Self {
         Error::Rustls { step, source }
     }
@@ -116,6 +120,7 @@ pub enum KxError {
     CardGone,
 }
 
+#[cfg(feature = "std")]
 impl KxError {
     /// The [`KxError`] inside a rustls error, if that is what it carries.
     pub fn from_rustls(e: &rustls::Error) -> Option<&KxError> {
@@ -128,7 +133,7 @@ impl KxError {
 
 impl From<KxError> for rustls::Error {
     fn from(e: KxError) -> Self {
-        rustls::Error::Other(rustls::OtherError(std::sync::Arc::new(e)))
+        carry(e)
     }
 }
 
@@ -147,6 +152,7 @@ pub struct CardFailure {
     pub source: iotsafe_core::Error,
 }
 
+#[cfg(feature = "std")]
 impl CardFailure {
     /// The [`CardFailure`] inside a rustls error, if that is what it carries.
     pub fn from_rustls(e: &rustls::Error) -> Option<&CardFailure> {
@@ -159,13 +165,26 @@ impl CardFailure {
 
 impl From<CardFailure> for rustls::Error {
     fn from(e: CardFailure) -> Self {
-        rustls::Error::Other(rustls::OtherError(std::sync::Arc::new(e)))
+        carry(e)
+    }
+}
+
+/// `e` through rustls: typed, as [`rustls::Error::Other`], with `std`; without it rustls's
+/// `Other` carries nothing, so the message travels as [`rustls::Error::General`].
+fn carry(e: impl core::error::Error + Send + Sync + 'static) -> rustls::Error {
+    #[cfg(feature = "std")]
+    {
+        rustls::Error::Other(rustls::OtherError(alloc::sync::Arc::new(e)))
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        rustls::Error::General(e.to_string())
     }
 }
 
 /// A card failure inside a rustls callback, as the `rustls::Error` rustls expects: a
 /// [`CardFailure`] naming the step and keeping the card's typed error.
-pub(crate) fn card_failure(step: impl std::fmt::Display, e: iotsafe_core::Error) -> rustls::Error {
+pub(crate) fn card_failure(step: impl core::fmt::Display, e: iotsafe_core::Error) -> rustls::Error {
     CardFailure {
         step: step.to_string(),
         source: e,
@@ -174,7 +193,7 @@ pub(crate) fn card_failure(step: impl std::fmt::Display, e: iotsafe_core::Error)
 }
 
 /// Shorthand for this crate's results.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

@@ -93,9 +93,21 @@
 //! that a connect costs one APDU (the READ PUBLIC KEY that confirms the card still holds it).
 //!
 //! Never call `block_on` or `Handle::current()` from card code: it may run on a runtime worker.
+//!
+//! ## Without `std`
+//! With `default-features = false` the crate needs only `alloc` (microcontrollers, `docs/mcu.md`)
+//! and offers, for one connection at a time: the card signer ([`CardSigningKey`]), the card key
+//! exchange without a queue ([`PlainCardKxGroup`]) and the certificate of a card key
+//! ([`CardCertifiedKey`]), each the same signing and ECDHE code as the host's. The rest of
+//! rustls's provider (AEAD, HKDF, the server's signature) and its time come from the firmware.
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
+pub mod certified;
+#[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "tokio")]
 pub mod connector;
@@ -103,25 +115,45 @@ pub mod connector;
 pub mod csr;
 pub mod error;
 pub mod kx;
+#[cfg(feature = "std")]
 pub mod provider;
+#[cfg(feature = "std")]
 pub mod resolver;
+#[cfg(feature = "std")]
 pub mod rng;
+#[cfg(feature = "std")]
 pub mod runtime;
+/// Without an operating system there is no other task to stall: card work runs where rustls
+/// calls it.
+#[cfg(not(feature = "std"))]
+mod runtime {
+    pub(crate) fn card_work<T>(f: impl FnOnce() -> T) -> T {
+        f()
+    }
+}
 pub mod signer;
+#[cfg(feature = "std")]
 mod static_pool;
 
+pub use certified::CardCertifiedKey;
+#[cfg(feature = "std")]
 pub use config::{IotSafeTls, IotSafeTlsBuilder};
 #[cfg(feature = "tokio")]
 pub use connector::CardConnector;
 #[cfg(feature = "rcgen")]
 pub use csr::{card_csr, csr_for};
 pub use error::{CardFailure, Error, KxError, Result};
+#[cfg(feature = "std")]
 pub use kx::{
-    check_slots, ephemeral_slots, validate_peer_point, CardKeyExchange, CardKxGroup, KxOptions,
-    QueueStats, DEFAULT_SLOT_LEASE,
+    check_slots, ephemeral_slots, CardKxGroup, KxOptions, QueueStats, DEFAULT_SLOT_LEASE,
 };
+pub use kx::{validate_peer_point, CardKeyExchange, PlainCardKxGroup};
+#[cfg(feature = "std")]
 pub use provider::{software_provider, EcdheOn, BACKEND};
+#[cfg(feature = "std")]
 pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
+#[cfg(feature = "std")]
 pub use rng::{CardEntropyRng, Reseed};
+#[cfg(feature = "std")]
 pub use runtime::blocking_allowed;
 pub use signer::{AfterSign, CardSigner, CardSigningKey};

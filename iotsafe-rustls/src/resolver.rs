@@ -180,16 +180,7 @@ impl CardCertResolver {
     }
 
     fn serve(&self, offered: &[SignatureScheme], role: &str) -> Option<Arc<CertifiedKey>> {
-        if offered.contains(&SignatureScheme::ECDSA_NISTP256_SHA256) {
-            Some(Arc::clone(&self.certified))
-        } else {
-            tracing::warn!(
-                ?offered,
-                role,
-                "peer accepts no ECDSA_NISTP256_SHA256 signature: the card certificate is not sent"
-            );
-            None
-        }
+        crate::certified::serve(&self.certified, offered, role)
     }
 }
 

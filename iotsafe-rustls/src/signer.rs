@@ -9,13 +9,16 @@
 //! becomes minimal DER ([`iotsafe_core::CardSignature::to_der`]).
 
 use crate::error::{card_failure, Error, Result};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
 use iotsafe_core::{Card, EcPoint, HashAlgorithm, ObjectRef};
 use rustls::pki_types::{alg_id, SubjectPublicKeyInfoDer};
 use rustls::sign::{Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 use sha2::{Digest, Sha256};
-use std::fmt;
-use std::sync::Arc;
 
 /// The one scheme a P-256 card key can serve.
 const SCHEME: SignatureScheme = SignatureScheme::ECDSA_NISTP256_SHA256;

@@ -6,32 +6,22 @@
 use super::validate_peer_point;
 use crate::error::{card_failure, KxError};
 use crate::runtime::card_work;
-use iotsafe_core::slots::SlotTurn;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
 use iotsafe_core::{Card, EphemeralKey, ObjectRef};
 use rustls::crypto::{ActiveKeyExchange, SharedSecret};
 use rustls::ffdhe_groups::FfdheGroup;
 use rustls::NamedGroup;
-use std::fmt;
-use std::sync::Arc;
 
-/// The key for this turn: the one made ahead of time if the card still holds it (one READ PUBLIC
-/// KEY), else a fresh one.
-pub(crate) fn key_for(card: &Card, turn: &mut SlotTurn) -> Result<EphemeralKey, rustls::Error> {
-    if let Some(key) = turn.take_ready() {
-        let step = "READ PUBLIC KEY (confirming the ephemeral key made ahead of time)";
-        if card
-            .confirm_ephemeral(&key)
-            .map_err(|e| card_failure(step, e))?
-        {
-            return Ok(key);
-        }
-        tracing::debug!("the ephemeral key made ahead of time is gone (card reset, or replaced); generating a fresh one");
-    }
-    let slot = turn.slot().clone();
-    let key = card
-        .generate_ephemeral_in(turn)
-        .map_err(|e| card_failure(format_args!("GENERATE KEY PAIR in {slot}"), e))?;
-    // A card answering a point off the curve would only fail later, at the peer.
+/// `key`, fresh from GENERATE KEY PAIR in `slot`, if its point is on P-256: a card answering a
+/// point off the curve would only fail later, at the peer.
+pub(crate) fn checked_key(
+    slot: &ObjectRef,
+    key: EphemeralKey,
+) -> Result<EphemeralKey, rustls::Error> {
     if p256::PublicKey::from_sec1_bytes(key.key_pair.point.as_bytes()).is_err() {
         return Err(rustls::Error::General(format!(
             "IoT SAFE card, GENERATE KEY PAIR in {slot}: the card returned a point not on P-256"
@@ -40,6 +30,13 @@ pub(crate) fn key_for(card: &Card, turn: &mut SlotTurn) -> Result<EphemeralKey, 
     Ok(key)
 }
 
+/// The turn an exchange holds on its slot (with `std`, the card's slot queue); without an OS
+/// there is no queue, and never a turn.
+#[cfg(feature = "std")]
+type Turn = iotsafe_core::slots::SlotTurn;
+#[cfg(not(feature = "std"))]
+type Turn = core::convert::Infallible;
+
 /// One key exchange in progress: the card's ephemeral key, and (queued) the turn on its slot,
 /// released when the exchange completes or is dropped.
 pub struct CardKeyExchange {
@@ -47,7 +44,7 @@ pub struct CardKeyExchange {
     peer_slot: ObjectRef,
     key: EphemeralKey,
     pub_key: Vec<u8>,
-    turn: Option<SlotTurn>,
+    turn: Option<Turn>,
 }
 
 impl CardKeyExchange {
@@ -55,7 +52,7 @@ impl CardKeyExchange {
         card: Arc<Card>,
         peer_slot: ObjectRef,
         key: EphemeralKey,
-        turn: Option<SlotTurn>,
+        turn: Option<Turn>,
     ) -> CardKeyExchange {
         CardKeyExchange {
             pub_key: key.key_pair.point.as_bytes().to_vec(),

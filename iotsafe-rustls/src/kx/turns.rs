@@ -3,9 +3,12 @@
 //! the card's ([`iotsafe_core::slots`]): shared by every group, thread, task and process that
 //! uses the card.
 
+use super::exchange::checked_key;
 use super::{CardKxGroup, KxOptions};
+use crate::error::card_failure;
 use crate::runtime::{self, Here};
 use iotsafe_core::slots::{SlotTurn, DEFAULT_LEASE};
+use iotsafe_core::EphemeralKey;
 use iotsafe_core::{Card, ObjectRef};
 use std::cell::RefCell;
 
@@ -59,4 +62,24 @@ pub(crate) fn for_start(
         Here::InPlace => runtime::card_work(|| book.wait(slots, lease)).map(Some),
         Here::MustNotWait => book.request(slots, lease)?.try_take(),
     }
+}
+
+/// The key for this turn: the one made ahead of time if the card still holds it (one READ PUBLIC
+/// KEY), else a fresh one.
+pub(crate) fn key_for(card: &Card, turn: &mut SlotTurn) -> Result<EphemeralKey, rustls::Error> {
+    if let Some(key) = turn.take_ready() {
+        let step = "READ PUBLIC KEY (confirming the ephemeral key made ahead of time)";
+        if card
+            .confirm_ephemeral(&key)
+            .map_err(|e| card_failure(step, e))?
+        {
+            return Ok(key);
+        }
+        tracing::debug!("the ephemeral key made ahead of time is gone (card reset, or replaced); generating a fresh one");
+    }
+    let slot = turn.slot().clone();
+    let key = card
+        .generate_ephemeral_in(turn)
+        .map_err(|e| card_failure(format_args!("GENERATE KEY PAIR in {slot}"), e))?;
+    checked_key(&slot, key)
 }
