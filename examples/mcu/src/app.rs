@@ -16,7 +16,7 @@ use iotsafe_core::{
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use sha2::{Digest, Sha256};
 
-use crate::uart::{CmsdkUart, Counts, Tally};
+use iotsafe_mcu::uart::{CmsdkUart, Counts, Tally};
 
 /// What the device key signs: the SHA-256 of this message.
 pub const MESSAGE: &[u8] = b"iotsafe-rs on a microcontroller";

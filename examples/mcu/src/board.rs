@@ -30,15 +30,22 @@ pub const MODEM_UART: Block = Block::Uart0;
 pub const MODEM_BAUD: u32 = 115_200;
 /// The bytes through the modem UART.
 pub static MODEM_TALLY: Tally = Tally::new();
+/// The network UART: the byte stream to the server (QEMU's second `-serial`). On a real device
+/// this is the modem's data connection; here a TCP socket on the host.
+pub const NETWORK_UART: Block = Block::Uart1;
+/// The bytes through the network UART.
+pub static NETWORK_TALLY: Tally = Tally::new();
 
 /// What the board hands the application.
 pub struct Board {
     /// The UART wired to the cellular modem.
     pub modem: CmsdkUart,
+    /// The UART carrying the network byte stream (unused by the card-only firmware).
+    pub network: CmsdkUart,
 }
 
 /// Brings the board up: heap first (nothing may allocate before), then the clock, then the
-/// modem UART. Call once; a second call panics (the peripherals are taken).
+/// modem and network UARTs. Call once; a second call panics (the peripherals are taken).
 pub fn init() -> Board {
     heap::init();
     let core = cortex_m::Peripherals::take().expect("the core peripherals, taken once");
@@ -47,7 +54,10 @@ pub fn init() -> Board {
     let uart = Registers::take(MODEM_UART).expect("the modem UART, taken once");
     let modem = CmsdkUart::new(uart, SYSCLK_HZ, MODEM_BAUD, &MODEM_TALLY)
         .expect("a divider of at least 16");
-    Board { modem }
+    let uart = Registers::take(NETWORK_UART).expect("the network UART, taken once");
+    let network = CmsdkUart::new(uart, SYSCLK_HZ, MODEM_BAUD, &NETWORK_TALLY)
+        .expect("a divider of at least 16");
+    Board { modem, network }
 }
 
 /// Writes one line to the host's standard output (semihosting).

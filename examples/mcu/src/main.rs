@@ -1,8 +1,8 @@
 //! Cortex-M firmware that drives the IoT SAFE applet on the SIM through a cellular modem's UART
 //! with iotsafe-core built without `std`, on QEMU's `mps2-an386` board (see docs/mcu.md).
 //!
-//! The board modules (`board`, `mmio`, `uart`, `clock`, `heap`) bring the hardware up; `app`
-//! runs the card session over the UART. Everything reported goes to the host through
+//! The board (the `iotsafe_mcu` library: `board`, `mmio`, `uart`, `clock`, `heap`) brings the
+//! hardware up; `app` runs the card session over the UART. Everything reported goes to the host through
 //! semihosting as `key: value` lines, and the exit status says whether every step succeeded.
 #![no_std]
 #![no_main]
@@ -12,15 +12,11 @@
 extern crate alloc;
 
 mod app;
-mod board;
-mod clock;
-mod heap;
-mod mmio;
-mod uart;
 
 use core::time::Duration;
 
 use cortex_m_rt::entry;
+use iotsafe_mcu::{board, clock, heap};
 
 #[entry]
 fn main() -> ! {

@@ -13,14 +13,15 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 /// The peripheral blocks the firmware drives, on the MPS2 AN385/AN386 images (AN386 TRM;
 /// QEMU: hw/arm/mps2.c). QEMU wires its first `-serial` backend to UART0, the second to UART1
-/// (`0x4000_5000`), then UART2..4 (`0x4000_6000`, `0x4000_7000`, `0x4000_9000`): a second link
-/// (e.g. a TLS byte stream) adds its UART here.
+/// (`0x4000_5000`), then UART2..4 (`0x4000_6000`, `0x4000_7000`, `0x4000_9000`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Block {
     /// CMSDK APB UART0 at `0x4000_4000`: the modem UART.
     Uart0,
     /// CMSDK APB dual timer at `0x4000_2000`: the free-running clock.
     DualTimer,
+    /// CMSDK APB UART1 at `0x4000_5000`: the network link (the TLS byte stream).
+    Uart1,
 }
 
 impl Block {
@@ -29,6 +30,7 @@ impl Block {
         match self {
             Block::Uart0 => 0x4000_4000,
             Block::DualTimer => 0x4000_2000,
+            Block::Uart1 => 0x4000_5000,
         }
     }
 

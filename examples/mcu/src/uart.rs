@@ -57,6 +57,12 @@ pub struct Tally {
     rx: AtomicU32,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
 impl Tally {
     /// Nothing counted yet.
     pub const fn new() -> Tally {
