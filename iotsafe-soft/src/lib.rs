@@ -12,7 +12,7 @@
 //! | [`hash`] | SHA-256, the transcript hash |
 //! | [`hmac`] | HMAC-SHA256, and HKDF-SHA256 through rustls's `HkdfUsingHmac` (the key schedule) |
 //! | [`aead`] | AES-128-GCM and ChaCha20-Poly1305 record protection, and the two cipher suites |
-//! | [`verify`] | ECDSA P-256 (SHA-256, SHA-384) for the server's chain and CertificateVerify |
+//! | [`verify`] | ECDSA P-256 for the server's chain (SHA-256; SHA-384 on request) and CertificateVerify |
 //! | [`rng`] | a ChaCha20 DRBG the firmware seeds with 32 bytes from the SIM's GET RANDOM |
 //! | [`keys`] | a `KeyProvider` that refuses every private key: the client key stays on the SIM |
 //!
@@ -32,18 +32,43 @@
 //!
 //! # Use in firmware
 //!
-//! ```ignore
+//! ```no_run
+//! # extern crate alloc;
 //! use alloc::sync::Arc;
 //! use rustls::client::{ClientConfig, UnbufferedClientConnection};
-//!
+//! # use rustls::crypto::{ActiveKeyExchange, SupportedKxGroup};
+//! # use rustls::pki_types::UnixTime;
+//! # #[derive(Debug)] struct Card;
+//! # impl SupportedKxGroup for Card {
+//! #     fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> { unimplemented!() }
+//! #     fn name(&self) -> rustls::NamedGroup { rustls::NamedGroup::secp256r1 }
+//! # }
+//! # #[derive(Debug)] struct Clock;
+//! # impl rustls::time_provider::TimeProvider for Clock {
+//! #     fn current_time(&self) -> Option<UnixTime> { None }
+//! # }
+//! # #[derive(Debug)] struct CardResolver;
+//! # impl rustls::client::ResolvesClientCert for CardResolver {
+//! #     fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme])
+//! #         -> Option<Arc<rustls::sign::CertifiedKey>> { None }
+//! #     fn has_certs(&self) -> bool { true }
+//! # }
+//! # fn main() -> Result<(), rustls::Error> {
+//! # let (seed, card_kx_group, clock, roots, card_resolver) =
+//! #     ([7; 32], &Card, Clock, rustls::RootCertStore::empty(), CardResolver);
+//! # let server_name = rustls::pki_types::ServerName::try_from("broker.example").unwrap();
 //! // 32 bytes from the SIM (GET RANDOM), fresh on every boot; the card's P-256 group.
 //! let provider = iotsafe_soft::provider(seed, vec![card_kx_group]);
 //! // no_std rustls has no clock: the firmware's TimeProvider (certificate validity needs it).
 //! let config = ClientConfig::builder_with_details(Arc::new(provider), Arc::new(clock))
 //!     .with_protocol_versions(&[&rustls::version::TLS13])?
 //!     .with_root_certificates(roots)
-//!     .with_client_cert_resolver(card_resolver); // signs with the SIM
+//!     .with_client_cert_resolver(Arc::new(card_resolver)); // signs with the SIM
+//! // Builds the ClientHello at once: the card group's start() (the SIM's key generation) runs here.
 //! let conn = UnbufferedClientConnection::new(Arc::new(config), server_name)?;
+//! # drop(conn);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The crate's tests run full handshakes of such a client, on the buffered and the unbuffered

@@ -1,7 +1,9 @@
 //! ECDSA P-256 verification: RFC 6979's signatures accepted, every altered signature, message
 //! and key refused without a panic, and the same verdicts as webpki's ring algorithms.
 
-use iotsafe_soft::verify::{ECDSA_P256_SHA256, ECDSA_P256_SHA384, SUPPORTED_SIG_ALGS};
+use iotsafe_soft::verify::{
+    ECDSA_P256_SHA256, ECDSA_P256_SHA384, SUPPORTED_SIG_ALGS, SUPPORTED_SIG_ALGS_WITH_SHA384,
+};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use rand_core::{RngCore, SeedableRng};
@@ -299,15 +301,21 @@ fn identifiers_and_the_supported_set() {
     assert_eq!(ECDSA_P256_SHA384.signature_alg_id(), alg_id::ECDSA_SHA384);
     assert!(!ECDSA_P256_SHA256.fips());
 
-    assert_eq!(SUPPORTED_SIG_ALGS.all.len(), 2);
-    // The only scheme offered to the server, and the only one its CertificateVerify may use.
+    // Certificates: SHA-256 only by default; SHA-384 too in the larger set.
+    let ids = |algs: &[&dyn SignatureVerificationAlgorithm]| -> Vec<_> {
+        algs.iter().map(|a| a.signature_alg_id()).collect()
+    };
+    assert_eq!(ids(SUPPORTED_SIG_ALGS.all), [alg_id::ECDSA_SHA256]);
     assert_eq!(
-        SUPPORTED_SIG_ALGS.supported_schemes(),
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+        ids(SUPPORTED_SIG_ALGS_WITH_SHA384.all),
+        [alg_id::ECDSA_SHA256, alg_id::ECDSA_SHA384]
     );
-    assert_eq!(SUPPORTED_SIG_ALGS.mapping[0].1.len(), 1);
-    assert_eq!(
-        SUPPORTED_SIG_ALGS.mapping[0].1[0].signature_alg_id(),
-        alg_id::ECDSA_SHA256
-    );
+    for set in [&SUPPORTED_SIG_ALGS, &SUPPORTED_SIG_ALGS_WITH_SHA384] {
+        // The only scheme offered to the server, and the only one its CertificateVerify may use.
+        assert_eq!(
+            set.supported_schemes(),
+            vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+        );
+        assert_eq!(ids(set.mapping[0].1), [alg_id::ECDSA_SHA256]);
+    }
 }
