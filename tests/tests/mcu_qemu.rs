@@ -185,6 +185,7 @@ fn firmware_in_qemu_signs_and_agrees_a_key_on_the_card_over_the_modem_uart() {
         "heap left in use\n{context}"
     );
 
+    let stack = stack_peak(&out, "");
     let per_step: Vec<String> = steps
         .iter()
         .map(|(name, apdus, tx, rx)| format!("{name} {apdus} APDUs {tx}/{rx} B"))
@@ -192,7 +193,7 @@ fn firmware_in_qemu_signs_and_agrees_a_key_on_the_card_over_the_modem_uart() {
     eprintln!(
         "mcu ({MACHINE}, {TARGET}, release): flash {flash} B, static RAM {ram} B (heap \
          {heap_size} B of it), heap peak {peak} B requested / {peak_allocator} B by the \
-         allocator, UART {tx} B out / {from_modem} B in, {} ms on the firmware clock; per step \
+         allocator, stack peak {stack} B, UART {tx} B out / {from_modem} B in, {} ms on the firmware clock; per step \
          (APDUs, UART out/in): {}",
         field(&out, "clock", "elapsed_ms"),
         per_step.join(", ")

@@ -239,9 +239,10 @@ fn firmware_in_qemu_makes_a_mutual_tls13_connection_with_the_card_key_and_ecdhe(
 
     let (size, peak) = (field(&out, "heap", "size"), field(&out, "heap", "peak"));
     assert!(0 < peak && peak <= size, "{context}");
+    let stack = stack_peak(&out, &context);
     eprintln!(
         "mcu TLS ({MACHINE}, {TARGET}, release): flash {flash} B, static RAM {ram} B, heap peak \
-         {peak} B of {size} B ({} by the allocator), handshake {} ms of which {} ms in the card \
+         {peak} B of {size} B ({} by the allocator), stack peak {stack} B, handshake {} ms of which {} ms in the card \
          (firmware clock), {apdus} APDUs, network {} B out / {} B in during the handshake; whole \
          run {} ms, UART1 {} B out / {} B in, UART0 {} B out / {} B in",
         field(&out, "heap", "peak_allocator"),

@@ -16,4 +16,5 @@ pub mod clock;
 pub mod heap;
 pub mod mmio;
 pub mod semihost;
+pub mod stack;
 pub mod uart;

@@ -16,10 +16,11 @@ mod app;
 use core::time::Duration;
 
 use cortex_m_rt::entry;
-use iotsafe_mcu::{board, clock, heap};
+use iotsafe_mcu::{board, clock, heap, stack};
 
 #[entry]
 fn main() -> ! {
+    stack::paint();
     let board = board::init();
     // The session's deadlines and time counts run on the board's clock.
     iotsafe_core::clock::set(|| Duration::from_millis(clock::now_ms()));
@@ -42,6 +43,12 @@ fn main() -> ! {
         "heap: peak={} peak_allocator={} in_use={} size={}",
         heap.peak, heap.peak_allocator, heap.in_use, heap.size
     ));
+    if let Some((peak, past_window)) = stack::high_water() {
+        log(format_args!(
+            "stack: peak={peak} window={} past_window={past_window}",
+            stack::WINDOW
+        ));
+    }
     log(format_args!("clock: elapsed_ms={elapsed}"));
     match outcome {
         Ok(()) => {

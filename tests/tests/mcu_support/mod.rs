@@ -260,3 +260,15 @@ pub fn value<'a>(output: &'a str, key: &str) -> &'a str {
 pub fn unhex(text: &str) -> Vec<u8> {
     iotsafe_core::hexutil::decode(text.trim()).unwrap_or_else(|| panic!("not hex: {text:?}"))
 }
+
+/// The firmware's stack high-water mark (`stack: peak=… past_window=false`); fails when the
+/// stack went past the painted window (the number would only be a lower bound).
+pub fn stack_peak(output: &str, context: &str) -> u64 {
+    assert!(
+        output.contains("past_window=false"),
+        "the stack stayed inside the painted window\n{output}\n{context}"
+    );
+    let peak = field(output, "stack", "peak");
+    assert!(peak > 0, "{output}");
+    peak
+}

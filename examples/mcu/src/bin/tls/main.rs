@@ -32,7 +32,7 @@ use cortex_m_rt::entry;
 use iotsafe_core::at::{AtOptions, AtTransport, EmbeddedPort};
 use iotsafe_core::{Card, CardConfig};
 use iotsafe_mcu::board::{self, Board};
-use iotsafe_mcu::{clock, heap, semihost};
+use iotsafe_mcu::{clock, heap, semihost, stack};
 use rustls::pki_types::ServerName;
 
 /// What to do over the connection.
@@ -43,6 +43,7 @@ enum Mode {
 
 #[entry]
 fn main() -> ! {
+    stack::paint();
     let board = board::init();
     iotsafe_core::clock::set(|| Duration::from_millis(clock::now_ms()));
     let log = &mut |args: fmt::Arguments<'_>| board::println(args);
@@ -82,6 +83,12 @@ fn main() -> ! {
         "heap: peak={} peak_allocator={} in_use={} size={}",
         heap.peak, heap.peak_allocator, heap.in_use, heap.size
     ));
+    if let Some((peak, past_window)) = stack::high_water() {
+        log(format_args!(
+            "stack: peak={peak} window={} past_window={past_window}",
+            stack::WINDOW
+        ));
+    }
     log(format_args!("clock: elapsed_ms={elapsed}"));
     match outcome {
         Ok(()) => {
