@@ -97,8 +97,9 @@ pub use keys::NO_PRIVATE_KEYS;
 pub use rng::{ChaChaDrbg, DRBG};
 pub use verify::SUPPORTED_SIG_ALGS;
 
-/// The cipher suites, in the client's order of preference: ChaCha20-Poly1305 first, since on a
-/// Cortex-M without AES hardware it is the faster of the two in constant-time software.
+/// The cipher suites, in the client's order of preference. ChaCha20-Poly1305 first: a Cortex-M3
+/// or M4 has no AES instructions, and ChaCha20-Poly1305 is plain 32-bit additions, rotations and
+/// multiplications, where AES-GCM needs bitsliced AES and a software GHASH to stay constant-time.
 pub static CIPHER_SUITES: &[SupportedCipherSuite] =
     &[TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_128_GCM_SHA256];
 
