@@ -61,6 +61,12 @@
 //! group whose card was dropped is re-targeted (with fresh scheduling state) to the next card,
 //! and only otherwise is a new one leaked. A group holds only a `Weak<Card>`, so it never keeps
 //! a card (and its logical channel) alive; the configs do, through the card signer.
+//!
+//! [`SupportedKxGroup`]: rustls::crypto::SupportedKxGroup
+//! [`SupportedKxGroup::start`]: rustls::crypto::SupportedKxGroup::start
+//! [`ActiveKeyExchange::complete`]: rustls::crypto::ActiveKeyExchange::complete
+//! [`KxError::TakenOver`]: crate::KxError::TakenOver
+//! [`Card::ephemeral_is_current`]: iotsafe_core::Card::ephemeral_is_current
 
 mod exchange;
 #[cfg(feature = "std")]
