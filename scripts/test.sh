@@ -102,7 +102,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
-echo "== iotsafe-core and iotsafe-rustls without std, for microcontrollers (docs/mcu.md)"
+echo "== iotsafe-core, iotsafe-rustls and iotsafe-soft without std, for microcontrollers (docs/mcu.md)"
 MCU_TARGETS=(thumbv7em-none-eabihf thumbv7m-none-eabi)
 if command -v rustup >/dev/null; then
     rustup target add "${MCU_TARGETS[@]}" >/dev/null
@@ -111,6 +111,7 @@ for target in "${MCU_TARGETS[@]}"; do
     cargo clippy -p iotsafe-core --no-default-features --features at-core,embedded-io \
         --target "$target" -- -D warnings
     cargo clippy -p iotsafe-rustls --no-default-features --target "$target" -- -D warnings
+    cargo clippy -p iotsafe-soft --target "$target" -- -D warnings
     # The QEMU firmware (its own workspace and target dir; tests/tests/mcu_qemu.rs runs it).
     cargo clippy --manifest-path examples/mcu/Cargo.toml --locked --release --target "$target" \
         -- -D warnings
