@@ -66,6 +66,18 @@ impl IotSafeTlsBuilder {
         self
     }
 
+    /// Sends `certificates` (e.g. an enrolled chain from [`crate::read_pem_chain`]) instead of
+    /// the card's certificate files; [`Self::build`] checks that the first one certifies the card
+    /// key. See [`CardCertResolverBuilder::certificate_chain`].
+    pub fn certificate_chain(
+        mut self,
+        source: impl Into<String>,
+        certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.resolver = self.resolver.certificate_chain(source, certificates);
+        self
+    }
+
     /// Where ECDHE runs (default [`EcdheOn::Card`]).
     pub fn ecdhe_on(mut self, ecdhe: EcdheOn) -> Self {
         self.ecdhe = ecdhe;

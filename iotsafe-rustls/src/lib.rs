@@ -151,7 +151,9 @@ pub use kx::{validate_peer_point, CardKeyExchange, PlainCardKxGroup};
 #[cfg(feature = "std")]
 pub use provider::{software_provider, EcdheOn, BACKEND};
 #[cfg(feature = "std")]
-pub use resolver::{CardCertResolver, CardCertResolverBuilder, ChainPolicy};
+pub use resolver::{
+    read_pem_chain, CardCertResolver, CardCertResolverBuilder, CertificateSource, ChainPolicy,
+};
 #[cfg(feature = "std")]
 pub use rng::{CardEntropyRng, Reseed};
 #[cfg(feature = "std")]

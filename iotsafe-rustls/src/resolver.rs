@@ -47,6 +47,16 @@ pub struct CardCertResolverBuilder {
     certificate_file: Option<ObjectRef>,
     ca_file: Option<ObjectRef>,
     chain: ChainPolicy,
+    given_chain: Option<GivenChain>,
+}
+
+/// A certificate chain the caller has (from the device's file system: an enrolled certificate),
+/// used instead of the card's files.
+#[derive(Debug, Clone)]
+struct GivenChain {
+    /// Where it came from, for messages.
+    source: String,
+    certificates: Vec<CertificateDer<'static>>,
 }
 
 impl CardCertResolverBuilder {
@@ -80,6 +90,24 @@ impl CardCertResolverBuilder {
         self
     }
 
+    /// Sends `certificates` (the device certificate first, then any CA certificates) instead of
+    /// the card's files: a certificate the card key was enrolled for, kept on the device's file
+    /// system (IoT SAFE has no command to write a file from the host). `source` names it in
+    /// messages (e.g. its path). [`Self::build`] fails unless the first certificate certifies the
+    /// card key. [`Self::certificate_file`], [`Self::ca_file`] and [`Self::chain`] are then
+    /// ignored.
+    pub fn certificate_chain(
+        mut self,
+        source: impl Into<String>,
+        certificates: Vec<CertificateDer<'static>>,
+    ) -> Self {
+        self.given_chain = Some(GivenChain {
+            source: source.into(),
+            certificates,
+        });
+        self
+    }
+
     /// The card the resolver reads.
     pub(crate) fn card(&self) -> &Arc<Card> {
         &self.card
@@ -98,6 +126,9 @@ impl CardCertResolverBuilder {
         };
         let key_name = signing_key.key_ref().to_string();
         let point = *signing_key.public_point();
+        if let Some(given) = self.given_chain {
+            return given_chain(given, signing_key, &point, key_name);
+        }
 
         let (device_file, device_der) = match &self.certificate_file {
             Some(file) => {
@@ -134,8 +165,56 @@ impl CardCertResolverBuilder {
         Ok(CardCertResolver {
             certified: Arc::new(certified),
             signing_key,
-            device_file,
+            source: CertificateSource::Card(device_file),
         })
+    }
+}
+
+/// The resolver for a chain the caller gave, checked against the card key.
+fn given_chain(
+    given: GivenChain,
+    signing_key: CardSigningKey,
+    point: &EcPoint,
+    key_name: String,
+) -> Result<CardCertResolver> {
+    let mismatch = || Error::KeyMismatch {
+        file: given.source.clone(),
+        key: key_name.clone(),
+    };
+    let Some(device) = given.certificates.first() else {
+        return Err(Error::Certificate(format!(
+            "{}: no certificate in it",
+            given.source
+        )));
+    };
+    if !certifies(device, point)? {
+        return Err(mismatch());
+    }
+    let certified = CertifiedKey::new(given.certificates.clone(), Arc::new(signing_key.clone()));
+    certified.keys_match().map_err(|_| mismatch())?;
+    tracing::debug!(source = %given.source, key = %key_name, "device certificate from the caller");
+    Ok(CardCertResolver {
+        certified: Arc::new(certified),
+        signing_key,
+        source: CertificateSource::Given(given.source),
+    })
+}
+
+/// Where a resolver's device certificate came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// A file on the card.
+    Card(ObjectRef),
+    /// A chain the caller gave ([`CardCertResolverBuilder::certificate_chain`]), named as given.
+    Given(String),
+}
+
+impl fmt::Display for CertificateSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertificateSource::Card(file) => write!(f, "card file {file}"),
+            CertificateSource::Given(source) => f.write_str(source),
+        }
     }
 }
 
@@ -143,7 +222,7 @@ impl CardCertResolverBuilder {
 pub struct CardCertResolver {
     certified: Arc<CertifiedKey>,
     signing_key: CardSigningKey,
-    device_file: ObjectRef,
+    source: CertificateSource,
 }
 
 impl CardCertResolver {
@@ -156,6 +235,7 @@ impl CardCertResolver {
             certificate_file: None,
             ca_file: None,
             chain: ChainPolicy::EndEntityOnly,
+            given_chain: None,
         }
     }
 
@@ -169,9 +249,9 @@ impl CardCertResolver {
         &self.signing_key
     }
 
-    /// The file the device certificate was read from.
-    pub fn device_certificate_file(&self) -> &ObjectRef {
-        &self.device_file
+    /// Where the device certificate came from: a card file, or a chain the caller gave.
+    pub fn certificate_source(&self) -> &CertificateSource {
+        &self.source
     }
 
     /// The device certificate (DER).
@@ -188,7 +268,7 @@ impl fmt::Debug for CardCertResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CardCertResolver")
             .field("key", self.signing_key.key_ref())
-            .field("certificate_file", &self.device_file)
+            .field("certificate", &self.source)
             .field("chain_len", &self.certified.cert.len())
             .finish_non_exhaustive()
     }
@@ -299,4 +379,21 @@ fn certificate_files(objects: &[ObjectInfo]) -> Vec<ObjectRef> {
         out.push(default_id);
     }
     out
+}
+/// The certificates of a PEM file, in order (the device certificate first): a chain enrolled for
+/// the card key ([`CardCertResolverBuilder::certificate_chain`]). Fails, naming the file, when
+/// it cannot be read, holds something that is not PEM, or holds no certificate.
+pub fn read_pem_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| Error::Certificate(format!("{shown}: {e}")))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Certificate(format!("{shown}: {e}")))?;
+    if certificates.is_empty() {
+        return Err(Error::Certificate(format!(
+            "{shown}: no PEM certificate in it"
+        )));
+    }
+    Ok(certificates)
 }

@@ -25,6 +25,8 @@ thread_local! {
 
 /// Where the calling thread stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Without tokio every thread may block: only `MayBlock` is ever made.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) enum Here {
     /// Blocking is fine.
     MayBlock,

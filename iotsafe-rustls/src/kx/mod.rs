@@ -81,7 +81,7 @@ pub use exchange::CardKeyExchange;
 #[cfg(feature = "std")]
 pub use group::*;
 pub use plain::PlainCardKxGroup;
-#[cfg(feature = "std")]
+#[cfg(feature = "tokio")]
 pub(crate) use turns::with_prepared;
 
 use iotsafe_core::EcPoint;

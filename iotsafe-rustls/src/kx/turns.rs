@@ -21,6 +21,7 @@ fn address(group: &CardKxGroup) -> usize {
     std::ptr::from_ref(group) as usize
 }
 
+#[cfg(feature = "tokio")]
 /// Runs `f` (which makes a `ClientConnection`) on this thread with `turn` ready for the `start()`
 /// of `group`, as code that may block on the card.
 pub(crate) fn with_prepared<T>(group: &CardKxGroup, turn: SlotTurn, f: impl FnOnce() -> T) -> T {
