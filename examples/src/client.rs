@@ -88,6 +88,8 @@ impl BrokerTarget {
 pub struct ClientOptions {
     /// MQTT client identifier.
     pub client_id: String,
+    /// The client certificate chain to send (PEM), its key on the card; `None`: the card's own.
+    pub certificate: Option<PathBuf>,
     /// Topic to subscribe and publish to.
     pub topic: String,
     /// Messages to publish (each must come back).
@@ -107,6 +109,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             client_id: "device-0001".into(),
+            certificate: None,
             topic: "iotsafe/demo/device-0001".into(),
             count: 3,
             backoff: Backoff::default(),
@@ -132,7 +135,12 @@ pub async fn run_mqtt_client(
     let stall = StallWatch::start();
     let card_summary = CardSummary::read(&card);
     let roots = load_roots(&broker.ca)?;
-    let config = Arc::new(card_client_config(Arc::clone(&card), None, roots)?);
+    let config = Arc::new(card_client_config(
+        Arc::clone(&card),
+        None,
+        opts.certificate.as_deref(),
+        roots,
+    )?);
     let server_name = server_name_for(&broker.address(), broker.server_name.as_deref())?;
 
     let verification = if opts.verification_handshake {

@@ -48,6 +48,8 @@ pub enum Command {
     Csr(commands::csr::Args),
     /// A TLS 1.3 mutual-auth handshake with the card (like `openssl s_client`).
     Connect(commands::connect::Args),
+    /// An operational certificate for a card key from an EST server (RFC 7030), or its renewal.
+    Enroll(commands::enroll::Args),
     /// Card operations and handshakes per second, latency per operation.
     Bench(commands::bench::Args),
 }

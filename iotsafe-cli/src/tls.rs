@@ -39,12 +39,17 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, CliError> {
 pub fn card_client_config(
     card: Arc<Card>,
     key: Option<ObjectRef>,
+    certificate: Option<&std::path::Path>,
     roots: RootCertStore,
 ) -> Result<ClientConfig, CliError> {
     let what = "setting up TLS with the card";
     let mut builder = IotSafeTls::builder(card).resumption(false);
     if let Some(key) = key {
         builder = builder.device_key(key);
+    }
+    if let Some(path) = certificate {
+        let chain = iotsafe_rustls::read_pem_chain(path).map_err(|e| CliError::new(what, e))?;
+        builder = builder.certificate_chain(path.display().to_string(), chain);
     }
     let tls = builder.build().map_err(|e| {
         CliError::new(what, e)

@@ -31,6 +31,10 @@ struct Args {
     /// TLS server name to verify (default: the broker host).
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
+    /// The client certificate chain to send (PEM, e.g. one `iotsafe enroll` wrote), its key on
+    /// the card (default: the certificate on the card).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
     /// MQTT client identifier.
     #[arg(long, default_value = "device-0001")]
     client_id: String,
@@ -157,6 +161,7 @@ fn run(args: Args) -> Result<bool, CliError> {
             .clone()
             .unwrap_or_else(|| format!("iotsafe/demo/{}", args.client_id)),
         client_id: args.client_id.clone(),
+        certificate: args.cert.clone(),
         count: args.count,
         backoff: Backoff::new(
             Duration::from_millis(500),

@@ -213,7 +213,7 @@ fn bench_handshakes(
         }
     };
     let roots = load_roots(&ca)?;
-    let config = Arc::new(card_client_config(Arc::clone(card), None, roots)?);
+    let config = Arc::new(card_client_config(Arc::clone(card), None, None, roots)?);
     let server_name = server_name_for(&address, None)?;
     let before = card.stats();
     let started = Instant::now();

@@ -28,6 +28,10 @@ pub struct Args {
     /// Device key ID or label (default 01).
     #[arg(long, value_name = "ID|LABEL")]
     pub key: Option<String>,
+    /// The client certificate chain to send (PEM, e.g. one `iotsafe enroll` wrote), checked to
+    /// certify the card key before the handshake (default: the certificate on the card).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// How long to wait after the handshake for the server to refuse the certificate (ms).
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub wait_ms: u64,
@@ -43,6 +47,7 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         card_client_config(
             Arc::clone(&card),
             args.key.as_deref().map(ObjectRef::parse),
+            args.cert.as_deref(),
             roots,
         )?
     };

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cert;
 pub mod connect;
 pub mod csr;
+pub mod enroll;
 pub mod info;
 pub mod keygen;
 pub mod objects;
@@ -33,6 +34,7 @@ pub fn run(context: &Context, command: &Command) -> Result<Output, CliError> {
         Command::Keygen(args) => keygen::run(context, args),
         Command::Csr(args) => csr::run(context, args),
         Command::Connect(args) => connect::run(context, args),
+        Command::Enroll(args) => enroll::run(context, args),
         Command::Bench(args) => bench::run(context, args),
     }
 }
