@@ -191,14 +191,20 @@ impl EstClient {
         }
         let path = self.url.path(operation);
         tracing::debug!(method, path, "EST request");
-        let response = http::exchange(&mut stream, method, &authority, &path, &all, body).map_err(
-            |e| match e.kind() {
-                std::io::ErrorKind::InvalidData => {
-                    answer(&format!("{method} /{operation}"), e.to_string())
+        let response =
+            http::exchange(&mut stream, method, &authority, &path, &all, body).map_err(|e| {
+                // rustls reports TLS failures (an alert refusing the client certificate after a
+                // TLS 1.3 handshake, …) as InvalidData too: those are TLS errors, not the answer's.
+                let tls = e
+                    .get_ref()
+                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+                match e.kind() {
+                    std::io::ErrorKind::InvalidData if !tls => {
+                        answer(&format!("{method} /{operation}"), e.to_string())
+                    }
+                    _ => EstError::Tls(e),
                 }
-                _ => EstError::Tls(e),
-            },
-        )?;
+            })?;
         stream.conn.send_close_notify();
         let _ = stream.conn.complete_io(&mut stream.sock);
         if response.status == 401 {

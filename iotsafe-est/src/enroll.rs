@@ -50,6 +50,11 @@ pub struct Enrollment {
     pub trust: Trust,
     /// HTTP basic credentials, if any.
     pub basic: Option<BasicAuth>,
+    /// Authenticate TLS with the card key and the current certificate when the server asks.
+    /// Off, no client certificate is sent: a server that requests one but does not trust the
+    /// current certificate's CA refuses the connection, so basic authentication alone needs it
+    /// off.
+    pub client_certificate: bool,
     /// The card key the certificate is for (and that signs the CSR and the TLS handshakes).
     pub key: ObjectRef,
     /// The certificate to authenticate with, and to take the subject from: a chain from a file
@@ -93,13 +98,24 @@ pub fn enroll(card: &Arc<Card>, enrollment: &Enrollment) -> Result<Enrolled, Est
 
     let ca = match &enrollment.trust {
         Trust::Anchors(anchors) => {
-            let client = EstClient::new(enrollment.url.clone(), config(&tls, anchors)?);
+            let client = EstClient::new(
+                enrollment.url.clone(),
+                config(&tls, anchors, enrollment.client_certificate)?,
+            );
             client.cacerts()?
         }
-        Trust::Fingerprint(fingerprint) => bootstrap(&tls, &enrollment.url, fingerprint)?,
+        Trust::Fingerprint(fingerprint) => bootstrap(
+            &tls,
+            &enrollment.url,
+            fingerprint,
+            enrollment.client_certificate,
+        )?,
     };
-    let client = EstClient::new(enrollment.url.clone(), config(&tls, &ca)?)
-        .with_basic_auth(enrollment.basic.clone());
+    let client = EstClient::new(
+        enrollment.url.clone(),
+        config(&tls, &ca, enrollment.client_certificate)?,
+    )
+    .with_basic_auth(enrollment.basic.clone());
 
     let signing_key = tls.resolver().signing_key();
     let subject = match &enrollment.subject {
@@ -144,12 +160,35 @@ pub fn enroll(card: &Arc<Card>, enrollment: &Enrollment) -> Result<Enrolled, Est
     })
 }
 
-/// The client configuration trusting `anchors`.
+/// The client configuration trusting `anchors`, with the card's client certificate or none.
 fn config(
     tls: &IotSafeTls,
     anchors: &[CertificateDer<'static>],
+    client_certificate: bool,
 ) -> Result<Arc<ClientConfig>, EstError> {
-    Ok(Arc::new(tls.client_config(roots(anchors)?)?))
+    let mut config = tls.client_config(roots(anchors)?)?;
+    if !client_certificate {
+        config.client_auth_cert_resolver = Arc::new(NoClientCertificate);
+    }
+    Ok(Arc::new(config))
+}
+
+/// Sends no client certificate (the card still runs the ECDHE).
+#[derive(Debug)]
+struct NoClientCertificate;
+
+impl rustls::client::ResolvesClientCert for NoClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
 }
 
 fn roots(anchors: &[CertificateDer<'static>]) -> Result<RootCertStore, EstError> {
@@ -176,6 +215,7 @@ fn bootstrap(
     tls: &IotSafeTls,
     url: &EstUrl,
     expected: &str,
+    client_certificate: bool,
 ) -> Result<Vec<CertificateDer<'static>>, EstError> {
     let expected: String = expected
         .chars()
@@ -183,7 +223,7 @@ fn bootstrap(
         .collect::<String>()
         .to_ascii_lowercase();
     let recorder = Arc::new(Provisional::default());
-    let mut provisional = tls.client_config(RootCertStore::empty())?;
+    let mut provisional = Arc::unwrap_or_clone(config(tls, &[], client_certificate)?);
     provisional
         .dangerous()
         .set_certificate_verifier(recorder.clone());

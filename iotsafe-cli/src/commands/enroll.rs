@@ -55,6 +55,10 @@ pub struct Args {
     /// Use /simplereenroll (renewal) even without --renew-before.
     #[arg(long)]
     pub reenroll: bool,
+    /// With --user, also send the current certificate when the server asks for one (without
+    /// --user, with --cert, and when renewing, it is always sent).
+    #[arg(long)]
+    pub client_cert: bool,
     /// Offer TLS 1.2 too (many EST servers speak only TLS 1.2).
     #[arg(long)]
     pub tls12: bool,
@@ -120,6 +124,11 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     let enrollment = iotsafe_est::Enrollment {
         url,
         trust,
+        // Renewal is authenticated by the certificate being renewed.
+        client_certificate: basic.is_none()
+            || current.is_some()
+            || args.client_cert
+            || operation == Operation::Reenroll,
         basic,
         key: ObjectRef::parse(args.key.as_deref().unwrap_or("01")),
         current,
