@@ -310,5 +310,6 @@ pub mod vpcd;
 
 pub mod async_load;
 pub mod echo_server;
+pub mod est_server;
 pub mod handshake;
 pub mod workout;
