@@ -89,6 +89,9 @@ pub struct EstConfig {
     pub retry_after_secs: u32,
     /// Enrolment answers hold the CA after the issued certificate (default `false`).
     pub include_ca_in_enroll: bool,
+    /// Issue certificates for a fresh key instead of the CSR's: a misbehaving CA, for the
+    /// client's checks (default `false`).
+    pub misissue: bool,
     /// The DER `CsrAttrs` SEQUENCE `csrattrs` answers (see [`csrattrs_der`]); `None` (default):
     /// 404.
     pub csrattrs: Option<Vec<u8>>,
@@ -108,6 +111,7 @@ impl Default for EstConfig {
             pending_first: 0,
             retry_after_secs: 1,
             include_ca_in_enroll: false,
+            misissue: false,
             csrattrs: None,
         }
     }
@@ -613,7 +617,15 @@ fn enroll(ctx: &Ctx, req: &Request, peer: Option<&CertificateDer<'_>>, re: bool)
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
-    let Ok(cert) = csr.signed_by(&ctx.issuer) else {
+    let cert = if cfg.misissue {
+        let Ok(other) = rcgen::KeyPair::generate() else {
+            return status(500);
+        };
+        csr.params.signed_by(&other, &ctx.issuer)
+    } else {
+        csr.signed_by(&ctx.issuer)
+    };
+    let Ok(cert) = cert else {
         return status(500);
     };
     let issued = cert.der().clone();
