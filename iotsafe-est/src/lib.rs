@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`url`] | `https://HOST[:PORT][/.well-known/est[/LABEL]]` |
 //! | [`client`] | the EST operations: `/cacerts`, `/simpleenroll`, `/simplereenroll`, `/csrattrs` |
-//! | [`enroll`] | a whole enrolment with the card: trust, CSR, request, checks |
+//! | [`enroll`](mod@enroll) | a whole enrolment with the card: trust, CSR, request, checks |
 //! | [`store`] | the chain written atomically; whether it is due for renewal |
 //!
 //! The flow, what is stored where and what the card does: `docs/enrolment.md`.

@@ -19,7 +19,7 @@ const PASSWORD_VARIABLE: &str = "IOTSAFE_EST_PASSWORD";
 /// Arguments of `enroll`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The EST server: https://HOST[:PORT][/.well-known/est[/LABEL]].
+    /// The EST server, `https://HOST[:PORT][/.well-known/est[/LABEL]]`.
     #[arg(long, value_name = "URL")]
     pub est: String,
     /// Where to write the enrolled chain (PEM: the certificate, then the EST CA).
