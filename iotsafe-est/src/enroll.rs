@@ -55,8 +55,13 @@ pub struct Enrollment {
     /// current certificate's CA refuses the connection, so basic authentication alone needs it
     /// off.
     pub client_certificate: bool,
-    /// The card key the certificate is for (and that signs the CSR and the TLS handshakes).
+    /// The card key that signs the TLS handshakes, and that the certificate is for unless
+    /// [`Enrollment::new_key`] says otherwise.
     pub key: ObjectRef,
+    /// A certificate for another key slot than [`Enrollment::key`]: `(slot, generate)`, with
+    /// `generate` making a fresh key pair there first (GENERATE KEY PAIR). The TLS connections
+    /// still authenticate with [`Enrollment::key`] and the current certificate.
+    pub new_key: Option<(ObjectRef, bool)>,
     /// The certificate to authenticate with, and to take the subject from: a chain from a file
     /// (`(name, chain)`), or `None` for the card's own certificate (its factory bootstrap).
     pub current: Option<(String, Vec<CertificateDer<'static>>)>,
@@ -64,6 +69,9 @@ pub struct Enrollment {
     pub subject: Option<rcgen::DistinguishedName>,
     /// Offer TLS 1.2 too (many EST servers speak only TLS 1.2).
     pub tls12: bool,
+    /// Ask `/csrattrs` first (one more connection) and stop, before signing anything, if the
+    /// server wants a key type or signature algorithm the card cannot do.
+    pub csr_attrs: bool,
     /// `/simpleenroll` or `/simplereenroll`.
     pub operation: Operation,
     /// On HTTP 202, wait and ask again for at most this long (`None`: fail with
@@ -117,10 +125,40 @@ pub fn enroll(card: &Arc<Card>, enrollment: &Enrollment) -> Result<Enrolled, Est
     )
     .with_basic_auth(enrollment.basic.clone());
 
-    let signing_key = tls.resolver().signing_key();
+    // What the server wants in the request, when asked and it says (404 or 501: nothing).
+    let attributes = match enrollment.csr_attrs {
+        true => client.csr_attrs()?,
+        false => None,
+    };
+    if let Some(attributes) = attributes {
+        crate::csrattrs::check(&attributes).map_err(|why| EstError::Answer {
+            request: "GET /csrattrs".into(),
+            why,
+        })?;
+    }
     let subject = match &enrollment.subject {
         Some(subject) => subject.clone(),
         None => subject_of(tls.resolver().device_certificate())?,
+    };
+    let fresh;
+    let signing_key = match &enrollment.new_key {
+        None => tls.resolver().signing_key(),
+        Some((slot, generate)) => {
+            if *generate {
+                if *slot == enrollment.key {
+                    return Err(EstError::Certificate(format!(
+                        "a fresh key in {slot} would replace the key that authenticates this enrolment; choose another slot"
+                    )));
+                }
+                card.generate_key_pair(slot)
+                    .map_err(|e| iotsafe_rustls::Error::Card {
+                        step: format!("GENERATE KEY PAIR in {slot}"),
+                        source: e,
+                    })?;
+            }
+            fresh = CardSigningKey::new(Arc::clone(card), slot.clone())?;
+            &fresh
+        }
     };
     let csr = csr(signing_key, subject)?;
 

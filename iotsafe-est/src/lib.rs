@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+mod csrattrs;
 pub mod enroll;
 pub mod error;
 mod http;

@@ -10,10 +10,10 @@ use rustls::pki_types::CertificateDer;
 const SIGNED_DATA: [u8; 9] = [0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02];
 
 /// One DER element: its tag, its contents, the whole element, and what follows it.
-type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+pub(crate) type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
 
 /// The DER element `input` starts with.
-fn element(input: &[u8]) -> Result<Element<'_>, &'static str> {
+pub(crate) fn element(input: &[u8]) -> Result<Element<'_>, &'static str> {
     let (&tag, rest) = input
         .split_first()
         .ok_or("ends where an element should start")?;

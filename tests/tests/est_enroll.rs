@@ -33,6 +33,8 @@ fn enrollment(server: &EstServer, basic: Option<(&str, &str)>) -> Enrollment {
         current: None,
         subject: None,
         tls12: false,
+        csr_attrs: false,
+        new_key: None,
         operation: Operation::Enroll,
         wait: None,
     }
@@ -108,6 +110,24 @@ fn enrols_with_the_cards_bootstrap_certificate_then_renews_with_the_operational_
     assert_eq!(server.requests().simplereenroll, 1);
     assert_ne!(first.chain[0], second.chain[0], "a new certificate");
     assert_eq!(spki(&second.chain[0]), spki(&first.chain[0]));
+    // The same over TLS 1.2: the card signs the TLS 1.2 CertificateVerify too.
+    let old = EstServer::start(EstConfig {
+        tls: TlsVersions::Tls12,
+        ca: Some((server.ca_der(), server.ca_key())),
+        client_roots: vec![CertificateDer::from(report.ca_cert_der.clone())],
+        basic: None,
+        ..EstConfig::default()
+    });
+    let mut renewal12 = enrollment(&old, None);
+    renewal12.operation = Operation::Reenroll;
+    renewal12.tls12 = true;
+    renewal12.current = Some(("enrolled.pem".into(), second.chain.clone()));
+    let third = enroll(&card, &renewal12).expect("re-enrolment over TLS 1.2");
+    assert_eq!(old.requests().simplereenroll, 1);
+    // READ PUBLIC KEY (the object list is cached on this session, the certificate comes from
+    // the file); two connections, each: two key generations (TLS 1.3 share, then 1.2), PUT ×3,
+    // DH, signature ×3; the CSR's signature.
+    assert_eq!(third.apdus, 1 + 2 * (6 + 3) + 3);
     // Re-enrolment without a certificate the server accepts is refused.
     let stranger = EstServer::start(EstConfig {
         basic: None,
@@ -360,4 +380,67 @@ fn echo_server(dir: &Path, client_ca: &Path) -> (iotsafe_tests::ChildGuard, Stri
         Duration::from_secs(10)
     ));
     (guard, address)
+}
+
+#[test]
+fn csrattrs_the_card_cannot_meet_stop_the_enrolment_before_anything_is_signed() {
+    use iotsafe_tests::est_server::csrattrs_der;
+    const ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
+    const ECDSA_SHA384: &[u64] = &[1, 2, 840, 10045, 4, 3, 3];
+    let dir = tempfile::tempdir().unwrap();
+    let (_, card) = card(dir.path());
+    let wants = |oids: &[&[u64]]| {
+        EstServer::start(EstConfig {
+            csrattrs: Some(csrattrs_der(oids)),
+            ..basic_only(TlsVersions::Tls13)
+        })
+    };
+    let server = wants(&[ECDSA_SHA384]);
+    let mut request = enrollment(&server, Some(("estuser", "estpwd")));
+    request.csr_attrs = true;
+    let signatures = card.stats().of(iotsafe_core::Operation::Sign).count;
+    let refused = enroll(&card, &request);
+    let Err(EstError::Answer {
+        request: asked,
+        why,
+    }) = refused
+    else {
+        panic!("expected a refusal of the CsrAttrs, got {refused:?}");
+    };
+    assert_eq!(asked, "GET /csrattrs");
+    assert!(why.contains("ecdsa-with-SHA384"), "{why}");
+    assert_eq!(server.requests().simpleenroll, 0);
+    assert_eq!(
+        card.stats().of(iotsafe_core::Operation::Sign).count,
+        signatures,
+        "no CSR signed"
+    );
+    // What the card does, or nothing asked (404): enrolled.
+    for server in [
+        wants(&[ECDSA_SHA256]),
+        EstServer::start(basic_only(TlsVersions::Tls13)),
+    ] {
+        let mut request = enrollment(&server, Some(("estuser", "estpwd")));
+        request.csr_attrs = true;
+        enroll(&card, &request).expect("enrolled");
+        assert_eq!(server.requests().csrattrs, 1);
+    }
+}
+
+#[test]
+fn a_fresh_key_is_never_made_in_the_slot_that_authenticates_the_enrolment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, card) = card(dir.path());
+    let server = EstServer::start(basic_only(TlsVersions::Tls13));
+    let mut request = enrollment(&server, Some(("estuser", "estpwd")));
+    request.new_key = Some((ObjectRef::id([0x01]), true));
+    let refused = enroll(&card, &request);
+    assert!(
+        matches!(&refused, Err(EstError::Certificate(why)) if why.contains("would replace")),
+        "{refused:?}"
+    );
+    // The device key is untouched: its certificate still certifies it.
+    let point = card.read_public_key(&ObjectRef::id([0x01])).unwrap();
+    assert_eq!(point.as_bytes(), &report.device_public_key[..]);
+    assert!(server.issued().is_empty());
 }

@@ -62,6 +62,15 @@ pub struct Args {
     /// Offer TLS 1.2 too (many EST servers speak only TLS 1.2).
     #[arg(long)]
     pub tls12: bool,
+    /// Ask /csrattrs first, and stop before signing if the server wants what the card cannot do.
+    #[arg(long)]
+    pub csrattrs: bool,
+    /// The certificate is for this key slot instead of --key (which still authenticates TLS).
+    #[arg(long, value_name = "ID|LABEL")]
+    pub new_key: Option<String>,
+    /// Make a fresh key pair in --new-key first (GENERATE KEY PAIR; never in the --key slot).
+    #[arg(long, requires = "new_key")]
+    pub generate: bool,
     /// When the server answers 202 (manual approval), wait and ask again for at most SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
@@ -134,6 +143,11 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         current,
         subject,
         tls12: args.tls12,
+        csr_attrs: args.csrattrs,
+        new_key: args
+            .new_key
+            .as_deref()
+            .map(|slot| (ObjectRef::parse(slot), args.generate)),
         operation,
         wait: args.wait.map(Duration::from_secs),
     };
