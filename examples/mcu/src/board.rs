@@ -85,3 +85,31 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     hprintln!("panic: {}", info);
     exit(false)
 }
+
+/// The end of a run, the same for every image: the heap's and the stack's high-water marks, the
+/// run's time on the board's clock, then `result: ok` (exit 0) or `result: failed: <why>` (exit
+/// 1).
+pub fn finish(elapsed_ms: u64, outcome: Result<(), impl fmt::Display>) -> ! {
+    let heap = crate::heap::stats();
+    println(format_args!(
+        "heap: peak={} peak_allocator={} in_use={} size={}",
+        heap.peak, heap.peak_allocator, heap.in_use, heap.size
+    ));
+    if let Some((peak, past_window)) = crate::stack::high_water() {
+        println(format_args!(
+            "stack: peak={peak} window={} past_window={past_window}",
+            crate::stack::WINDOW
+        ));
+    }
+    println(format_args!("clock: elapsed_ms={elapsed_ms}"));
+    match outcome {
+        Ok(()) => {
+            println(format_args!("result: ok"));
+            exit(true)
+        }
+        Err(why) => {
+            println(format_args!("result: failed: {why}"));
+            exit(false)
+        }
+    }
+}

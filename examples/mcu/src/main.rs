@@ -37,27 +37,6 @@ fn main() -> ! {
     let elapsed = clock::now_ms() - started;
 
     let counts = board::MODEM_TALLY.counts();
-    let heap = heap::stats();
     log(format_args!("uart: tx={} rx={}", counts.tx, counts.rx));
-    log(format_args!(
-        "heap: peak={} peak_allocator={} in_use={} size={}",
-        heap.peak, heap.peak_allocator, heap.in_use, heap.size
-    ));
-    if let Some((peak, past_window)) = stack::high_water() {
-        log(format_args!(
-            "stack: peak={peak} window={} past_window={past_window}",
-            stack::WINDOW
-        ));
-    }
-    log(format_args!("clock: elapsed_ms={elapsed}"));
-    match outcome {
-        Ok(()) => {
-            log(format_args!("result: ok"));
-            board::exit(true)
-        }
-        Err(e) => {
-            log(format_args!("result: failed: {e}"));
-            board::exit(false)
-        }
-    }
+    board::finish(elapsed, outcome)
 }

@@ -78,28 +78,7 @@ fn main() -> ! {
         "uart: modem_tx={} modem_rx={} network_tx={} network_rx={}",
         modem.tx, modem.rx, network.tx, network.rx
     ));
-    let heap = heap::stats();
-    log(format_args!(
-        "heap: peak={} peak_allocator={} in_use={} size={}",
-        heap.peak, heap.peak_allocator, heap.in_use, heap.size
-    ));
-    if let Some((peak, past_window)) = stack::high_water() {
-        log(format_args!(
-            "stack: peak={peak} window={} past_window={past_window}",
-            stack::WINDOW
-        ));
-    }
-    log(format_args!("clock: elapsed_ms={elapsed}"));
-    match outcome {
-        Ok(()) => {
-            log(format_args!("result: ok"));
-            board::exit(true)
-        }
-        Err(why) => {
-            log(format_args!("result: failed: {why}"));
-            board::exit(false)
-        }
-    }
+    board::finish(elapsed, outcome)
 }
 
 /// Opens the card, builds the configuration from it, connects and converses.
