@@ -79,6 +79,11 @@ impl EstClient {
         &self.url
     }
 
+    /// The TLS configuration its connections use.
+    pub fn tls(&self) -> &Arc<ClientConfig> {
+        &self.tls
+    }
+
     /// `GET /cacerts`: the EST CA's certificates (§4.1).
     pub fn cacerts(&self) -> Result<Vec<CertificateDer<'static>>, EstError> {
         let request = "GET /cacerts";

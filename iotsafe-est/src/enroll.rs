@@ -13,6 +13,7 @@ use iotsafe_core::{Card, ObjectRef};
 use iotsafe_rustls::{CardSigningKey, IotSafeTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -183,7 +184,7 @@ pub fn enroll(card: &Arc<Card>, enrollment: &Enrollment) -> Result<Enrolled, Est
             (other, _) => break other?,
         }
     };
-    accept(&issued, signing_key, &ca)?;
+    accept(&issued, signing_key, &ca, client.tls().crypto_provider())?;
     let mut chain = issued;
     for certificate in &ca {
         if !chain.contains(certificate) {
@@ -260,8 +261,13 @@ fn bootstrap(
         .filter(|c| *c != ':')
         .collect::<String>()
         .to_ascii_lowercase();
-    let recorder = Arc::new(Provisional::default());
     let mut provisional = Arc::unwrap_or_clone(config(tls, &[], client_certificate)?);
+    // The provider the connections use checks the server's chain once the CA is known.
+    let provider = Arc::clone(provisional.crypto_provider());
+    let recorder = Arc::new(Provisional {
+        chain: Mutex::default(),
+        algorithms: provider.signature_verification_algorithms,
+    });
     provisional
         .dangerous()
         .set_certificate_verifier(recorder.clone());
@@ -276,7 +282,6 @@ fn bootstrap(
     let (end_entity, intermediates) = seen
         .split_first()
         .ok_or_else(|| EstError::Certificate("the server sent no certificate".into()))?;
-    let provider = Arc::new(iotsafe_rustls::software_provider());
     let verifier = WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots(std::slice::from_ref(anchor))?),
         provider,
@@ -300,9 +305,11 @@ fn bootstrap(
 /// A verifier that accepts any server for one `/cacerts` request, remembering its chain to check
 /// it once the CA is known (RFC 7030 §4.1.1's provisional trust). Handshake signatures are still
 /// verified, so the chain is the server's own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Provisional {
     chain: Mutex<Vec<CertificateDer<'static>>>,
+    /// The handshake signatures it checks, the connection's provider's.
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for Provisional {
@@ -326,8 +333,7 @@ impl ServerCertVerifier for Provisional {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = iotsafe_rustls::software_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -336,14 +342,11 @@ impl ServerCertVerifier for Provisional {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = iotsafe_rustls::software_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        iotsafe_rustls::software_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -400,6 +403,7 @@ fn accept(
     issued: &[CertificateDer<'static>],
     key: &CardSigningKey,
     ca: &[CertificateDer<'static>],
+    provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<(), EstError> {
     let (end_entity, intermediates) = issued
         .split_first()
@@ -412,10 +416,10 @@ fn accept(
             key.key_ref()
         )));
     }
-    let provider = Arc::new(iotsafe_rustls::software_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
-        .build()
-        .map_err(|e| EstError::Certificate(e.to_string()))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), Arc::clone(provider))
+            .build()
+            .map_err(|e| EstError::Certificate(e.to_string()))?;
     verifier
         .verify_client_cert(end_entity, intermediates, UnixTime::now())
         .map_err(|e| EstError::Refused(format!("it does not chain to the EST CA: {e}")))?;
