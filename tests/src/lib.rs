@@ -166,7 +166,12 @@ impl Drop for ChildGuard {
 
 /// Starts `command` with stdout and stderr in `log`, and waits until it accepts connections on
 /// `addr` (the log is in the panic message if it never does).
-fn spawn_listening(mut command: Command, name: &str, log: PathBuf, addr: SocketAddr) -> ChildGuard {
+pub fn spawn_listening(
+    mut command: Command,
+    name: &str,
+    log: PathBuf,
+    addr: SocketAddr,
+) -> ChildGuard {
     let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{name} log: {e}"));
     let err = out
         .try_clone()

@@ -328,8 +328,15 @@ fn iotsafe_enroll_renew_and_connect_with_the_enrolled_certificate() {
     assert_eq!(renewed[0], server.issued()[1]);
 
     // A server that trusts only the EST CA accepts the enrolled certificate, not the bootstrap.
-    let (s_server, address) = echo_server(dir.path(), &est_ca);
-    let card_ca = dir.path().join("pki/ca.pem");
+    let pki = dir.path().join("pki");
+    let (s_server, address) = iotsafe_tests::openssl_server(
+        dir.path(),
+        &pki.join("server.pem"),
+        &pki.join("server.key"),
+        &est_ca,
+    );
+    let address = address.to_string();
+    let card_ca = pki.join("ca.pem");
     let connect = |extra: &[&str]| {
         let mut args = vec![
             "connect",
@@ -351,35 +358,6 @@ fn iotsafe_enroll_renew_and_connect_with_the_enrolled_certificate() {
     std::fs::write(dir.path().join("other.pem"), server.ca_pem()).unwrap();
     let (ok, _, err) = connect(&["--cert", "other.pem"]);
     assert!(!ok && err.contains("does not match"), "{err}");
-}
-
-/// `openssl s_server` requiring a client certificate from `client_ca`, serving the card PKI's
-/// server certificate, on a free port: its guard and `127.0.0.1:PORT`.
-fn echo_server(dir: &Path, client_ca: &Path) -> (iotsafe_tests::ChildGuard, String) {
-    let port = iotsafe_tests::free_port();
-    let address = format!("127.0.0.1:{port}");
-    let log = dir.join("s_server.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = std::process::Command::new("openssl")
-        .args(["s_server", "-accept", &address, "-tls1_3"])
-        .args(["-Verify", "1", "-verify_return_error"])
-        .arg("-cert")
-        .arg(dir.join("pki/server.pem"))
-        .arg("-key")
-        .arg(dir.join("pki/server.key"))
-        .arg("-CAfile")
-        .arg(client_ca)
-        .stdin(std::process::Stdio::piped())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start openssl s_server");
-    let guard = iotsafe_tests::ChildGuard::new(child, "openssl s_server", Some(log));
-    assert!(iotsafe_tests::wait_for_port(
-        address.parse().unwrap(),
-        Duration::from_secs(10)
-    ));
-    (guard, address)
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use iotsafe_core::at::{AtOptions, AtTransport};
 use iotsafe_core::{Card, CardConfig};
-use iotsafe_tests::{free_port, have_program, provisioned, service, wait_for_port, ChildGuard};
+use iotsafe_tests::{free_port, have_program, provisioned, service, spawn_listening, ChildGuard};
 use iotsafe_vcard::frontend::at::{AtHandle, AtOptions as ModemOptions};
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::{CardOptions, ProvisionReport};
@@ -57,24 +57,6 @@ fn card_modem(dir: &Path) -> (ProvisionReport, SocketAddr, AtHandle) {
         .spawn(Arc::new(Mutex::new(card)), ModemOptions::default())
         .expect("start the modem");
     (report, addr, handle)
-}
-
-/// Starts `command` with its output in `log` and waits until it listens on `addr`.
-fn listening(mut command: Command, name: &str, log: &Path, addr: SocketAddr) -> ChildGuard {
-    let out = std::fs::File::create(log).expect("a log file");
-    let child = command
-        .stdin(Stdio::piped())
-        .stdout(out.try_clone().expect("the log again"))
-        .stderr(out)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    let guard = ChildGuard::new(child, name, Some(log.to_path_buf()));
-    assert!(
-        wait_for_port(addr, Duration::from_secs(10)),
-        "{name} did not listen on {addr}: {}",
-        guard.log()
-    );
-    guard
 }
 
 /// QEMU with the firmware, UART0 and UART1 connected to `modem` and `network`, and the
@@ -110,8 +92,13 @@ fn echo_server(dir: &Path, pki: &Path) -> (ChildGuard, SocketAddr) {
         .arg(pki.join("server.key"))
         .arg("-CAfile")
         .arg(pki.join("ca.pem"));
+    // s_server quits when its stdin closes: keep a pipe open.
+    s_server.stdin(Stdio::piped());
     let log = dir.join(format!("s_server-{}.log", addr.port()));
-    (listening(s_server, "openssl s_server", &log, addr), addr)
+    (
+        spawn_listening(s_server, "openssl s_server", log, addr),
+        addr,
+    )
 }
 
 /// The APDUs of one handshake of the host client (`IotSafeTls`, resumption off) over the same
