@@ -113,7 +113,7 @@ impl EstClient {
             return Ok(None);
         }
         let body = expect_ok(request, response, "application/csrattrs")?;
-        decode_base64(&body)
+        pkcs7::decode_base64(&body)
             .map(Some)
             .map_err(|why| answer(request, why))
     }
@@ -248,15 +248,4 @@ fn expect_ok(request: &str, response: Response, content_type: &str) -> Result<Ve
         ));
     }
     Ok(response.body)
-}
-
-fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
-    let text: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("not base64: {e}"))
 }

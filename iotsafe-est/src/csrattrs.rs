@@ -4,7 +4,7 @@
 //! card, and is told so before anything is signed. Other attributes (a challenge password, an
 //! extension request) cannot be honoured by the card's CSR and are logged.
 
-use crate::pkcs7::element;
+use iotsafe_rustls::der::element;
 
 /// ecdsa-with-SHA256, id-ecPublicKey, prime256v1: what the card does.
 const CARD_CAN: [&[u8]; 3] = [
@@ -39,14 +39,14 @@ const CARD_CANNOT: [(&[u8], &str); 6] = [
 fn oids(der: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), &'static str> {
     let mut rest = der;
     while !rest.is_empty() {
-        let (tag, contents, _, next) = element(rest)?;
-        match tag {
-            0x06 => out.push(contents.to_vec()),
+        let e = element(rest)?;
+        match e.tag {
+            0x06 => out.push(e.contents.to_vec()),
             // SEQUENCE and SET (constructed): their contents are elements too.
-            0x30 | 0x31 => oids(contents, out)?,
+            0x30 | 0x31 => oids(e.contents, out)?,
             _ => {}
         }
-        rest = next;
+        rest = e.rest;
     }
     Ok(())
 }

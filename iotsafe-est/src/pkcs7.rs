@@ -4,38 +4,11 @@
 //! are taken; each is checked later (key, chain), not here.
 
 use base64::Engine as _;
+use iotsafe_rustls::der::element;
 use rustls::pki_types::CertificateDer;
 
 /// id-signedData, 1.2.840.113549.1.7.2.
 const SIGNED_DATA: [u8; 9] = [0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02];
-
-/// One DER element: its tag, its contents, the whole element, and what follows it.
-pub(crate) type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
-
-/// The DER element `input` starts with.
-pub(crate) fn element(input: &[u8]) -> Result<Element<'_>, &'static str> {
-    let (&tag, rest) = input
-        .split_first()
-        .ok_or("ends where an element should start")?;
-    let (&first, rest) = rest.split_first().ok_or("ends inside a length")?;
-    let (length, header) = match first {
-        0..=0x7F => (usize::from(first), 2),
-        0x81..=0x84 => {
-            let n = usize::from(first & 0x7F);
-            let bytes = rest.get(..n).ok_or("ends inside a length")?;
-            (
-                bytes.iter().fold(0, |l, b| (l << 8) | usize::from(*b)),
-                2 + n,
-            )
-        }
-        _ => return Err("an indefinite or oversized length (not DER)"),
-    };
-    let end = header.checked_add(length).ok_or("a length too large")?;
-    let whole = input
-        .get(..end)
-        .ok_or("shorter than a length it announces")?;
-    Ok((tag, &whole[header..], whole, &input[end..]))
-}
 
 /// The contents of the element `input` starts with, which must have `tag`.
 fn expect<'a>(
@@ -44,22 +17,28 @@ fn expect<'a>(
     what: &'static str,
 ) -> Result<(&'a [u8], &'a [u8]), &'static str> {
     match element(input)? {
-        (t, contents, _, rest) if t == tag => Ok((contents, rest)),
+        e if e.tag == tag => Ok((e.contents, e.rest)),
         _ => Err(what),
     }
 }
 
 /// The certificates in the base64 body of an `application/pkcs7-mime` answer.
 pub fn certificates(body: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let der = decode_base64(body)?;
+    certificates_der(&der).map_err(|why| format!("not a CMS certs-only SignedData: {why}"))
+}
+
+/// The bytes of an EST body in base64 (RFC 7030 §4: `Content-Transfer-Encoding: base64`),
+/// which servers break into lines.
+pub(crate) fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
     let text: Vec<u8> = body
         .iter()
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(&text)
-        .map_err(|e| format!("not base64: {e}"))?;
-    certificates_der(&der).map_err(|why| format!("not a CMS certs-only SignedData: {why}"))
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("not base64: {e}"))
 }
 
 fn certificates_der(der: &[u8]) -> Result<Vec<CertificateDer<'static>>, &'static str> {
@@ -76,12 +55,12 @@ fn certificates_der(der: &[u8]) -> Result<Vec<CertificateDer<'static>>, &'static
     let (mut certs, _) = expect(rest, 0xA0, "no certificates")?;
     let mut out = Vec::new();
     while !certs.is_empty() {
-        let (tag, _, whole, rest) = element(certs)?;
+        let certificate = element(certs)?;
         // Other certificate formats (attribute certificates, [1]…[3]) are not X.509: skipped.
-        if tag == 0x30 {
-            out.push(CertificateDer::from(whole.to_vec()));
+        if certificate.tag == 0x30 {
+            out.push(CertificateDer::from(certificate.whole.to_vec()));
         }
-        certs = rest;
+        certs = certificate.rest;
     }
     if out.is_empty() {
         return Err("no X.509 certificate in it");

@@ -63,29 +63,11 @@ impl CardCertifiedKey {
 /// past the certificate. Says what is wrong when the file does not start with a complete
 /// SEQUENCE with a definite, minimal length.
 pub fn certificate_der(file: &[u8]) -> core::result::Result<&[u8], &'static str> {
-    let (&tag, rest) = file.split_first().ok_or("empty")?;
-    if tag != 0x30 {
-        return Err("does not start with a DER SEQUENCE (tag 30)");
+    match file.first() {
+        None => Err("empty"),
+        Some(0x30) => Ok(crate::der::element(file)?.whole),
+        Some(_) => Err("does not start with a DER SEQUENCE (tag 30)"),
     }
-    let (&first, rest) = rest.split_first().ok_or("ends inside the length")?;
-    let (length, header) = match first {
-        0x00..=0x7F => (usize::from(first), 2),
-        0x81..=0x84 => {
-            let n = usize::from(first & 0x7F);
-            let bytes = rest.get(..n).ok_or("ends inside the length")?;
-            if bytes[0] == 0 || (n == 1 && bytes[0] < 0x80) {
-                return Err("a length that is not minimal (not DER)");
-            }
-            let length = bytes.iter().fold(0usize, |l, b| (l << 8) | usize::from(*b));
-            (length, 2 + n)
-        }
-        _ => return Err("an indefinite or oversized length (not DER)"),
-    };
-    let end = header
-        .checked_add(length)
-        .filter(|end| *end <= file.len())
-        .ok_or("shorter than the length its SEQUENCE announces")?;
-    Ok(&file[..end])
 }
 
 /// The certificate for a peer that accepts `offered` signature schemes: only a peer accepting

@@ -113,6 +113,7 @@ pub mod config;
 pub mod connector;
 #[cfg(feature = "rcgen")]
 pub mod csr;
+pub mod der;
 pub mod error;
 pub mod kx;
 #[cfg(feature = "std")]

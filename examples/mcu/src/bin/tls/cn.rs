@@ -1,32 +1,17 @@
-//! The subject's common name of a DER certificate, with a few lines of DER walking instead of an
-//! X.509 parser in flash (webpki checks the certificate itself; this only names the device).
+//! The subject's common name of a DER certificate, with a few lines of DER walking
+//! (`iotsafe_rustls::der`) instead of an X.509 parser in flash (webpki checks the certificate
+//! itself; this only names the device).
 
-/// `(tag, contents, rest)` of the DER element `input` starts with.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = match first {
-        0..=0x7F => (usize::from(first), rest),
-        0x81..=0x83 => {
-            let n = usize::from(first & 0x7F);
-            let (bytes, rest) = rest.split_at_checked(n)?;
-            (
-                bytes.iter().fold(0, |l, b| (l << 8) | usize::from(*b)),
-                rest,
-            )
-        }
-        _ => return None,
-    };
-    let (contents, rest) = rest.split_at_checked(length)?;
-    Some((tag, contents, rest))
+use iotsafe_rustls::der::{self, Element};
+
+/// The element `input` starts with, if it is well-formed DER.
+fn element(input: &[u8]) -> Option<Element<'_>> {
+    der::element(input).ok()
 }
 
 /// The contents of the SEQUENCE `input` starts with.
 fn sequence(input: &[u8]) -> Option<&[u8]> {
-    match element(input)? {
-        (0x30, contents, _) => Some(contents),
-        _ => None,
-    }
+    element(input).filter(|e| e.tag == 0x30).map(|e| e.contents)
 }
 
 /// The OID of the attribute type commonName (2.5.4.3).
@@ -38,22 +23,23 @@ pub fn subject_common_name(certificate: &[u8]) -> Option<&str> {
     // TBSCertificate: [0] version (optional), serial, signature algorithm, issuer, validity,
     // subject.
     if tbs.first() == Some(&0xA0) {
-        tbs = element(tbs)?.2;
+        tbs = element(tbs)?.rest;
     }
     for _ in 0..4 {
-        tbs = element(tbs)?.2;
+        tbs = element(tbs)?.rest;
     }
     let mut names = sequence(tbs)?;
     while !names.is_empty() {
-        let (_set, mut attributes, rest) = element(names)?;
-        names = rest;
+        let set = element(names)?;
+        names = set.rest;
+        let mut attributes = set.contents;
         while !attributes.is_empty() {
-            let (_, attribute, rest) = element(attributes)?;
-            attributes = rest;
-            let (oid_tag, oid, value) = element(attribute)?;
-            let (value_tag, value, _) = element(value)?;
-            if oid_tag == 0x06 && oid == COMMON_NAME && matches!(value_tag, 0x0C | 0x13) {
-                return core::str::from_utf8(value).ok();
+            let attribute = element(attributes)?;
+            attributes = attribute.rest;
+            let oid = element(attribute.contents)?;
+            let value = element(oid.rest)?;
+            if oid.tag == 0x06 && oid.contents == COMMON_NAME && matches!(value.tag, 0x0C | 0x13) {
+                return core::str::from_utf8(value.contents).ok();
             }
         }
     }
