@@ -59,4 +59,5 @@ pub use stats::{CardStats, Operation};
 pub use sw::{Meaning, StatusWord};
 pub use transport::{
     Capabilities, LogicalChannels, Transaction, Transport, TransportChannel, TransportError,
+    WireBytes,
 };

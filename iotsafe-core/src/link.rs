@@ -10,7 +10,7 @@ use crate::hexutil;
 use crate::prelude::*;
 use crate::stats::CardStats;
 use crate::sw::{Meaning, StatusWord};
-use crate::transport::Transaction;
+use crate::transport::{Transaction, WireBytes};
 use alloc::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -55,6 +55,9 @@ pub struct TraceEvent {
     pub command: CommandKind,
     /// Hex of the APDU, with `<n bytes redacted>` in place of secrets.
     pub text: String,
+    /// On a response: the bytes the exchange took on the transport's own link (a modem's AT
+    /// text, both ways), where the transport reports them.
+    pub wire: Option<WireBytes>,
 }
 
 /// A trace sink (the CLI's `--trace`); events also go to `tracing` at TRACE level.
@@ -75,13 +78,20 @@ pub(crate) struct Link<'a> {
 }
 
 impl Link<'_> {
-    fn emit(&self, direction: Direction, command: CommandKind, text: String) {
+    fn emit(
+        &self,
+        direction: Direction,
+        command: CommandKind,
+        text: String,
+        wire: Option<WireBytes>,
+    ) {
         tracing::trace!(target: "iotsafe::apdu", ?direction, %command, "{text}");
         if let Some(sink) = self.trace {
             sink(&TraceEvent {
                 direction,
                 command,
                 text,
+                wire,
             });
         }
     }
@@ -102,7 +112,8 @@ impl Link<'_> {
         } else {
             hexutil::encode(bytes)
         };
-        self.emit(Direction::Command, kind, shown);
+        self.emit(Direction::Command, kind, shown, None);
+        let wire_before = self.transport.wire_bytes();
         let started = Instant::now();
         self.sent = true;
         let result = self.transport.transmit(bytes);
@@ -110,6 +121,13 @@ impl Link<'_> {
         self.stats.apdus += 1;
         self.stats.bytes_sent += bytes.len() as u64;
         self.stats.time_in_card += elapsed;
+        let wire = wire_before
+            .zip(self.transport.wire_bytes())
+            .map(|(before, after)| after.since(before));
+        if let Some(moved) = wire {
+            self.stats.wire_bytes_sent += moved.sent;
+            self.stats.wire_bytes_received += moved.received;
+        }
         let raw = Zeroizing::new(result.map_err(|source| Error::Transport {
             command: kind,
             source,
@@ -125,7 +143,7 @@ impl Link<'_> {
         } else {
             hexutil::encode(&raw)
         };
-        self.emit(Direction::Response, kind, shown);
+        self.emit(Direction::Response, kind, shown, wire);
         Ok(response)
     }
 

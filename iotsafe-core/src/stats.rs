@@ -62,6 +62,11 @@ pub struct CardStats {
     pub bytes_sent: u64,
     /// Bytes received (response APDUs, status words included).
     pub bytes_received: u64,
+    /// Bytes the APDUs took on the transport's own link, where the host sees it (a modem's AT
+    /// text: hex doubling and framing; zero for PC/SC and in-process cards).
+    pub wire_bytes_sent: u64,
+    /// Bytes read on the transport's own link for the APDUs' answers (see `wire_bytes_sent`).
+    pub wire_bytes_received: u64,
     /// Time spent in `transmit` (card and transport).
     pub time_in_card: Duration,
     /// Reconnections after a removal, reset or service restart.
@@ -106,6 +111,10 @@ impl CardStats {
             apdus: self.apdus - earlier.apdus.min(self.apdus),
             bytes_sent: self.bytes_sent - earlier.bytes_sent.min(self.bytes_sent),
             bytes_received: self.bytes_received - earlier.bytes_received.min(self.bytes_received),
+            wire_bytes_sent: self.wire_bytes_sent.saturating_sub(earlier.wire_bytes_sent),
+            wire_bytes_received: self
+                .wire_bytes_received
+                .saturating_sub(earlier.wire_bytes_received),
             time_in_card: self.time_in_card.saturating_sub(earlier.time_in_card),
             reconnects: self.reconnects - earlier.reconnects.min(self.reconnects),
             card_resets: self.card_resets - earlier.card_resets.min(self.card_resets),

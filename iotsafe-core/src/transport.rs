@@ -124,12 +124,40 @@ pub struct TransportChannel {
     pub number: Option<u8>,
 }
 
+/// Bytes a transport moved on its own link, below the APDUs (a modem's AT text on the serial
+/// port: hex doubling, command names, `OK`, echo and unsolicited lines included), counted since
+/// the transport was opened. What a UART at a given baud rate has to carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireBytes {
+    /// Bytes written to the link.
+    pub sent: u64,
+    /// Bytes read from the link.
+    pub received: u64,
+}
+
+impl WireBytes {
+    /// The difference `self - earlier` (what one exchange moved).
+    pub fn since(self, earlier: WireBytes) -> WireBytes {
+        WireBytes {
+            sent: self.sent.saturating_sub(earlier.sent),
+            received: self.received.saturating_sub(earlier.received),
+        }
+    }
+}
+
 /// One operation's exchange with the card, from [`Transport::transaction`] until dropped.
 pub trait Transaction {
     /// Sends one command APDU and returns the response APDU: data followed by SW1 SW2.
     ///
     /// Procedure bytes such as `61xx` and `6Cxx` are returned as they came; the session handles them.
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError>;
+
+    /// The link's byte counters ([`WireBytes`]) when the transport has a link of its own below
+    /// the APDUs (an AT modem's serial port); `None` (the default) for a PC/SC reader or an
+    /// in-process card, whose link the host does not see.
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        None
+    }
 }
 
 /// A transport that is its own transaction (nothing to begin or end: a modem's port, an in-process
@@ -137,6 +165,9 @@ pub trait Transaction {
 impl<T: Transaction + ?Sized> Transaction for &mut T {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         (**self).transmit(command)
+    }
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        (**self).wire_bytes()
     }
 }
 
@@ -190,6 +221,12 @@ pub trait Transport {
     fn route(&self) -> Option<String> {
         None
     }
+
+    /// The link's byte counters since the transport was opened, every AT command included
+    /// (see [`Transaction::wire_bytes`]); `None` (the default) where the host does not see them.
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        None
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -210,5 +247,8 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn route(&self) -> Option<String> {
         (**self).route()
+    }
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        (**self).wire_bytes()
     }
 }

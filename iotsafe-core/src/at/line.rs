@@ -45,7 +45,7 @@ use super::options::AtOptions;
 use super::parser::{Answer, AnswerParser, Progress};
 use super::port::AtPort;
 use super::refusal::modem_error;
-use crate::transport::TransportError;
+use crate::transport::{TransportError, WireBytes};
 use late::LateSessions;
 
 mod late;
@@ -96,6 +96,8 @@ pub(super) struct ModemLine<P: AtPort> {
     state: LineState,
     /// Session ids of AT+CCHO answers that came after their deadline.
     late: LateSessions,
+    /// Bytes written to and read from the port so far (what the UART carried).
+    wire: WireBytes,
 }
 
 impl<P: AtPort> ModemLine<P> {
@@ -111,7 +113,13 @@ impl<P: AtPort> ModemLine<P> {
             resync_timeout: options.check_timeout(),
             state: LineState::InSync,
             late: LateSessions::new(options.max_line, options.max_lines),
+            wire: WireBytes::default(),
         }
+    }
+
+    /// Bytes written to and read from the port since the line was made.
+    pub(super) fn wire_bytes(&self) -> WireBytes {
+        self.wire
     }
 
     /// The name of the port in logs and descriptions.
@@ -376,7 +384,9 @@ impl<P: AtPort> ModemLine<P> {
         let mut bytes = Zeroizing::new(Vec::with_capacity(line.len() + 2));
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
-        self.port.write_all_out(&bytes)
+        self.port.write_all_out(&bytes)?;
+        self.wire.sent += bytes.len() as u64;
+        Ok(())
     }
 
     /// Feeds `already_read`, then reads until `parser` has a complete answer or `timeout` passes
@@ -458,7 +468,9 @@ impl<P: AtPort> ModemLine<P> {
     fn read_some(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
         let n = self.port.read_within(buf, timeout)?;
         // `min`: a port that claims more than the buffer holds must not make us panic.
-        Ok(n.min(buf.len()))
+        let n = n.min(buf.len());
+        self.wire.received += n as u64;
+        Ok(n)
     }
 }
 

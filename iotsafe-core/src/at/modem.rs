@@ -23,6 +23,7 @@ use super::refusal::{
 };
 use crate::transport::{
     Capabilities, LogicalChannels, Transaction, Transport, TransportChannel, TransportError,
+    WireBytes,
 };
 
 /// What the probes found out about one command family.
@@ -477,6 +478,9 @@ impl<P: AtPort> Transaction for AtTransport<P> {
         let timeout = self.options.deadlines.for_apdu(command);
         self.transmit_with_timeout(command, timeout)
     }
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        Some(self.line.wire_bytes())
+    }
 }
 
 /// AT+CCHO and AT+CCHC, while the transport uses them ([`AtTransport::uses_logical_channel_commands`]).
@@ -531,6 +535,9 @@ impl<P: AtPort> LogicalChannels for AtTransport<P> {
 }
 
 impl<P: AtPort> Transport for AtTransport<P> {
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        Some(self.line.wire_bytes())
+    }
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             extended_length: false,
