@@ -92,6 +92,14 @@ struct CardArgs {
     /// of such a session is then answered with this status word (hex, e.g. 6985).
     #[arg(long, value_name = "SW", value_parser = parse_from_str::<StatusWord>)]
     close_after_final_update: Option<StatusWord>,
+    /// Refuse an Init (P1=00) of a sign/verify/put-key session that is still open with this status
+    /// word (hex, e.g. 6985): the host must close it first.
+    #[arg(long, value_name = "SW", value_parser = parse_from_str::<StatusWord>)]
+    reopen_refused: Option<StatusWord>,
+    /// Most sign/verify/put-key sessions open at once on a channel (reported in tag B7; 1 as on
+    /// the card Orange's SDK targets). Default 4.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    max_sessions: Option<u8>,
     /// Wipe volatile keys (ephemeral pair, peer key slot) on every reset and power cycle (vpcd
     /// power codes, AT+CFUN=1,1 or AT+CFUN=0/1), as a Java Card SIM does; DH then answers 6985.
     #[arg(long)]
@@ -414,6 +422,12 @@ impl CardArgs {
         }
         if let Some(sw) = self.close_after_final_update {
             quirks.close_after_final_update = Some(sw.0);
+        }
+        if let Some(sw) = self.reopen_refused {
+            quirks.reopen_refused = Some(sw.0);
+        }
+        if let Some(max) = self.max_sessions {
+            quirks.max_sessions = max;
         }
         if self.wipe_volatile_on_reset {
             quirks.wipe_volatile_on_reset = true;

@@ -52,6 +52,10 @@ fn quirk_flags_make_options() {
         "303E",
         "--close-after-final-update",
         "6985",
+        "--reopen-refused",
+        "6985",
+        "--max-sessions",
+        "1",
         "--wipe-volatile-on-reset",
         "--channels",
         "3",
@@ -81,6 +85,7 @@ fn quirk_flags_make_options() {
     assert_eq!(q.signature_format, SignatureFormat::Bare);
     assert_eq!(q.signature_prefix.unwrap().as_bytes(), [0x30, 0x3E]);
     assert_eq!(q.close_after_final_update, Some(0x6985));
+    assert_eq!((q.reopen_refused, q.max_sessions), (Some(0x6985), 1));
     assert!(q.wipe_volatile_on_reset && q.get_response_strict);
     assert_eq!(q.logical_channels, 3);
     assert_eq!(q.object_list_layout, ObjectListLayout::Grouped);

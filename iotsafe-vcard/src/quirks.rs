@@ -254,6 +254,13 @@ pub struct Quirks {
     /// `9000`. Closing a session number that was never opened stays `9000`. Default `None` (the
     /// session stays until closed, and the close answers `9000`).
     pub close_after_final_update: Option<u16>,
+    /// An Init (P1=00) of a sign, verify or put-key session whose kind and number are still open
+    /// on the channel (the host never closed it) is answered with this status word (e.g. `6985`)
+    /// instead of opening the session afresh: the host must close it first. Default `None` (the
+    /// Init replaces the open session, which hosts that never close, such as Thales's
+    /// middleware, rely on). A card that allows fewer sessions at once ([`Quirks::max_sessions`])
+    /// refuses an Init with `6A84` while the others are open.
+    pub reopen_refused: Option<u16>,
     /// Volatile keys (type `14`: the ephemeral key pair and the peer public key slot of the default
     /// layout) lose their content on every reset and power cycle (vpcd power off/on/reset, modem
     /// `AT+CFUN=1,1` or `AT+CFUN=0`, an in-process reconnect), as on a Java Card SIM where they live
@@ -298,6 +305,7 @@ impl Default for Quirks {
             implicit_channel_on_select: true,
             aids: vec![STANDARD_AID.to_vec()],
             read_past_end_sw: 0x6A86,
+            reopen_refused: None,
             max_sessions: 4,
             close_after_final_update: None,
             wipe_volatile_on_reset: false,

@@ -1,7 +1,7 @@
 //! The quirks of real SIMs the card can act out, byte by byte through the in-process card: sessions
 //! closed by the card, volatile keys wiped on reset, few logical channels, grouped object lists,
 //! unlucky signatures, short READ FILE answers, hashed DH output, a strict T=0 GET RESPONSE and
-//! plain one-byte TLV lengths.
+//! plain one-byte TLV lengths, and cards that refuse an Init while a session is left open.
 
 mod common;
 
@@ -467,4 +467,49 @@ fn strict_t0_get_response_answers_6cxx() {
         send(&mut lenient, "00 C0 00 00 00"),
         h(&format!("34 45 49 43 86 41 {point} 9000"))
     );
+}
+
+#[test]
+fn an_init_on_a_session_still_open_refused_until_the_host_closes_it() {
+    const SIGN_INIT: &str = "00 2A 00 01 0D 84 01 01 A1 01 03 91 02 00 01 92 01 04";
+    let mut c = card(Quirks {
+        reopen_refused: Some(0x6985),
+        ..Quirks::default()
+    });
+    expect(&mut c, SIGN_INIT, 0x9000);
+    expect(&mut c, &format!("00 2B 80 01 22 9E 20 {HASH}"), 0x9000);
+    // Left open: the next Init of the same kind and number is refused ...
+    assert_eq!(sw(&send(&mut c, SIGN_INIT)), 0x6985);
+    // ... but another number, or another kind, opens.
+    expect(
+        &mut c,
+        "00 2A 00 03 0D 84 01 01 A1 01 03 91 02 00 01 92 01 04",
+        0x9000,
+    );
+    expect(&mut c, "00 24 00 01 03 85 01 05", 0x9000);
+    // Closed, it opens again.
+    expect(&mut c, "00 2A 01 01 00", 0x9000);
+    expect(&mut c, SIGN_INIT, 0x9000);
+
+    // By default an Init replaces the open session (hosts that never close).
+    let mut plain = card(Quirks::default());
+    expect(&mut plain, SIGN_INIT, 0x9000);
+    expect(&mut plain, &format!("00 2B 80 01 22 9E 20 {HASH}"), 0x9000);
+    expect(&mut plain, SIGN_INIT, 0x9000);
+    expect(&mut plain, &format!("00 2B 80 01 22 9E 20 {HASH}"), 0x9000);
+}
+
+#[test]
+fn one_session_at_a_time_refuses_a_second_init_with_6a84() {
+    let mut c = card(Quirks {
+        max_sessions: 1,
+        ..Quirks::default()
+    });
+    // The put-key session left open (no close) ...
+    expect(&mut c, "00 24 00 02 03 85 01 05", 0x9000);
+    // ... takes the only session: a sign Init is refused, and opens once it is closed.
+    const SIGN_INIT: &str = "00 2A 00 01 0D 84 01 01 A1 01 03 91 02 00 01 92 01 04";
+    assert_eq!(sw(&send(&mut c, SIGN_INIT)), 0x6A84);
+    expect(&mut c, "00 24 01 02 00", 0x9000);
+    expect(&mut c, SIGN_INIT, 0x9000);
 }

@@ -43,14 +43,21 @@ fn close_session(
     }
 }
 
-/// Opens `session` on channel `number`, within the card's limit of open sessions.
+/// Opens `session` on channel `number`, within the card's limit of open sessions; a card with
+/// `Quirks::reopen_refused` refuses to open one of the same kind and number that is still open.
 pub(crate) fn open(applet: &mut Applet, number: usize, session: Session) -> CommandResult {
     let max = applet.quirks.max_sessions;
-    applet
+    let refused = applet.quirks.reopen_refused;
+    let channel = applet
         .channels
         .get_mut(number)
-        .ok_or(sw::CHANNEL_NOT_SUPPORTED)?
-        .open_session(session, max)?;
+        .ok_or(sw::CHANNEL_NOT_SUPPORTED)?;
+    if let Some(status) = refused {
+        if channel.session_mut(session.kind, session.number).is_some() {
+            return Err(status);
+        }
+    }
+    channel.open_session(session, max)?;
     Ok(Outcome::ok())
 }
 
