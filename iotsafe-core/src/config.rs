@@ -50,6 +50,27 @@ pub struct SessionNumbers {
     pub put_public_key: u8,
 }
 
+/// When the host closes the card's COMPUTE SIGNATURE, VERIFY SIGNATURE and PUT PUBLIC KEY
+/// sessions (the Init with `P1=01`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionClosing {
+    /// After every operation, as wolfSSL, Orange and Quantag do: 8 APDUs per handshake on T=1.
+    Always,
+    /// Sign and put-public-key sessions stay open after their final Update, and the next Init of
+    /// the same session opens it afresh (hosts such as Thales's middleware never close): 6 APDUs
+    /// per handshake on T=1. A card that refuses an Init while sessions are left open (any status
+    /// but success: `6985` from a card that wants the close first, `6A84` from one that allows
+    /// fewer sessions at once) has them closed and the Init sent again, once; from then on its
+    /// sessions are closed after every operation, as with [`SessionClosing::Always`] (counted in
+    /// [`CardStats::reopen_refusals`](crate::CardStats::reopen_refusals)). Verify sessions are
+    /// always closed: their yes/no answer is nothing the host could check against a stale
+    /// session. The default.
+    #[default]
+    UnlessRefused,
+    /// Never: for a card known to end its sessions itself.
+    Never,
+}
+
 /// Session configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardConfig {
@@ -75,8 +96,9 @@ pub struct CardConfig {
     pub open_channel_le: u8,
     /// Session numbers.
     pub sessions: SessionNumbers,
-    /// Close sign/verify/put-public-key sessions after use (`P1=01`), as wolfSSL, Orange and Quantag do.
-    pub close_sessions: bool,
+    /// When sign/verify/put-public-key sessions are closed (`P1=01`): by default only where the
+    /// card refuses to open a session left open ([`SessionClosing::UnlessRefused`]).
+    pub close_sessions: SessionClosing,
     /// Bytes asked per READ FILE (1..=256). 240 by default: some modems truncate 256-byte answers.
     pub read_chunk: u16,
     /// How the signature TLV of VERIFY SIGNATURE Update is written (`33 00 40` by default).
@@ -116,7 +138,7 @@ impl Default for CardConfig {
                 verify: 1,
                 put_public_key: 2,
             },
-            close_sessions: true,
+            close_sessions: SessionClosing::UnlessRefused,
             read_chunk: 240,
             signature_length: LengthForm::TwoBytes,
             full_text_length: LengthForm::OneByte,
@@ -143,6 +165,7 @@ impl CardConfig {
     pub fn wolfssl_compatible() -> Self {
         CardConfig {
             channel: ChannelStrategy::Implicit(1),
+            close_sessions: SessionClosing::Always,
             ..CardConfig::default()
         }
     }

@@ -50,7 +50,7 @@ mod transport;
 
 pub use card::{Card, EphemeralKey, KeyPair};
 pub use commands::{CardSignature, HashAlgorithm};
-pub use config::CardConfig;
+pub use config::{CardConfig, SessionClosing};
 pub use error::{CommandKind, Error, Result};
 pub use link::{Direction, Secrecy, TraceEvent, TraceSink};
 pub use objects::{AppletInfo, EcPoint, ObjectInfo, ObjectKind, ObjectRef};

@@ -77,6 +77,10 @@ pub struct CardStats {
     /// Explicit session closes (`P1=01`) the card refused after the operation itself had succeeded
     /// (some cards close the session themselves after the final Update). The result was kept.
     pub close_failures: u64,
+    /// Inits the card refused while sessions the host had left open were still open (see
+    /// [`SessionClosing::UnlessRefused`](crate::SessionClosing::UnlessRefused)); each was
+    /// answered by closing them and sending the Init again.
+    pub reopen_refusals: u64,
     /// Signatures from the card that did not verify against the key's public point (never passed on).
     pub bad_signatures: u64,
     /// Per operation.
@@ -119,6 +123,7 @@ impl CardStats {
             reconnects: self.reconnects - earlier.reconnects.min(self.reconnects),
             card_resets: self.card_resets - earlier.card_resets.min(self.card_resets),
             close_failures: self.close_failures - earlier.close_failures.min(self.close_failures),
+            reopen_refusals: self.reopen_refusals.saturating_sub(earlier.reopen_refusals),
             bad_signatures: self.bad_signatures - earlier.bad_signatures.min(self.bad_signatures),
             operations,
         }

@@ -6,7 +6,8 @@
 use iotsafe_core::hexutil::decode;
 use iotsafe_core::testing::{ScriptedTransport, Step};
 use iotsafe_core::{
-    Card, CardConfig, CardSignature, EcPoint, Error, HashAlgorithm, ObjectRef, TransportError,
+    Card, CardConfig, CardSignature, EcPoint, Error, HashAlgorithm, ObjectRef, SessionClosing,
+    TransportError,
 };
 
 /// MANAGE CHANNEL open (channel 1) and SELECT on it: how every session here starts.
@@ -185,7 +186,11 @@ fn a_refused_session_close_keeps_the_signature_and_is_counted() {
         Step::apdu("812A010100", "6985"),
     ]);
     let (t, log) = ScriptedTransport::new(steps);
-    let card = Card::open(t, CardConfig::default()).unwrap();
+    let config = CardConfig {
+        close_sessions: SessionClosing::Always,
+        ..CardConfig::default()
+    };
+    let card = Card::open(t, config).unwrap();
     let signature = card
         .sign_digest(&ObjectRef::id([1]), HashAlgorithm::Sha256, &[0; 32])
         .unwrap();
@@ -250,8 +255,8 @@ mod signature_check {
         let mut steps = open_channel_1();
         steps.extend([
             Step::apdu("812A0001 0D 840101 A10103 91020001 920104", "9000"),
+            // The session is left open (`SessionClosing::UnlessRefused`).
             Step::apdu(&format!("812B8001 22 9E20 {}", "07".repeat(32)), answer),
-            Step::apdu("812A010100", "9000"),
         ]);
         let (t, log) = ScriptedTransport::new(steps);
         let card = Card::open(t, CardConfig::default()).unwrap();

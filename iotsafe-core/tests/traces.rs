@@ -49,7 +49,7 @@ fn ntt_sign_trace_via_cgla() {
         aids: vec![h("A0000001157000000000000049534102")],
         class: ClassStyle::Interindustry,
         get_response_le: GetResponseLe::Zero,
-        close_sessions: false,
+        close_sessions: iotsafe_core::SessionClosing::Never,
         ..CardConfig::default()
     };
     let card = Card::open(t, config).unwrap();

@@ -206,6 +206,19 @@ impl Card {
         s.selected.as_ref().map(|x| (x.aid.clone(), x.channel))
     }
 
+    /// Whether this card has refused to open a session the host had left open, so that its
+    /// sessions are now closed after every operation ([`crate::SessionClosing::UnlessRefused`]).
+    /// Worth remembering per card between runs: see [`Card::assume_sessions_need_closing`].
+    pub fn sessions_need_closing(&self) -> bool {
+        self.lock().sessions.card_wants_closes()
+    }
+
+    /// Closes this card's sessions after every operation from now on, as if it had refused an
+    /// Init already (an earlier run found out; saves its refused Init and closes once).
+    pub fn assume_sessions_need_closing(&self) {
+        self.lock().sessions.assume_card_wants_closes();
+    }
+
     /// The session configuration.
     pub fn config(&self) -> Result<CardConfig, Error> {
         Ok(self.lock().config.clone())

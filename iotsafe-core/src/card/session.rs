@@ -3,7 +3,7 @@
 //! themselves live in [`super::ops`]; they reach the card only through [`Session::run`].
 
 use super::ephemeral::EphemeralSlots;
-use super::ops::{Closed, Op};
+use super::ops::{Closed, Op, OpenSessions};
 use crate::apdu::{class_byte, ClassStyle};
 use crate::clock::Instant;
 use crate::commands;
@@ -70,6 +70,8 @@ pub(super) struct Session {
     pub(super) ephemeral: EphemeralSlots,
     pub(super) stats: CardStats,
     pub(super) trace: Option<TraceSink>,
+    /// The card sessions the channel has left open, and whether the card wants them closed.
+    pub(super) sessions: OpenSessions,
 }
 
 impl Session {
@@ -89,6 +91,7 @@ impl Session {
             ephemeral: EphemeralSlots::default(),
             stats: CardStats::default(),
             trace,
+            sessions: OpenSessions::default(),
         }
     }
 
@@ -177,8 +180,8 @@ impl Session {
         };
         let extended = self.transport.capabilities().extended_length;
         let started = (op, Instant::now(), self.stats.apdus);
-        let ran = self.in_transaction(extended, |link, config| {
-            let mut op = Op::new(link, cla, config, started);
+        let ran = self.in_transaction(extended, |link, config, sessions| {
+            let mut op = Op::new(link, cla, config, sessions, started);
             let result = body(&mut op);
             (result, op.sent(), op.current())
         });
@@ -266,6 +269,7 @@ impl Session {
     fn card_reset(&mut self) {
         self.stats.card_resets += 1;
         self.ephemeral.retire_all();
+        self.sessions.channel_reset();
     }
 
     /// Re-establishes the connection and the applet selection after a loss.
@@ -332,6 +336,8 @@ impl Session {
     ) -> Result<T, Error> {
         let started = Instant::now();
         let apdus_before = self.stats.apdus;
+        // A SELECT, or a channel opened afresh, ends every card session on the channel.
+        self.sessions.channel_reset();
         let result = step(self);
         count(
             &mut self.stats,
@@ -349,7 +355,7 @@ impl Session {
         &mut self,
         step: impl FnOnce(&mut Link<'_>, &CardConfig) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let stepped = self.in_transaction(false, |mut link, config| step(&mut link, config));
+        let stepped = self.in_transaction(false, |mut link, config, _| step(&mut link, config));
         stepped.map_err(|source| Error::Transport {
             command: CommandKind::Select,
             source,
@@ -361,19 +367,21 @@ impl Session {
     fn in_transaction<T>(
         &mut self,
         extended: bool,
-        step: impl for<'a> FnOnce(Link<'a>, &'a CardConfig) -> T,
+        step: impl for<'a> FnOnce(Link<'a>, &'a CardConfig, &'a mut OpenSessions) -> T,
     ) -> Result<T, TransportError> {
         let Session {
             transport,
             config,
             stats,
             trace,
+            sessions,
             ..
         } = self;
         let mut transaction = transport.transaction()?;
         Ok(step(
             link(&mut *transaction, stats, trace.as_ref(), config, extended),
             config,
+            sessions,
         ))
     }
 

@@ -254,17 +254,14 @@ impl Op<'_> {
         self.dh(private, peer_slot)
     }
 
-    /// PUT PUBLIC KEY: Init, Update, then the close (also after a failed Update).
+    /// PUT PUBLIC KEY: Init, Update, then the session's end (also after a failed Update).
     fn put_public(&mut self, slot: &ObjectRef, point: &EcPoint) -> Result<Closed<()>, Error> {
         let sess = self.config.sessions.put_public_key;
         let init = commands::put_public_key_init(self.cla, sess, slot)?;
-        self.exchange_ok(&init, CommandKind::PutPublicKey, Secrecy::Public)?;
+        self.open_session(&init, CommandKind::PutPublicKey)?;
         let update = commands::put_public_key_update(self.cla, sess, point);
         let result = self.exchange_ok(&update, CommandKind::PutPublicKey, Secrecy::Public);
-        let close_error = self.close_session(
-            commands::put_public_key_close(self.cla, sess),
-            CommandKind::PutPublicKey,
-        );
+        let close_error = self.end_session(CommandKind::PutPublicKey, sess);
         result?;
         Ok(Closed {
             value: (),

@@ -2,11 +2,14 @@
 //! takes the session's lock and hands [`Session::run`](super::session::Session::run) a body that
 //! works on an [`Op`]: the APDUs of one operation, inside one transaction of the transport.
 
+mod closing;
 mod derive;
 mod keys;
 mod objects;
 mod raw;
 mod sign;
+
+pub(in crate::card) use closing::OpenSessions;
 
 use crate::apdu::{Command, Le, Response};
 use crate::clock::Instant;
@@ -22,6 +25,8 @@ pub(in crate::card) struct Op<'a> {
     link: Link<'a>,
     cla: u8,
     config: &'a CardConfig,
+    /// The sessions the channel has left open, and whether the card wants them closed.
+    sessions: &'a mut OpenSessions,
     /// What is counted now: the operation, when it began, the APDUs sent before it.
     current: (Operation, Instant, u64),
 }
@@ -32,12 +37,14 @@ impl<'a> Op<'a> {
         link: Link<'a>,
         cla: u8,
         config: &'a CardConfig,
+        sessions: &'a mut OpenSessions,
         current: (Operation, Instant, u64),
     ) -> Op<'a> {
         Op {
             link,
             cla,
             config,
+            sessions,
             current,
         }
     }
@@ -88,18 +95,6 @@ impl<'a> Op<'a> {
         } else {
             Le::Absent
         }
-    }
-
-    /// Closes a sign/verify/put session when configured. Runs even after a failed step so that the
-    /// session slot is free for the next operation. Returns the failure instead of raising it.
-    fn close_session(&mut self, close: Command, kind: CommandKind) -> Option<Error> {
-        if !self.config.close_sessions {
-            return None;
-        }
-        let error = self.exchange_ok(&close, kind, Secrecy::Public).err()?;
-        self.link.stats.close_failures += 1;
-        tracing::warn!(error = %error, "closing the {kind} session failed; the result is kept");
-        Some(error)
     }
 }
 

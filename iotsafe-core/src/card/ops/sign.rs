@@ -108,8 +108,8 @@ impl Card {
 }
 
 impl Op<'_> {
-    /// COMPUTE SIGNATURE: Init, the Updates (the last one returns the signature), then the close
-    /// (also after a failed step).
+    /// COMPUTE SIGNATURE: Init, the Updates (the last one returns the signature), then the
+    /// session's end (also after a failed step).
     fn sign(
         &mut self,
         key: &ObjectRef,
@@ -120,7 +120,7 @@ impl Op<'_> {
         let kind = CommandKind::ComputeSignature;
         let sess = self.config.sessions.sign;
         let init = commands::sign_init(self.cla, sess, key, mode, hash, SignatureAlgorithm::Ecdsa)?;
-        self.exchange_ok(&init, kind, Secrecy::Public)?;
+        self.open_session(&init, kind)?;
         let mut result = Err(Error::malformed(kind, "a signature", &[]));
         for update in updates {
             result = self.exchange_ok(update, kind, Secrecy::Public);
@@ -128,7 +128,7 @@ impl Op<'_> {
                 break;
             }
         }
-        let close_error = self.close_session(commands::sign_close(self.cla, sess), kind);
+        let close_error = self.end_session(kind, sess);
         Ok(Closed {
             value: commands::parse_signature_for(&result?, commands::P256_FIELD_LEN)?,
             close_error,
@@ -153,7 +153,7 @@ impl Op<'_> {
             hash,
             SignatureAlgorithm::Ecdsa,
         )?;
-        self.exchange_ok(&init, kind, Secrecy::Public)?;
+        self.open_session(&init, kind)?;
         let update = commands::verify_update_digest(
             self.cla,
             sess,
@@ -162,7 +162,7 @@ impl Op<'_> {
             self.config.signature_length,
         )?;
         let result = self.exchange(&update, kind, Secrecy::Public);
-        let close_error = self.close_session(commands::verify_close(self.cla, sess), kind);
+        let close_error = self.end_session(kind, sess);
         let r = result?;
         let verdict = match r.sw.meaning() {
             Meaning::SignatureMismatch => false,
