@@ -26,6 +26,8 @@ pub mod answers;
 pub mod apdu;
 #[cfg(feature = "at-core")]
 pub mod at;
+#[cfg(feature = "std")]
+pub mod cache;
 mod card;
 pub mod clock;
 pub mod commands;
@@ -48,7 +50,7 @@ pub mod testing;
 pub mod tlv;
 mod transport;
 
-pub use card::{Card, EphemeralKey, KeyPair};
+pub use card::{Card, EphemeralKey, KeyPair, PublicData};
 pub use commands::{CardSignature, HashAlgorithm};
 pub use config::{CardConfig, SessionClosing};
 pub use error::{CommandKind, Error, Result};

@@ -6,7 +6,10 @@
 
 mod ephemeral;
 mod ops;
+mod public;
 mod session;
+
+pub use public::PublicData;
 
 use crate::config::CardConfig;
 use crate::error::Error;
@@ -85,6 +88,8 @@ pub struct Card {
     /// Who may use the volatile key slots now, shared with every user of the card.
     #[cfg(feature = "std")]
     slots: crate::slots::SlotBook,
+    /// The card's name on this host: [`CardConfig::card_identity`], else the transport's route.
+    identity: Option<String>,
 }
 
 impl fmt::Debug for Card {
@@ -151,11 +156,9 @@ impl Card {
         config: CardConfig,
         trace: Option<TraceSink>,
     ) -> Result<Card, Error> {
+        let identity = config.card_identity.clone().or_else(|| transport.route());
         #[cfg(feature = "std")]
-        let slots = {
-            let identity = config.card_identity.clone().or_else(|| transport.route());
-            crate::slots::SlotBook::new(identity.as_deref())
-        };
+        let slots = crate::slots::SlotBook::new(identity.as_deref());
         let mut session = Session::new(Box::new(transport), config, trace);
         session.connect()?;
         Ok(Card {
@@ -163,7 +166,15 @@ impl Card {
             session: Lock::new(session),
             #[cfg(feature = "std")]
             slots,
+            identity,
         })
+    }
+
+    /// The card's name on this host, the same in every program that reaches it the same way:
+    /// [`CardConfig::card_identity`], else the transport's route (reader name, modem port).
+    /// `None` for a card only this process reaches (an in-process virtual card).
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
     }
 
     /// The queue of this card's volatile key slots, shared with every thread, task and program

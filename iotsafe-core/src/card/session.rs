@@ -4,6 +4,7 @@
 
 use super::ephemeral::EphemeralSlots;
 use super::ops::{Closed, Op, OpenSessions};
+use super::public::PublicData;
 use crate::apdu::{class_byte, ClassStyle};
 use crate::clock::Instant;
 use crate::commands;
@@ -72,6 +73,8 @@ pub(super) struct Session {
     pub(super) trace: Option<TraceSink>,
     /// The card sessions the channel has left open, and whether the card wants them closed.
     pub(super) sessions: OpenSessions,
+    /// Public data read so far, or handed over from an earlier run (answered from memory).
+    pub(super) public: PublicData,
 }
 
 impl Session {
@@ -92,6 +95,7 @@ impl Session {
             stats: CardStats::default(),
             trace,
             sessions: OpenSessions::default(),
+            public: PublicData::default(),
         }
     }
 

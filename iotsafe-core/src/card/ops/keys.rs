@@ -29,8 +29,16 @@ impl Card {
 
     /// READ PUBLIC KEY.
     pub fn read_public_key(&self, key: &ObjectRef) -> Result<EcPoint, Error> {
-        self.lock()
-            .run(Operation::ReadPublicKey, |op| op.read_public(key))
+        let mut s = self.lock();
+        if let Some(point) = s.public.public_key(key) {
+            return Ok(point.clone());
+        }
+        let point = s.run(Operation::ReadPublicKey, |op| op.read_public(key))?;
+        // Kept only for a persistent key pair: a volatile one changes at every generation.
+        if crate::card::public::is_persistent_key(s.objects.as_deref(), key) {
+            s.public.remember_key(key, &point);
+        }
+        Ok(point)
     }
 
     /// PUT PUBLIC KEY: Init, Update, and close if configured. A low-level step: an agreement

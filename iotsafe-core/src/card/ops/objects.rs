@@ -37,11 +37,13 @@ impl Card {
         self.lock().objects_cached()
     }
 
-    /// Forgets the cached object list and applet information (after provisioning changes).
+    /// Forgets the cached object list, applet information and public data (after provisioning
+    /// changes).
     pub fn refresh(&self) -> Result<(), Error> {
         let mut s = self.lock();
         s.objects = None;
         s.applet_info = None;
+        s.public = Default::default();
         Ok(())
     }
 
@@ -67,6 +69,9 @@ impl Card {
     /// chunk is not the end: some modems and cards return fewer bytes than asked).
     pub fn read_file(&self, file: &ObjectRef) -> Result<Vec<u8>, Error> {
         let mut s = self.lock();
+        if let Some(content) = s.public.file(file) {
+            return Ok(content.to_vec());
+        }
         // Only a list already read is consulted: reading it here would cost APDUs per file.
         let listed = s
             .objects
@@ -76,12 +81,26 @@ impl Card {
                     .find(|o| o.kind == Some(ObjectKind::File) && file.matches(o))
             })
             .and_then(|o| o.file_size);
-        s.run(Operation::ReadFile, |op| {
+        let content = s.run(Operation::ReadFile, |op| {
             let size = match listed {
                 Some(n) => Some(n as usize),
                 None => op.file_size(file)?,
             };
             op.read_chunks(file, size)
+        })?;
+        s.public.remember_file(file, &content);
+        Ok(content)
+    }
+
+    /// READ FILE of `len` bytes (1..=256) at `offset`: one APDU, whatever the card answers with
+    /// success (fewer bytes at the end of the file). Never answered from memory.
+    pub fn read_file_at(&self, file: &ObjectRef, offset: u16, len: u16) -> Result<Vec<u8>, Error> {
+        let le = crate::apdu::Le::Ne(u32::from(len.clamp(1, 256)));
+        self.lock().run(Operation::ReadFile, |op| {
+            let cmd = commands::read_file(op.cla, file, offset, le)?;
+            Ok(op
+                .exchange_ok(&cmd, CommandKind::ReadFile, Secrecy::Public)?
+                .to_vec())
         })
     }
 }
@@ -92,7 +111,7 @@ impl Session {
         if let Some(list) = &self.objects {
             return Ok(list.clone());
         }
-        let list = self.run(Operation::ObjectInfo, |op| {
+        let (list, raw) = self.run(Operation::ObjectInfo, |op| {
             let mut data = Vec::new();
             let mut continuation = false;
             for _ in 0..op.config.max_rounds {
@@ -106,7 +125,7 @@ impl Session {
                     Meaning::MoreData => continuation = true,
                     _ => {
                         success(r, CommandKind::GetData)?;
-                        return crate::objects::parse_object_list(&data);
+                        return Ok((crate::objects::parse_object_list(&data)?, data));
                     }
                 }
             }
@@ -116,6 +135,7 @@ impl Session {
             })
         })?;
         self.objects = Some(list.clone());
+        self.public.object_list = Some(raw);
         Ok(list)
     }
 }
