@@ -175,6 +175,10 @@ impl CardHandler for VirtualCard {
         Some(VirtualCard::open_channel_count(self))
     }
 
+    fn serial_link(&self) -> Option<crate::SerialLink> {
+        self.options.latency.serial
+    }
+
     fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
         self.apdu_count = self.apdu_count.saturating_add(1);
         self.execute(apdu)

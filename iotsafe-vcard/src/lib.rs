@@ -12,6 +12,8 @@
 //!   [`FaultPlan`].
 //! - [`store`]: the object store and the default layout (`docs/architecture.md#default-layout`); [`state`]: the state file.
 //! - [`InProcessTransport`]: the card as an [`iotsafe_core::Transport`] in the same process.
+//! - [`serial`]: the UART between host and modem that the latency model may hold
+//!   ([`Latency::serial`], [`Latency::modem`]), charged by the front ends that stand for a modem.
 //! - [`provision()`]: a test PKI whose device key is generated inside the card.
 //!
 //! ```
@@ -54,6 +56,7 @@ pub mod inprocess;
 pub mod profile;
 pub mod provision;
 pub mod quirks;
+pub mod serial;
 mod session;
 mod sha1;
 mod signer;
@@ -74,6 +77,7 @@ pub use quirks::{
     ClaPolicy, DhOutput, InfoFieldOrder, ObjectListLayout, Quirks, SignatureFormat,
     SignaturePrefix, StatusWord, TlvLengths,
 };
+pub use serial::SerialLink;
 pub use store::ObjectStore;
 
 /// What a front end does with one command APDU: answer it, or act out an injected fault.
@@ -106,6 +110,12 @@ pub trait CardHandler: Send {
     /// How many logical channels besides the basic one the card has open, if it keeps count (the
     /// AT modem reports it for `AT#CHANNELS?`). `None` by default.
     fn open_channel_count(&self) -> Option<usize> {
+        None
+    }
+    /// The serial link between host and modem in the card's latency model
+    /// ([`Latency::serial`]), for the AT front ends to charge; they read it when a connection
+    /// starts. `None` by default.
+    fn serial_link(&self) -> Option<SerialLink> {
         None
     }
     /// Like [`CardHandler::process`], but may act out an injected fault. Front ends call this one.

@@ -26,8 +26,8 @@ use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdOptions, DEFAULT_VPCD_ADDR};
 use iotsafe_vcard::frontend::{ensure_loopback, FrontendHandle, SharedCard};
 use iotsafe_vcard::{
     CardOptions, CardProfile, ClaPolicy, DhOutput, FaultPlan, InfoFieldOrder, Latency,
-    ObjectListLayout, SignatureFormat, SignaturePrefix, StatusWord, TlvLengths, TransportMode,
-    VirtualCard,
+    ObjectListLayout, SerialLink, SignatureFormat, SignaturePrefix, StatusWord, TlvLengths,
+    TransportMode, VirtualCard,
 };
 use nix::sys::signal::{SigSet, Signal};
 
@@ -77,9 +77,15 @@ struct CardArgs {
     /// Transport protocol: t0 (61xx + GET RESPONSE) or t1 (data with 9000). Default: the card's.
     #[arg(long, value_parser = parse_from_str::<TransportMode>)]
     profile: Option<TransportMode>,
-    /// Latency model: none, or sim (a typical SIM: sign ≈150 ms, keygen ≈250 ms, …).
+    /// Latency model: none, sim (a typical SIM: sign ≈150 ms, keygen ≈250 ms, …), or modem (sim
+    /// behind a 115,200-baud modem UART).
     #[arg(long, default_value = "none", value_parser = parse_from_str::<Latency>)]
     latency: Latency,
+    /// A serial link of N baud between host and modem (8N1: 10 bits a byte), added to the
+    /// --latency preset or replacing its own (modem: 115200). The AT front ends charge every byte
+    /// in and out; vpcd charges none.
+    #[arg(long, value_name = "N", value_parser = parse_from_str::<SerialLink>)]
+    baud: Option<SerialLink>,
     /// Signature format: 33-00-40, 33-40, der, or bare (r‖s without a 33 TLV). Default: the
     /// card's.
     #[arg(long, alias = "signature-format", value_parser = parse_from_str::<SignatureFormat>)]
@@ -395,6 +401,9 @@ impl CardArgs {
     fn options(&self) -> CardOptions {
         let mut options = self.card_profile.options();
         options.latency = self.latency;
+        if let Some(link) = self.baud {
+            options.latency.serial = Some(link);
+        }
         options.faults = FaultPlan {
             disconnect_after: self.fault_disconnect_after,
             status_word_at: self.fault_sw_at,

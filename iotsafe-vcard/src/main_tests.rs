@@ -223,3 +223,68 @@ fn modem_default_flags_make_at_options() {
         assert!(at(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn latency_modem_and_baud_make_the_serial_link() {
+    let latency = |extra: &[&str]| -> Result<Latency, clap::Error> {
+        let mut argv = vec!["iotsafe-vcard", "serve", "--state", "s.json"];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv)?;
+        let Command::Serve(args) = cli.command else {
+            panic!("serve expected");
+        };
+        Ok(args.card.options().latency)
+    };
+    // No serial link unless asked for.
+    assert_eq!(latency(&[]).unwrap(), Latency::none());
+    assert_eq!(latency(&["--latency", "sim"]).unwrap().serial, None);
+    // `modem`: a typical SIM behind 115,200 baud.
+    let modem = latency(&["--latency", "modem"]).unwrap();
+    assert_eq!(modem, Latency::modem());
+    assert_eq!(modem.serial, SerialLink::new(115_200));
+    // --baud adds a link to any preset, or replaces the preset's own.
+    let sim_9600 = latency(&["--latency", "sim", "--baud", "9600"]).unwrap();
+    assert_eq!(
+        sim_9600,
+        Latency {
+            serial: SerialLink::new(9_600),
+            ..Latency::typical_sim()
+        }
+    );
+    let modem_9600 = latency(&["--latency", "modem", "--baud", "9600"]).unwrap();
+    assert_eq!(modem_9600, sim_9600);
+    let bare = latency(&["--baud", "115200"]).unwrap();
+    assert_eq!(
+        bare,
+        Latency {
+            serial: Some(SerialLink::modem()),
+            ..Latency::none()
+        }
+    );
+    // Also on provision (the flags are shared).
+    let cli = Cli::try_parse_from([
+        "iotsafe-vcard",
+        "provision",
+        "--state",
+        "s.json",
+        "--pki-out",
+        "pki",
+        "--baud",
+        "57600",
+    ])
+    .unwrap();
+    let Command::Provision { card, .. } = cli.command else {
+        panic!("provision expected");
+    };
+    assert_eq!(card.options().latency.serial, SerialLink::new(57_600));
+    // Baud 0 and non-numbers are refused with a clear message.
+    let zero = latency(&["--baud", "0"]).unwrap_err().to_string();
+    assert!(zero.contains("at least 1"), "{zero}");
+    for bad in [
+        &["--baud", "fast"][..],
+        &["--baud", "-1"],
+        &["--latency", "uart"],
+    ] {
+        assert!(latency(bad).is_err(), "{bad:?}");
+    }
+}

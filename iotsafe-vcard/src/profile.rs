@@ -12,6 +12,7 @@ pub use crate::quirks::{
     ClaPolicy, DhOutput, InfoFieldOrder, ObjectListLayout, Quirks, SignatureFormat,
     SignaturePrefix, StatusWord, TlvLengths, MAX_LOGICAL_CHANNELS, STANDARD_AID,
 };
+pub use crate::serial::SerialLink;
 
 /// Everything configurable about one virtual card.
 #[derive(Debug, Clone, Default)]
@@ -115,6 +116,8 @@ named_values!(CardProfile, "card profile", [
 ]);
 
 /// How long each operation takes; the card sleeps inside `process`, so every front end sees it.
+/// Besides the card's own time, the model may hold the serial link between host and modem
+/// ([`Latency::serial`]), which the front ends standing for a modem charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Latency {
     /// Every APDU (transport and command decoding).
@@ -137,6 +140,12 @@ pub struct Latency {
     pub random: Duration,
     /// READ FILE.
     pub read: Duration,
+    /// The UART between host and modem (`None`: no serial time, the default), charged outside the
+    /// card by the front ends that stand for a modem (`crate::serial`): the AT front ends
+    /// ([`crate::frontend::at`], pty and TCP) every byte they actually receive and write back;
+    /// [`crate::InProcessTransport`] the `AT+CSIM` lines a modem would carry for each APDU. The
+    /// vpcd front end charges nothing (a PC/SC reader has no modem UART).
+    pub serial: Option<SerialLink>,
 }
 
 impl Latency {
@@ -162,13 +171,31 @@ impl Latency {
             prf: ms(20),
             random: ms(20),
             read: ms(10),
+            serial: None,
         }
+    }
+
+    /// A typical SIM ([`Latency::typical_sim`]) behind a cellular modem's 115,200-baud UART
+    /// ([`SerialLink::modem`]): every APDU also crosses the UART as `AT+CSIM` text, 10 bits a byte,
+    /// hex doubling the APDU (`docs/performance.md#latency-model`).
+    pub fn modem() -> Latency {
+        Latency {
+            serial: Some(SerialLink::modem()),
+            ..Latency::typical_sim()
+        }
+    }
+
+    /// How long `bytes` bytes take on the serial link ([`SerialLink::time_of`]); zero without one.
+    pub fn serial_time(&self, bytes: usize) -> Duration {
+        self.serial
+            .map_or(Duration::ZERO, |link| link.time_of(bytes))
     }
 }
 
 named_values!(Latency, "latency preset", [
     Latency::none() => "none" | "0";
     Latency::typical_sim() => "sim" | "typical-sim";
+    Latency::modem() => "modem" | "sim-modem";
 ]);
 
 /// The operation an APDU performed, which decides the latency added on top of [`Latency::apdu`].
@@ -221,6 +248,28 @@ mod tests {
             Duration::from_millis(150)
         );
         assert_eq!("none".parse::<Latency>().unwrap(), Latency::none());
+        assert!("turbo".parse::<Latency>().is_err());
+    }
+
+    #[test]
+    fn the_serial_link_is_its_own_option() {
+        // Off unless asked for: no preset but `modem` charges serial time.
+        assert_eq!(Latency::default().serial, None);
+        assert_eq!(Latency::none().serial, None);
+        assert_eq!(Latency::typical_sim().serial, None);
+        assert_eq!(Latency::typical_sim().serial_time(1_000), Duration::ZERO);
+        // `modem`: the typical SIM, plus 115,200 baud.
+        let modem: Latency = "modem".parse().unwrap();
+        assert_eq!(modem, Latency::modem());
+        assert_eq!(modem.serial.map(SerialLink::baud), Some(115_200));
+        assert_eq!(
+            Latency {
+                serial: None,
+                ..modem
+            },
+            Latency::typical_sim()
+        );
+        assert_eq!(modem.serial_time(11_520), Duration::from_secs(1));
     }
 
     #[test]
