@@ -481,3 +481,34 @@ fn a_host_that_never_reads_cannot_block_the_modem() {
     handle.stop().unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn the_pty_modem_charges_its_uart_too() {
+    use iotsafe_vcard::{CardOptions, Latency, SerialLink, VirtualCard};
+    let link = SerialLink::new(9_600).unwrap();
+    let card = VirtualCard::with_default_layout(CardOptions {
+        latency: Latency {
+            serial: Some(link),
+            ..Latency::none()
+        },
+        ..CardOptions::default()
+    });
+    let pty = PtyModem::open().expect("openpty");
+    let path = pty.path().to_owned();
+    let handle = pty
+        .spawn(iotsafe_vcard::frontend::share(card), AtOptions::default())
+        .expect("spawn modem");
+    let mut host = Host::open(&path);
+    let started = Instant::now();
+    host.send("ATE0\r");
+    assert_eq!(host.read_until("OK\r\n"), "ATE0\r\r\nOK\r\n");
+    assert!(started.elapsed() >= link.time_of(5 + 1 + 6));
+    let line = "AT+CSIM=10,\"0070000001\"\r";
+    let started = Instant::now();
+    host.send(line);
+    let answer = host.read_until("OK\r\n");
+    assert_eq!(answer, "\r\n+CSIM: 6,\"019000\"\r\n\r\nOK\r\n");
+    let modelled = link.time_of(line.len() + answer.len());
+    assert!(started.elapsed() >= modelled, "modelled {modelled:?}");
+    handle.stop().unwrap();
+}

@@ -94,3 +94,114 @@ fn non_loopback_is_refused_unless_allowed() {
     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(TcpModem::bind_with("0.0.0.0:0".parse().unwrap(), true).is_ok());
 }
+
+/// A virtual card whose latency model is `latency`, shared for a front end.
+fn card_with(latency: iotsafe_vcard::Latency) -> iotsafe_vcard::frontend::SharedCard {
+    iotsafe_vcard::frontend::share(iotsafe_vcard::VirtualCard::with_default_layout(
+        iotsafe_vcard::CardOptions {
+            latency,
+            ..iotsafe_vcard::CardOptions::default()
+        },
+    ))
+}
+
+/// Sends `command` and reads until a final result code came; the answer, and the time from the
+/// first byte written to the last byte read.
+fn timed_exchange(stream: &mut TcpStream, command: &str) -> (String, Duration) {
+    let started = Instant::now();
+    stream.write_all(command.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let deadline = started + Duration::from_secs(10);
+    let mut buf = [0u8; 1024];
+    while !(got.ends_with(b"OK\r\n") || got.ends_with(b"ERROR\r\n")) && Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    (String::from_utf8(got).unwrap(), started.elapsed())
+}
+
+#[test]
+fn the_modem_charges_its_uart_for_every_byte_in_and_out() {
+    use iotsafe_vcard::{Latency, SerialLink};
+    let link = SerialLink::new(9_600).unwrap();
+    let modem = TcpModem::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = modem.local_addr().unwrap();
+    let latency = Latency {
+        serial: Some(link),
+        ..Latency::none()
+    };
+    let handle = modem
+        .spawn(card_with(latency), AtOptions::default())
+        .unwrap();
+    let mut host = connect(addr);
+
+    // A modem command with echo on: 5 bytes in, the echo out as they come in (one byte behind),
+    // then `\r\nOK\r\n`. Sleeps never end early, so the modelled time is a lower bound.
+    let (answer, took) = timed_exchange(&mut host, "ATE0\r");
+    assert_eq!(answer, "ATE0\r\r\nOK\r\n");
+    assert!(took >= link.time_of(5 + 1 + 6), "ATE0 took {took:?}");
+    let (answer, took) = timed_exchange(&mut host, "AT+CMEE=1\r");
+    assert_eq!(answer, "\r\nOK\r\n");
+    assert!(took >= link.time_of(10 + 6), "AT+CMEE=1 took {took:?}");
+
+    // One AT+CSIM exchange: its line in, then its answer out, at 10 bits a byte.
+    let line = "AT+CSIM=24,\"00A4040007A0000005590010\"\r";
+    let (answer, took) = timed_exchange(&mut host, line);
+    // SELECT on the basic channel: (38 + 25) bytes × 10 / 9,600 baud = 65.6 ms.
+    assert_eq!(answer, "\r\n+CSIM: 4,\"9000\"\r\n\r\nOK\r\n");
+    let modelled = link.time_of(line.len() + answer.len());
+    assert_eq!(modelled, link.time_of(63));
+    assert!(
+        took >= modelled,
+        "AT+CSIM took {took:?}, modelled {modelled:?}"
+    );
+
+    // AT+CCHO and AT+CGLA are charged the same way.
+    let (answer, took) = timed_exchange(&mut host, "AT+CCHO=\"A0000005590010\"\r");
+    assert_eq!(answer, "\r\n+CCHO: 1\r\n\r\nOK\r\n");
+    assert!(
+        took >= link.time_of(25 + answer.len()),
+        "AT+CCHO took {took:?}"
+    );
+    let line = "AT+CGLA=1,10,\"80CA000000\"\r";
+    let (answer, took) = timed_exchange(&mut host, line);
+    assert!(answer.starts_with("\r\n+CGLA: "), "{answer:?}");
+    assert!(
+        took >= link.time_of(line.len() + answer.len()),
+        "AT+CGLA took {took:?}"
+    );
+    handle.stop().unwrap();
+}
+
+#[test]
+fn the_cards_own_latency_comes_on_top_of_the_uart() {
+    use iotsafe_vcard::{Latency, SerialLink};
+    let link = SerialLink::new(9_600).unwrap();
+    let per_apdu = Duration::from_millis(40);
+    let modem = TcpModem::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = modem.local_addr().unwrap();
+    let latency = Latency {
+        apdu: per_apdu,
+        serial: Some(link),
+        ..Latency::none()
+    };
+    let handle = modem
+        .spawn(
+            card_with(latency),
+            AtOptions {
+                echo: false,
+                ..AtOptions::default()
+            },
+        )
+        .unwrap();
+    let mut host = connect(addr);
+    let line = "AT+CSIM=10,\"0070000001\"\r";
+    let (answer, took) = timed_exchange(&mut host, line);
+    assert_eq!(answer, "\r\n+CSIM: 6,\"019000\"\r\n\r\nOK\r\n");
+    let modelled = link.time_of(line.len() + answer.len()) + per_apdu;
+    assert!(took >= modelled, "took {took:?}, modelled {modelled:?}");
+    handle.stop().unwrap();
+}

@@ -10,6 +10,9 @@
 //! connecting until pcscd is up, reconnects when pcscd restarts, and acts out
 //! [`Reply::Disconnect`](crate::Reply::Disconnect) by closing the socket and staying away for a
 //! while before it "re-inserts" the card.
+//!
+//! No serial time: a PC/SC reader has no modem UART, so the serial link of the card's latency
+//! model ([`crate::Latency::serial`]) is not charged here; the card's own latency still is.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -35,6 +35,14 @@
 //!   the command is answered `+CME ERROR: 13` (SIM failure) at once, so the host fails fast
 //!   instead of waiting out its deadline. The modem forgets its logical channels and powers the
 //!   card off; the next card command powers it on again (the SIM is detected anew).
+//!
+//! Serial time: when the card's latency model has a serial link ([`crate::Latency::serial`],
+//! read through [`crate::CardHandler::serial_link`] when a connection starts), the modem charges
+//! the UART's time of every byte it actually receives (whole command lines, `\r` included, for
+//! every command, `ATE0` as much as `AT+CSIM`) and of every byte it writes back (echo, information
+//! lines, result codes, URCs, a late answer): it acts on a line only once the line's last byte
+//! is in, and writes an answer only when its last byte would be out. The link is full duplex, so
+//! the echo goes out while the line comes in. The card's own latency comes on top, inside the card.
 
 mod channel;
 mod command;
@@ -43,8 +51,10 @@ mod fault;
 mod line;
 mod modem_apdu;
 mod state;
+mod uart;
 
 use line::LineBuffer;
+use uart::Uart;
 
 pub use channel::{cla_for_channel, Session, Sessions, MAX_CHANNEL};
 pub use command::{parse, Command, TestedCommand};
@@ -205,6 +215,8 @@ pub struct AtModem {
     /// The answer being made is to be held back ([`AtFault::Late`]).
     hold_answer: bool,
     line: LineBuffer,
+    /// The serial time of the bytes in and out ([`crate::Latency::serial`]).
+    uart: Uart,
 }
 
 impl AtModem {
@@ -214,8 +226,11 @@ impl AtModem {
     }
 
     /// Another connection of `modem` (same SIM power, `AT+CFUN` level and drop count). It takes over
-    /// the `AT+CCHO` sessions of a connection the modem dropped.
+    /// the `AT+CCHO` sessions of a connection the modem dropped. The serial link of the card's
+    /// latency model ([`crate::CardHandler::serial_link`]) is read now and charged on every byte
+    /// in and out of this connection.
     pub fn attached(card: SharedCard, options: AtOptions, modem: &SharedModem) -> Self {
+        let uart = Uart::new(lock(&card).serial_link());
         let mut sessions = Sessions::default();
         let (epoch, restarts) = {
             let mut state = modem.lock();
@@ -236,6 +251,7 @@ impl AtModem {
             hung_up: false,
             hold_answer: false,
             line: LineBuffer::default(),
+            uart,
             options,
         }
     }
@@ -274,25 +290,36 @@ impl AtModem {
     /// Takes bytes from the host and writes the echo and answers to `out`. The echo of a line is
     /// flushed before its command runs, so a slow card shows up as a slow answer, not a slow echo.
     /// Once the modem drops the connection ([`AtModem::hung_up`]) the rest of the input is ignored.
+    ///
+    /// With a serial link, `input` starts coming in now: each line is acted on once its last
+    /// byte is in, and each write waits until its last byte is out (see the module's "Serial
+    /// time").
     pub fn feed<W: Write>(
         &mut self,
         input: &[u8],
         out: &mut W,
         stop: &AtomicBool,
     ) -> io::Result<()> {
-        for &byte in input {
+        let chunk = self.uart.receive(input.len());
+        for (taken, &byte) in (1..).zip(input) {
             if self.hung_up {
                 break;
             }
             let Some(line) = self.line.push(byte, self.options.max_line) else {
                 continue;
             };
+            // Nothing happens before the line's last byte is in.
+            let arrived = self.uart.arrival(chunk, taken);
+            self.uart.wait_for_line(arrived, stop);
             // A late answer comes before anything the modem says about the next line.
             if let Some(held) = self.held.take() {
+                self.uart.send(held.len(), stop);
                 out.write_all(&held)?;
             }
             self.sync_restart();
             if self.echo {
+                let echoed = line.text.len().saturating_add(1);
+                self.uart.echo(echoed, arrived, stop);
                 out.write_all(&line.text)?;
                 out.write_all(&[line.terminator])?;
                 out.flush()?;
@@ -314,6 +341,7 @@ impl AtModem {
                 self.held = Some(rendered);
                 continue;
             }
+            self.uart.send(rendered.len(), stop);
             out.write_all(&rendered)?;
             out.flush()?;
         }
