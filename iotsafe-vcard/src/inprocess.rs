@@ -4,10 +4,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use iotsafe_core::{Transaction, Transport, TransportError};
 
+use crate::serial::{csim_answer_len, csim_command_len};
 use crate::{CardHandler, Reply, VirtualCard};
 
 /// A transport whose card lives in the same process. Faults act out as on a real link:
 /// [`Reply::Disconnect`] becomes [`TransportError::Disconnected`], a stall sleeps before answering.
+///
+/// Serial time: there is no AT text in process, so when the card's latency model has a serial
+/// link ([`crate::Latency::serial`], e.g. the `modem` preset) each APDU is charged the UART time
+/// of the `AT+CSIM` lines a modem with echo off would carry for it: the command line
+/// `AT+CSIM=<2n>,"<HEX>"\r` before the card sees the APDU, and the answer
+/// `\r\n+CSIM: <2m>,"<HEX>"\r\n\r\nOK\r\n` after it answered (10 bits a byte, the hex doubling
+/// the APDU). A T=0 card's GET RESPONSE is an `AT+CSIM` of its own; a lost card charges the
+/// command line only. The card's own latency comes on top, inside the card.
 #[derive(Debug, Clone)]
 pub struct InProcessTransport {
     card: Arc<Mutex<VirtualCard>>,
@@ -37,15 +46,31 @@ impl InProcessTransport {
 
 impl Transaction for InProcessTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let reply = self.lock().handle(command);
-        match reply {
-            Reply::Answer(response) => Ok(response),
-            Reply::Disconnect => Err(TransportError::Disconnected),
+        let (reply, latency) = {
+            let mut card = self.lock();
+            let latency = card.options().latency;
+            // The modem hands the APDU to the card once the command line is in; the UART is busy
+            // with it, so the card is held meanwhile, as the modem holds it.
+            sleep(latency.serial_time(csim_command_len(command.len())));
+            (card.handle(command), latency)
+        };
+        let response = match reply {
+            Reply::Answer(response) => response,
+            Reply::Disconnect => return Err(TransportError::Disconnected),
             Reply::Stall(delay, response) => {
                 std::thread::sleep(delay);
-                Ok(response)
+                response
             }
-        }
+        };
+        sleep(latency.serial_time(csim_answer_len(response.len())));
+        Ok(response)
+    }
+}
+
+/// Sleeps unless `duration` is zero.
+fn sleep(duration: std::time::Duration) {
+    if !duration.is_zero() {
+        std::thread::sleep(duration);
     }
 }
 

@@ -182,3 +182,28 @@ fn atr_and_power() {
     t1.power_on();
     assert_eq!(send(&mut t1, "81CB000044"), h("6881"));
 }
+
+#[test]
+fn in_process_the_serial_link_charges_the_csim_lines_of_each_apdu() {
+    use iotsafe_vcard::serial::{csim_answer_len, csim_command_len};
+    use iotsafe_vcard::SerialLink;
+    let link = SerialLink::new(9_600).unwrap();
+    let card = VirtualCard::with_default_layout(CardOptions {
+        latency: Latency {
+            serial: Some(link),
+            ..Latency::none()
+        },
+        ..CardOptions::default()
+    });
+    let mut t = InProcessTransport::new(card);
+    let select = h(SELECT_CH1);
+    let start = Instant::now();
+    let answer = t.transmit(&select).unwrap();
+    assert_eq!(answer, h("9000"));
+    // `AT+CSIM=24,"01A4…"\r` (38 bytes) in, `\r\n+CSIM: 4,"9000"\r\n\r\nOK\r\n` (25) out.
+    let lines = csim_command_len(select.len()) + csim_answer_len(answer.len());
+    assert_eq!(lines, 38 + 25);
+    assert!(start.elapsed() >= link.time_of(lines));
+    // No serial link: not charged (the default of every preset but `modem`).
+    assert_eq!(CardOptions::default().latency.serial, None);
+}
