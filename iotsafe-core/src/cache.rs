@@ -196,7 +196,7 @@ impl Check {
         });
         tail.or_else(|| {
             let (key, point) = data.public_keys.first()?;
-            Some(Check::Key(key.clone(), point.clone()))
+            Some(Check::Key(key.clone(), *point))
         })
     }
 }

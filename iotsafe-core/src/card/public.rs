@@ -46,7 +46,7 @@ impl PublicData {
 
     pub(super) fn remember_key(&mut self, key: &ObjectRef, point: &EcPoint) {
         if self.public_key(key).is_none() {
-            self.public_keys.push((key.clone(), point.clone()));
+            self.public_keys.push((key.clone(), *point));
         }
     }
 

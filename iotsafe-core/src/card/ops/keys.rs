@@ -31,7 +31,7 @@ impl Card {
     pub fn read_public_key(&self, key: &ObjectRef) -> Result<EcPoint, Error> {
         let mut s = self.lock();
         if let Some(point) = s.public.public_key(key) {
-            return Ok(point.clone());
+            return Ok(*point);
         }
         let point = s.run(Operation::ReadPublicKey, |op| op.read_public(key))?;
         // Kept only for a persistent key pair: a volatile one changes at every generation.
