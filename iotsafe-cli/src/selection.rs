@@ -20,6 +20,9 @@ pub enum Latency {
     None,
     /// A typical SIM: sign ≈150 ms, key generation ≈250 ms, ECDH ≈120 ms, 5 ms per APDU.
     Sim,
+    /// A typical SIM behind a 115,200-baud modem UART (every APDU also crosses it as AT+CSIM
+    /// text).
+    Modem,
 }
 
 impl From<Latency> for LatencyProfile {
@@ -27,6 +30,7 @@ impl From<Latency> for LatencyProfile {
         match latency {
             Latency::None => LatencyProfile::None,
             Latency::Sim => LatencyProfile::Sim,
+            Latency::Modem => LatencyProfile::Modem,
         }
     }
 }
@@ -52,7 +56,8 @@ pub struct CardFlags {
     /// AID of the IoT SAFE applet, in hex (default: probe the standard and known AIDs).
     #[arg(long, global = true, value_name = "HEX", env = env::AID)]
     pub aid: Option<String>,
-    /// Latency profile of the virtual card (`sim` = a typical SIM's timings).
+    /// Latency profile of the virtual card (`sim` = a typical SIM's timings; `modem` = the same
+    /// behind a 115,200-baud modem UART).
     #[arg(long, global = true, value_enum, value_name = "PROFILE")]
     pub latency: Option<Latency>,
 }
@@ -143,5 +148,40 @@ impl From<SelectError> for CliError {
             .hint("delete the state file to provision a fresh card"),
             other => CliError::new(choosing, other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Probe {
+        #[command(flatten)]
+        card: CardFlags,
+    }
+
+    fn latency(args: &[&str]) -> Result<Option<LatencyProfile>, clap::Error> {
+        let argv = ["iotsafe", "--vcard", "card.json"].iter().chain(args);
+        Ok(Probe::try_parse_from(argv)?.card.selection().latency)
+    }
+
+    #[test]
+    fn latency_takes_none_sim_and_modem() {
+        assert_eq!(latency(&[]).unwrap(), None);
+        assert_eq!(
+            latency(&["--latency", "none"]).unwrap(),
+            Some(LatencyProfile::None)
+        );
+        assert_eq!(
+            latency(&["--latency", "sim"]).unwrap(),
+            Some(LatencyProfile::Sim)
+        );
+        assert_eq!(
+            latency(&["--latency", "modem"]).unwrap(),
+            Some(LatencyProfile::Modem)
+        );
+        assert!(latency(&["--latency", "uart"]).is_err());
     }
 }

@@ -348,7 +348,7 @@ mod tests {
             closes: true,
             data: PublicData {
                 object_list: Some(vec![0xC1, 0]),
-                public_keys: vec![(ObjectRef::id([1]), point.clone())],
+                public_keys: vec![(ObjectRef::id([1]), point)],
                 files: vec![(ObjectRef::label("device cert"), vec![0x30, 1, 0])],
             },
             check: Check::Key(ObjectRef::id([1]), point),

@@ -16,6 +16,9 @@ pub enum LatencyProfile {
     None,
     /// A typical SIM: sign ≈150 ms, key generation ≈250 ms, ECDH ≈120 ms, 5 ms per APDU.
     Sim,
+    /// A typical SIM behind a 115,200-baud modem UART: [`LatencyProfile::Sim`] plus the serial
+    /// time of the `AT+CSIM` lines each APDU takes (10 bits a byte, hex doubling the APDU).
+    Modem,
 }
 
 /// Which card to open. Exactly one of `reader`, `modem` and `vcard` must be set.
