@@ -43,10 +43,11 @@ impl Context {
         Ok(&self.opened()?.card)
     }
 
-    /// Closes the channel the session opened, if a card was opened.
+    /// Keeps the card's public data in the cache (when used) and closes the channel the session
+    /// opened, if a card was opened.
     pub fn close(&self) {
         if let Some(o) = self.opened.get() {
-            let _ = o.card.close();
+            let _ = o.finish();
         }
     }
 }

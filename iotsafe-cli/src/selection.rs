@@ -60,6 +60,11 @@ pub struct CardFlags {
     /// behind a 115,200-baud modem UART).
     #[arg(long, global = true, value_enum, value_name = "PROFILE")]
     pub latency: Option<Latency>,
+    /// Read the card's public data (object list, public keys, certificate) from the card every
+    /// time, instead of the copy kept in `$IOTSAFE_CACHE_DIR` (else `~/.cache/iotsafe`), which is
+    /// checked against the card with one short APDU before use.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 impl CardFlags {
@@ -71,6 +76,11 @@ impl CardFlags {
             vcard: self.vcard.clone(),
             aid: self.aid.clone(),
             latency: self.latency.map(LatencyProfile::from),
+            public_cache: if self.no_cache {
+                None
+            } else {
+                iotsafe_core::cache::PublicCache::from_env().map(|c| c.dir().to_path_buf())
+            },
         }
     }
 

@@ -22,6 +22,7 @@ fn opened(
             description,
             pki: None,
             provisioned: false,
+            public_cache: None,
         }),
         Err(source) => Err(SelectError::Card { card, source }),
     }

@@ -4,6 +4,7 @@
 use crate::error::SelectError;
 use crate::open;
 use crate::vcard::TestPki;
+use iotsafe_core::cache::{CacheUse, PublicCache};
 use iotsafe_core::{Card, CardConfig, TraceSink};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +37,11 @@ pub struct CardSelection {
     pub aid: Option<String>,
     /// Latency profile of the virtual card (only with `vcard`).
     pub latency: Option<LatencyProfile>,
+    /// Where the card's public data (object list, public keys, certificates) is kept between
+    /// runs, checked against the card with one short APDU before use
+    /// ([`iotsafe_core::cache`]); `None`: read from the card every time. Only a card with an
+    /// identity on this host (a reader, a modem) is cached.
+    pub public_cache: Option<PathBuf>,
 }
 
 /// An open card session and where it came from.
@@ -49,6 +55,20 @@ pub struct OpenedCard {
     pub pki: Option<TestPki>,
     /// True when opening provisioned a new virtual card (its state file did not exist).
     pub provisioned: bool,
+    /// The cache of the card's public data, and what it gave this run (`None`: not asked for).
+    pub public_cache: Option<(PublicCache, CacheUse)>,
+}
+
+impl OpenedCard {
+    /// Ends the run: keeps what the session read of the card's public data in the cache (when
+    /// one is used), then closes the channel the session opened.
+    pub fn finish(&self) -> Result<(), iotsafe_core::Error> {
+        if let Some((cache, _)) = &self.public_cache {
+            // A cache that cannot be written costs the next run its reads, nothing more.
+            let _ = cache.store(&self.card);
+        }
+        self.card.close()
+    }
 }
 
 impl CardSelection {
@@ -121,7 +141,7 @@ impl CardSelection {
     pub fn open_traced(&self, trace: Option<TraceSink>) -> Result<OpenedCard, SelectError> {
         self.validate()?;
         let config = self.card_config()?;
-        if let Some(name) = &self.reader {
+        let mut opened = if let Some(name) = &self.reader {
             open::reader(name, config, trace)
         } else if let Some(target) = &self.modem {
             open::modem(target, config, trace)
@@ -129,6 +149,12 @@ impl CardSelection {
             open::virtual_card(state, self.latency.unwrap_or_default(), config, trace)
         } else {
             Err(SelectError::NoCard)
+        }?;
+        if let (Some(dir), Some(_)) = (&self.public_cache, opened.card.identity()) {
+            let cache = PublicCache::at(dir);
+            let used = cache.load(&opened.card);
+            opened.public_cache = Some((cache, used));
         }
+        Ok(opened)
     }
 }
