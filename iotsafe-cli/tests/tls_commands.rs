@@ -150,7 +150,7 @@ fn bench_measures_card_operations_and_in_process_handshakes() {
     }
     let hs = &report["handshakes"];
     assert_eq!(hs["count"], 3);
-    assert_eq!(hs["apdus_per_op"], 8.0, "APDU budget of a full handshake");
+    assert_eq!(hs["apdus_per_op"], 6.0, "APDU budget of a full handshake");
 }
 
 #[test]
