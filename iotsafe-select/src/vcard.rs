@@ -58,6 +58,7 @@ pub fn virtual_card_options(latency: LatencyProfile) -> iotsafe_vcard::CardOptio
         latency: match latency {
             LatencyProfile::None => iotsafe_vcard::Latency::none(),
             LatencyProfile::Sim => iotsafe_vcard::Latency::typical_sim(),
+            LatencyProfile::Modem => iotsafe_vcard::Latency::modem(),
         },
         ..iotsafe_vcard::CardOptions::default()
     }
@@ -89,4 +90,26 @@ pub fn ensure_virtual_card(state: &Path) -> Result<bool, SelectError> {
     )
     .map_err(failed)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_latency_profile_is_its_vcard_preset() {
+        let latency = |profile| virtual_card_options(profile).latency;
+        assert_eq!(
+            latency(LatencyProfile::None),
+            iotsafe_vcard::Latency::none()
+        );
+        assert_eq!(
+            latency(LatencyProfile::Sim),
+            iotsafe_vcard::Latency::typical_sim()
+        );
+        let modem = latency(LatencyProfile::Modem);
+        assert_eq!(modem, iotsafe_vcard::Latency::modem());
+        assert_eq!(modem.serial.map(|link| link.baud()), Some(115_200));
+        assert_eq!(latency(LatencyProfile::Sim).serial, None);
+    }
 }
