@@ -5,7 +5,11 @@
 //!   (ring), same server, same secp256r1 ECDHE.
 //! * `critical_path/*`: the card client under the typical-SIM latency model, without
 //!   pre-generation, with the group's background pre-generation, and with the next key generated
-//!   by the caller after the handshake (idle time between handshakes, not timed).
+//!   by the caller after the handshake (idle time between handshakes, not timed); and
+//!   `critical_path/modem_t1_*`, `modem_t0_*`: the same without pre-generation under the `modem`
+//!   preset, the typical SIM behind a 115,200-baud UART (the in-process card charges the
+//!   `AT+CSIM` lines of each APDU, 10 bits a byte), over T=1 and T=0 (each GET RESPONSE an
+//!   `AT+CSIM` of its own).
 //! * `anchor/*`: wolfSSL's IoT-SAFE card calls for the same handshake, replayed on the same card
 //!   model.
 //! * `signature_check/*`: the host-side verification of the card's signature against the key's
@@ -27,7 +31,7 @@ use iotsafe_tests::async_load::{self, AsyncEchoServer, Flavor, How, Until};
 use iotsafe_tests::handshake::{
     critical_path_floor, handshake_over, modelled_busy, replay_wolfssl_handshake, TlsFixture,
 };
-use iotsafe_vcard::{CardOptions, InProcessTransport, Latency, VirtualCard};
+use iotsafe_vcard::{CardOptions, InProcessTransport, Latency, TransportMode, VirtualCard};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +51,20 @@ fn fixture_with_slots(latency: Latency, pregenerate: bool, slots: usize) -> TlsF
         latency,
         ..CardOptions::default()
     };
+    fixture_over(options, pregenerate, slots)
+}
+
+/// A fixture whose card speaks `transport` (T=0: data answers come as `61xx` + GET RESPONSE).
+fn fixture_on(latency: Latency, transport: TransportMode) -> TlsFixture {
+    let options = CardOptions {
+        latency,
+        transport,
+        ..CardOptions::default()
+    };
+    fixture_over(options, false, 1)
+}
+
+fn fixture_over(options: CardOptions, pregenerate: bool, slots: usize) -> TlsFixture {
     TlsFixture::over(options, pregenerate, |mut vcard| {
         vcard
             .store_mut()
@@ -122,7 +140,29 @@ fn critical_path(c: &mut Criterion) {
             })
         });
     }
+    // The same card behind a modem's 115,200-baud UART: every APDU also crosses it as AT+CSIM
+    // text.
+    for transport in [TransportMode::T1, TransportMode::T0] {
+        let fx = fixture_on(Latency::modem(), transport);
+        let keygen = Keygen::InHandshake;
+        group.bench_function(modem_name(transport, keygen), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| timed_card_handshake(&fx, keygen).0)
+                    .sum()
+            })
+        });
+    }
     group.finish();
+}
+
+/// `modem_t1_no_pregeneration`, …: a `critical_path` bench under the `modem` preset.
+fn modem_name(transport: TransportMode, keygen: Keygen) -> String {
+    let t = match transport {
+        TransportMode::T0 => "t0",
+        TransportMode::T1 => "t1",
+    };
+    format!("modem_{t}_{}", keygen.name())
 }
 
 fn wolfssl_card(latency: Latency) -> Card {
@@ -309,6 +349,35 @@ fn report() {
         if let Keygen::InHandshake = keygen {
             ours = Some((wall, busy, last.clone()));
         }
+    }
+
+    // 2m. The same handshake behind a modem's 115,200-baud UART (the `modem` preset), over T=1
+    // and T=0, against the typical SIM alone on the same transport: the difference is the serial
+    // time of the AT+CSIM lines.
+    for transport in [TransportMode::T1, TransportMode::T0] {
+        let run = |latency: Latency| {
+            let fx = fixture_on(latency, transport);
+            timed_card_handshake(&fx, Keygen::InHandshake);
+            let runs: Vec<(Duration, CardStats)> = (0..9)
+                .map(|_| timed_card_handshake(&fx, Keygen::InHandshake))
+                .collect();
+            let last = runs.last().expect("runs").1.clone();
+            (median(runs.into_iter().map(|r| r.0).collect()), last)
+        };
+        let (sim_wall, _) = run(sim);
+        let (modem_wall, used) = run(Latency::modem());
+        let serial = modem_wall.saturating_sub(sim_wall);
+        println!(
+            "critical path {:<30} wall median {} | typical SIM alone {} | serial {} ({:.0}%) | APDUs {} | bytes {}/{}",
+            modem_name(transport, Keygen::InHandshake),
+            ms(modem_wall),
+            ms(sim_wall),
+            ms(serial),
+            100.0 * serial.as_secs_f64() / modem_wall.as_secs_f64(),
+            used.apdus,
+            used.bytes_sent,
+            used.bytes_received
+        );
     }
 
     // 3. The anchor's card work, replayed.
