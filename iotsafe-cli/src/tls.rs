@@ -3,6 +3,7 @@
 
 use crate::error::CliError;
 use crate::format::{millis, stats_json, stats_text};
+use crate::timeline::{NetKind, RecordedIo, Timeline, HANDSHAKE, TCP_CONNECT};
 use iotsafe_core::{Card, CardStats, ObjectRef, Operation};
 use iotsafe_rustls::IotSafeTls;
 use rustls::pki_types::pem::PemObject;
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -181,18 +183,83 @@ pub async fn handshake(
     address: &str,
     server_name: ServerName<'static>,
 ) -> Result<(TlsStream<TcpStream>, HandshakeReport), CliError> {
-    let what = format!("TLS handshake with {address}");
     let before = card.stats();
     let started = Instant::now();
+    let tcp = connect_tcp(address).await?;
+    let target = Target {
+        card,
+        address,
+        server_name,
+    };
+    handshake_over(config, target, tcp, before, started).await
+}
+
+/// [`handshake`], recorded into `timeline`: the TCP connect (a network event and the phase
+/// [`TCP_CONNECT`]), every read and write of TLS bytes on the socket, and the phase
+/// [`HANDSHAKE`]. The card's APDUs reach the timeline through the card's trace sink.
+pub async fn handshake_recorded(
+    config: Arc<ClientConfig>,
+    card: &Card,
+    address: &str,
+    server_name: ServerName<'static>,
+    timeline: &Arc<Timeline>,
+) -> Result<(TlsStream<RecordedIo<TcpStream>>, HandshakeReport), CliError> {
+    let before = card.stats();
+    let started = Instant::now();
+    let tcp = {
+        let _phase = timeline.phase(TCP_CONNECT);
+        let tcp = connect_tcp(address).await;
+        timeline.network(NetKind::Connect, started, Instant::now(), 0);
+        tcp?
+    };
+    let _phase = timeline.phase(HANDSHAKE);
+    let io = RecordedIo::new(tcp, Arc::clone(timeline));
+    let target = Target {
+        card,
+        address,
+        server_name,
+    };
+    handshake_over(config, target, io, before, started).await
+}
+
+async fn connect_tcp(address: &str) -> Result<TcpStream, CliError> {
     let tcp = TcpStream::connect(address).await.map_err(|e| {
         CliError::new(format!("connecting to {address}"), e)
             .hint("check the address and that the server is running")
     })?;
     let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Who a handshake is with and which card makes it.
+struct Target<'a> {
+    card: &'a Card,
+    address: &'a str,
+    server_name: ServerName<'static>,
+}
+
+/// The TLS part of a handshake over a connected `io`; `before` and `started` were taken before
+/// the TCP connect, which the report's total includes.
+async fn handshake_over<IO>(
+    config: Arc<ClientConfig>,
+    target: Target<'_>,
+    io: IO,
+    before: CardStats,
+    started: Instant,
+) -> Result<(TlsStream<IO>, HandshakeReport), CliError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let Target {
+        card,
+        address,
+        server_name,
+    } = target;
+    let what = format!("TLS handshake with {address}");
     // The card's work off the runtime: a current_thread runtime keeps running its other tasks.
     let connector = iotsafe_rustls::CardConnector::from(config);
     let stream = connector
-        .connect(server_name, tcp)
+        .connect(server_name, io)
         .await
         .map_err(|e| handshake_error(&what, e))?;
     let total = started.elapsed();
@@ -239,11 +306,14 @@ pub async fn handshake(
 /// Waits `wait` for the server to refuse the client certificate (TLS 1.3 servers do that after
 /// the client thinks the handshake is over). An alert or a reset is an error; silence, data or a
 /// clean close is acceptance.
-pub async fn confirm_accepted(
-    stream: &mut TlsStream<TcpStream>,
+pub async fn confirm_accepted<IO>(
+    stream: &mut TlsStream<IO>,
     address: &str,
     wait: Duration,
-) -> Result<(), CliError> {
+) -> Result<(), CliError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     use tokio::io::AsyncReadExt;
     let mut buf = [0u8; 1024];
     match tokio::time::timeout(wait, stream.read(&mut buf)).await {
