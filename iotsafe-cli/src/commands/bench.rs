@@ -1,6 +1,7 @@
 //! `iotsafe bench`: card operations per second and latency per operation, then full TLS 1.3
 //! handshakes per second (against `--server`, or an in-process rustls server that requires client
-//! certificates when the virtual card's test PKI is there).
+//! certificates when the virtual card's test PKI is there). `--timeline FILE.svg` draws the first
+//! handshake.
 
 use crate::context::Context;
 use crate::output::Output;
@@ -8,7 +9,10 @@ use iotsafe_cli::format::{millis, operation_name};
 use iotsafe_cli::keys::signing_key_or_default;
 use iotsafe_cli::progress::Progress;
 use iotsafe_cli::selection::TestPki;
-use iotsafe_cli::tls::{card_client_config, handshake, load_roots, server_name_for};
+use iotsafe_cli::timeline::{Timeline, TimelineFlags};
+use iotsafe_cli::tls::{
+    card_client_config, handshake, handshake_recorded, load_roots, server_name_for,
+};
 use iotsafe_cli::CliError;
 use iotsafe_core::{Card, HashAlgorithm, ObjectRef, Operation};
 use serde_json::{json, Value};
@@ -31,6 +35,9 @@ pub struct Args {
     /// CA certificate of `--server` (PEM).
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// `--timeline FILE.svg` (of the first handshake), `--baud N`.
+    #[command(flatten)]
+    pub timeline: TimelineFlags,
 }
 
 struct Measured {
@@ -92,6 +99,11 @@ fn measure(
 
 /// Runs the benchmark.
 pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
+    let timeline = args.timeline.recorder();
+    if let Some(t) = &timeline {
+        // Recording starts again at the first handshake; the card operations before are not drawn.
+        context.record_timeline(t);
+    }
     let opened = context.opened()?;
     let card = Arc::clone(&opened.card);
     let n = args.iterations.max(1);
@@ -134,7 +146,12 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
     // Without --server, handshakes need the virtual card's test PKI for the in-process server.
     let have_server = args.server.is_some() || opened.pki.is_some();
     let handshakes = if args.handshakes > 0 && have_server {
-        Some(bench_handshakes(&card, args, opened.pki.as_ref())?)
+        Some(bench_handshakes(
+            &card,
+            args,
+            opened.pki.as_ref(),
+            timeline.as_ref(),
+        )?)
     } else {
         None
     };
@@ -179,6 +196,12 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
         }
         json["handshakes"] = hs.json();
         json["handshake_server"] = json!(server);
+        if let (Some(t), Some(path)) = (&timeline, &args.timeline.timeline) {
+            let title = format!("iotsafe bench: first handshake with {server}");
+            t.finish(path, &title)?;
+            text.push_str(&format!("timeline: {}\n", path.display()));
+            json["timeline"] = json!(path.display().to_string());
+        }
     } else if args.handshakes > 0 {
         text.push_str(
             "\nhandshakes: skipped (pass --server HOST:PORT --ca FILE to benchmark handshakes with this card)\n",
@@ -193,6 +216,7 @@ fn bench_handshakes(
     card: &Arc<Card>,
     args: &Args,
     pki: Option<&TestPki>,
+    timeline: Option<&Arc<Timeline>>,
 ) -> Result<(Measured, PerOperation, String), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -219,11 +243,23 @@ fn bench_handshakes(
     let started = Instant::now();
     runtime.block_on(async {
         let _progress = Progress::start(format!("benchmarking handshakes with {address}…"));
-        for _ in 0..args.handshakes {
-            let (mut stream, _report) =
-                handshake(Arc::clone(&config), card, &address, server_name.clone()).await?;
-            use tokio::io::AsyncWriteExt;
-            let _ = stream.shutdown().await;
+        use tokio::io::AsyncWriteExt;
+        for i in 0..args.handshakes {
+            let config = Arc::clone(&config);
+            let name = server_name.clone();
+            match timeline.filter(|_| i == 0) {
+                Some(t) => {
+                    t.restart();
+                    let recorded = handshake_recorded(config, card, &address, name, t).await;
+                    // Only the handshake: not its close, nor the handshakes after it.
+                    t.stop();
+                    let _ = recorded?.0.shutdown().await;
+                }
+                None => {
+                    let (mut stream, _) = handshake(config, card, &address, name).await?;
+                    let _ = stream.shutdown().await;
+                }
+            }
         }
         Ok::<_, CliError>(())
     })?;
