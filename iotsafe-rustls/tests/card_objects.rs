@@ -121,7 +121,7 @@ fn card_entropy_seeded_once_costs_no_handshake_apdu() {
     handshake_and_talk(&mut client, &mut server).expect("handshake");
     let used = fx.stats().since(&before);
     assert_eq!(used.count(Operation::Random), 0);
-    assert_eq!(used.apdus, 8);
+    assert_eq!(used.apdus, 6);
 }
 
 #[test]

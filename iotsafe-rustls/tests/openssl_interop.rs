@@ -140,7 +140,7 @@ fn run(options: iotsafe_vcard::CardOptions, rounds: usize, extra: &[&str]) {
         }
         let used = card.stats().since(&before);
         assert_eq!(ops(&used), (1, 1, 1), "round {round}: {used:?}");
-        assert_eq!(used.apdus, 8, "round {round}: {used:?}");
+        assert_eq!(used.apdus, 6, "round {round}: {used:?}");
     }
 }
 
@@ -214,5 +214,5 @@ fn openssl_s_client_accepts_the_card_as_tls_server() {
     assert!(text.contains("device-0001"), "{text}");
     let used = fx.stats().since(&before);
     assert_eq!(ops(&used), (1, 1, 1), "{used:?}");
-    assert_eq!(used.apdus, 8);
+    assert_eq!(used.apdus, 6);
 }

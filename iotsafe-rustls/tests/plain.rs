@@ -43,8 +43,8 @@ fn a_plain_card_group_and_certified_key_make_the_host_handshake_with_its_apdus()
 
     let used = fx.stats().since(&before);
     assert_eq!(ops(&used), (1, 1, 1), "keygen, DH, sign: {used:?}");
-    assert_eq!(used.apdus, 8, "{used:?}");
-    assert_eq!(used.of(Operation::PutPublicKey).apdus, 3);
+    assert_eq!(used.apdus, 6, "{used:?}");
+    assert_eq!(used.of(Operation::PutPublicKey).apdus, 2);
     assert_eq!(
         client.negotiated_key_exchange_group().map(|g| g.name()),
         Some(NamedGroup::secp256r1)

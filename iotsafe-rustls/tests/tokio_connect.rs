@@ -50,7 +50,7 @@ async fn run(pregenerate: bool) {
     assert_eq!((dhs, signs), (1, 1), "{used:?}");
     if !pregenerate {
         assert_eq!(keygens, 1);
-        assert_eq!(used.apdus, 8);
+        assert_eq!(used.apdus, 6);
     }
     // With pre-generation, the key used was made before `connect`; the next one may or may not
     // have been generated in the background yet when the counters are read.
