@@ -71,8 +71,9 @@ impl Uart {
         let (Some(link), Some(arrived)) = (self.link, arrived) else {
             return;
         };
-        // Byte i can leave once it is in (at `arrived` − (len−1−i) bytes) and the byte before it
-        // is out: the last one is out at the later of these two.
+        // Byte i leaves once it is in (`arrived` − (len−1−i) byte times) and the byte before it
+        // is out. So the last one is out one byte time after the line is in, or, when the
+        // transmitter was busy, `len` byte times after it got free, whichever is later.
         let done = after(arrived, link.time_of(1)).max(after(self.tx_done, link.time_of(len)));
         self.tx_done = done;
         wait_until(done, stop);
