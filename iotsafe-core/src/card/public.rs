@@ -84,8 +84,9 @@ impl Card {
     }
 
     /// Answers the object list, the persistent public keys and the files in `data` from memory
-    /// from now on. Only for data checked to be this card's (see [`crate::cache`]). A list that
-    /// does not parse is refused and nothing is changed.
+    /// from now on (what the session reads itself is read from the card each time). Only for
+    /// data checked to be this card's (see [`crate::cache`]). A list that does not parse is
+    /// refused and nothing is changed.
     pub fn preload_public_data(&self, data: PublicData) -> Result<(), Error> {
         let list = match &data.object_list {
             Some(raw) => Some(crate::objects::parse_object_list(raw)?),
@@ -95,7 +96,8 @@ impl Card {
         if list.is_some() {
             s.objects = list;
         }
-        s.public = data;
+        s.public = data.clone();
+        s.preloaded = data;
         Ok(())
     }
 }

@@ -73,8 +73,11 @@ pub(super) struct Session {
     pub(super) trace: Option<TraceSink>,
     /// The card sessions the channel has left open, and whether the card wants them closed.
     pub(super) sessions: OpenSessions,
-    /// Public data read so far, or handed over from an earlier run (answered from memory).
+    /// Public data read so far, or handed over from an earlier run: what the host cache keeps.
     pub(super) public: PublicData,
+    /// Public data handed over from an earlier run and checked: answered from memory. (What
+    /// this run reads itself is read from the card every time, as without a cache.)
+    pub(super) preloaded: PublicData,
 }
 
 impl Session {
@@ -96,6 +99,7 @@ impl Session {
             trace,
             sessions: OpenSessions::default(),
             public: PublicData::default(),
+            preloaded: PublicData::default(),
         }
     }
 

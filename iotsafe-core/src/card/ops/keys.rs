@@ -30,7 +30,7 @@ impl Card {
     /// READ PUBLIC KEY.
     pub fn read_public_key(&self, key: &ObjectRef) -> Result<EcPoint, Error> {
         let mut s = self.lock();
-        if let Some(point) = s.public.public_key(key) {
+        if let Some(point) = s.preloaded.public_key(key) {
             return Ok(*point);
         }
         let point = s.run(Operation::ReadPublicKey, |op| op.read_public(key))?;

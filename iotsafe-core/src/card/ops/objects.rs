@@ -44,6 +44,7 @@ impl Card {
         s.objects = None;
         s.applet_info = None;
         s.public = Default::default();
+        s.preloaded = Default::default();
         Ok(())
     }
 
@@ -69,7 +70,7 @@ impl Card {
     /// chunk is not the end: some modems and cards return fewer bytes than asked).
     pub fn read_file(&self, file: &ObjectRef) -> Result<Vec<u8>, Error> {
         let mut s = self.lock();
-        if let Some(content) = s.public.file(file) {
+        if let Some(content) = s.preloaded.file(file) {
             return Ok(content.to_vec());
         }
         // Only a list already read is consulted: reading it here would cost APDUs per file.
