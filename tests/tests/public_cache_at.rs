@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use iotsafe_core::at::AtTransport;
 use iotsafe_core::cache::{CacheUse, PublicCache};
-use iotsafe_core::{Card, CardConfig, EcPoint, ObjectRef, Operation};
+use iotsafe_core::{Card, CardConfig, EcPoint, ObjectRef};
 use iotsafe_tests::provisioned;
 use iotsafe_vcard::frontend::at::{AtHandle, AtOptions as ModemOptions};
 use iotsafe_vcard::frontend::tcp::TcpModem;
