@@ -207,6 +207,9 @@ pub fn run(context: &Context, args: &Args) -> Result<Output, CliError> {
             "\nhandshakes: skipped (pass --server HOST:PORT --ca FILE to benchmark handshakes with this card)\n",
         );
     }
+    if handshakes.is_none() && args.timeline.timeline.is_some() {
+        text.push_str("timeline: not drawn (no handshake ran)\n");
+    }
     Ok(Output::new(text, json))
 }
 

@@ -38,8 +38,8 @@ pub const DEFAULT_BAUD: u32 = 115_200;
 /// `--timeline FILE.svg` and `--baud N`, for the subcommands that run handshakes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TimelineFlags {
-    /// Draw the handshake as a timeline in this SVG file: each APDU (serial and card time),
-    /// network round trips, host work, with totals.
+    /// Draw the handshake (`bench`: its first) as a timeline in this SVG file: each APDU (serial
+    /// and card time), network round trips, host work, with totals.
     #[arg(long, value_name = "FILE.svg")]
     pub timeline: Option<PathBuf>,
     /// The modem UART's rate, used to split each APDU's time into serial and card time when the
