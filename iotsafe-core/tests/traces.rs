@@ -9,7 +9,7 @@ use iotsafe_core::hexutil::decode;
 use iotsafe_core::testing::{ScriptedTransport, Step};
 use iotsafe_core::{
     Card, CardConfig, CardSignature, EcPoint, Error, HashAlgorithm, ObjectRef, Operation,
-    StatusWord,
+    SessionClosing, StatusWord,
 };
 
 const HELLO_SHA256: &str = "2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824";
@@ -49,7 +49,7 @@ fn ntt_sign_trace_via_cgla() {
         aids: vec![h("A0000001157000000000000049534102")],
         class: ClassStyle::Interindustry,
         get_response_le: GetResponseLe::Zero,
-        close_sessions: iotsafe_core::SessionClosing::Never,
+        close_sessions: SessionClosing::Never,
         ..CardConfig::default()
     };
     let card = Card::open(t, config).unwrap();
@@ -130,6 +130,7 @@ fn zariot_channel_keygen_sign_verify_read_key_traces() {
             verify: 2,
             put_public_key: 2,
         },
+        close_sessions: SessionClosing::Always,
         ..CardConfig::default()
     };
     let card = Card::open(t, config).unwrap();
@@ -230,6 +231,7 @@ fn thales_cinterion_constants() {
         class: ClassStyle::Interindustry,
         le_in_case4: true,
         read_chunk: 256,
+        close_sessions: SessionClosing::Always,
         ..CardConfig::default()
     };
     let card = Card::open(t, config).unwrap();
