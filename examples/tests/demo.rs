@@ -31,7 +31,7 @@ fn demo_with_no_arguments_succeeds_and_reports() {
         "protocol:      TLSv1.3",
         "group:         secp256r1 (ECDHE on the card)",
         "cipher suite:  TLS13_",
-        "card:          1 signature(s), 1 key generation(s), 1 ECDH, 8 APDUs",
+        "card:          1 signature(s), 1 key generation(s), 1 ECDH, 6 APDUs",
         "card during connect: 1 signature(s), 1 key generation(s), 1 ECDH",
         "messages: 3 published, 3 received back",
         "disconnected cleanly",

@@ -64,7 +64,12 @@ fn session(
         )
         .unwrap();
     let transport = AtTransport::connect_tcp_with(addr, host_options()).unwrap();
-    let card = Card::open(transport, CardConfig::default()).unwrap();
+    // Sessions closed after use, so that a fault can hit the close (by default there is none).
+    let config = CardConfig {
+        close_sessions: iotsafe_core::SessionClosing::Always,
+        ..CardConfig::default()
+    };
+    let card = Card::open(transport, config).unwrap();
     (card, handle)
 }
 
