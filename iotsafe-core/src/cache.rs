@@ -5,7 +5,7 @@
 //! One file per card identity ([`Card::identity`]: the modem's port, the PC/SC reader, or
 //! [`CardConfig::card_identity`](crate::CardConfig::card_identity)) and applet, in
 //! `$IOTSAFE_CACHE_DIR`, else `$XDG_CACHE_HOME/iotsafe`, else `~/.cache/iotsafe`. Before an entry
-//! is used it is checked against the card with one short APDU: the last 32 bytes of the cached
+//! is used it is checked against the card with one short APDU: the last 16 bytes of the cached
 //! certificate (the end of its signature, which no other certificate shares), read again from
 //! the card, or, with no certificate cached, the device's public key. A swapped SIM, or one
 //! provisioned again with a new key and certificate, or only a new certificate, answers
@@ -26,8 +26,11 @@ use std::path::{Path, PathBuf};
 
 /// The format line every entry starts with.
 const HEADER: &str = "iotsafe-public-cache 1";
-/// Bytes of the certificate's end compared with the card.
-const TAIL: usize = 32;
+/// The format line of a port's facts.
+const PORT_HEADER: &str = "iotsafe-port-facts 1";
+/// Bytes of the certificate's end compared with the card: the last 128 bits of its signature,
+/// which no other certificate shares (and few bytes to carry over a modem's UART).
+const TAIL: usize = 16;
 
 /// A folder of cached public card data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,12 +145,46 @@ impl PublicCache {
             data,
             check,
         };
+        self.write_atomically(&path, &entry.to_text())
+    }
+
+    /// Writes `text` to a temporary file beside `path` and renames it over `path`.
+    fn write_atomically(&self, path: &Path, text: &str) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let temp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut file = fs::File::create(&temp)?;
-        file.write_all(entry.to_text().as_bytes())?;
+        file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        fs::rename(&temp, &path)
+        fs::rename(&temp, path)
+    }
+
+    /// What an earlier program learned about the link to `port` (e.g. a modem's quirks and
+    /// command families: [`Transport::learned`](crate::Transport::learned)), kept by
+    /// [`PublicCache::remember_port`]. Nothing about the card: used before a card is opened, and
+    /// a stale answer only costs the transport's own fallbacks.
+    pub fn port_facts(&self, port: &str) -> Option<String> {
+        let text = fs::read_to_string(self.file_for(port, "port")).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != PORT_HEADER {
+            return None;
+        }
+        let named = String::from_utf8(decode(lines.next()?.strip_prefix("port ")?)?).ok()?;
+        let facts = String::from_utf8(decode(lines.next()?.strip_prefix("facts ")?)?).ok()?;
+        (named == port && lines.next().is_none()).then_some(facts)
+    }
+
+    /// Keeps `facts` about `port` for [`PublicCache::port_facts`] (written only when they
+    /// changed).
+    pub fn remember_port(&self, port: &str, facts: &str) -> io::Result<()> {
+        if self.port_facts(port).as_deref() == Some(facts) {
+            return Ok(());
+        }
+        let text = format!(
+            "{PORT_HEADER}\nport {}\nfacts {}\n",
+            hexutil::encode(port.as_bytes()),
+            hexutil::encode(facts.as_bytes())
+        );
+        self.write_atomically(&self.file_for(port, "port"), &text)
     }
 
     /// Removes `card`'s entry, if there is one.
@@ -164,11 +201,15 @@ impl PublicCache {
         CacheUse::Cold(why)
     }
 
-    /// The entry's file: the identity with every character but letters, digits, `.` and `-`
-    /// made `_` (the identity inside the file tells two that collide apart).
+    /// The entry's file: the card's identity as [`PublicCache::file_for`] names it.
     fn path_for(&self, card: &Card) -> Option<PathBuf> {
-        let identity = card.identity()?;
-        let name: String = identity
+        Some(self.file_for(card.identity()?, "card"))
+    }
+
+    /// `name` with every character but letters, digits, `.` and `-` made `_`, and `extension`
+    /// (the name inside the file tells two that collide apart).
+    fn file_for(&self, name: &str, extension: &str) -> PathBuf {
+        let name: String = name
             .chars()
             .map(|c| match c {
                 'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' => c,
@@ -176,7 +217,7 @@ impl PublicCache {
             })
             .take(120)
             .collect();
-        Some(self.dir.join(format!("{name}.card")))
+        self.dir.join(format!("{name}.{extension}"))
     }
 }
 

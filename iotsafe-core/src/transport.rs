@@ -227,6 +227,13 @@ pub trait Transport {
     fn wire_bytes(&self) -> Option<WireBytes> {
         None
     }
+
+    /// What opening this transport found out about its link that the next program opening the
+    /// same port may skip asking (an AT modem's quirks and command families:
+    /// `iotsafe_core::at::Learned`), as one line; `None` (the default) when there is nothing.
+    fn learned(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -250,5 +257,8 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn wire_bytes(&self) -> Option<WireBytes> {
         (**self).wire_bytes()
+    }
+    fn learned(&self) -> Option<String> {
+        (**self).learned()
     }
 }

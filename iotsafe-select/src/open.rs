@@ -79,18 +79,50 @@ pub(crate) fn modem(
     target: &str,
     config: CardConfig,
     trace: Option<TraceSink>,
+    cache: Option<&iotsafe_core::cache::PublicCache>,
+) -> Result<OpenedCard, SelectError> {
+    use iotsafe_core::at::{AtOptions, Learned};
+    let port = format!("modem {target}");
+    // What an earlier program found out about this modem (three AT exchanges fewer); if the
+    // open fails with it (another modem on the port since?), once more asking everything.
+    let learned = cache
+        .and_then(|c| c.port_facts(&port))
+        .and_then(|text| Learned::parse(&text));
+    let options = AtOptions {
+        learned,
+        ..AtOptions::default()
+    };
+    let opened = match modem_with(target, options, config.clone(), trace.clone()) {
+        Err(_) if learned.is_some() => modem_with(target, AtOptions::default(), config, trace),
+        other => other,
+    }?;
+    if let (Some(cache), Some(facts)) = (cache, opened.card.transport_learned()) {
+        // A cache that cannot be written costs the next run its questions, nothing more.
+        let _ = cache.remember_port(&port, &facts);
+    }
+    Ok(opened)
+}
+
+/// Opens the modem at `target` (a serial device, or `tcp://HOST:PORT`) with `options`.
+#[cfg(feature = "at")]
+fn modem_with(
+    target: &str,
+    options: iotsafe_core::at::AtOptions,
+    config: CardConfig,
+    trace: Option<TraceSink>,
 ) -> Result<OpenedCard, SelectError> {
     use iotsafe_core::at::AtTransport;
     let card = format!("modem {target}");
     // The two ports are different types, hence two calls.
     match target.strip_prefix("tcp://") {
         Some(addr) => {
-            let transport = AtTransport::connect_tcp(addr).map_err(unreachable(&card))?;
+            let transport =
+                AtTransport::connect_tcp_with(addr, options).map_err(unreachable(&card))?;
             opened(card.clone(), card, transport, config, trace)
         }
         None => {
-            let transport =
-                AtTransport::open_serial(target, 115_200).map_err(unreachable(&card))?;
+            let transport = AtTransport::open_serial_with(target, 115_200, options)
+                .map_err(unreachable(&card))?;
             opened(card.clone(), card, transport, config, trace)
         }
     }
@@ -102,6 +134,7 @@ pub(crate) fn modem(
     target: &str,
     _config: CardConfig,
     _trace: Option<TraceSink>,
+    _cache: Option<&iotsafe_core::cache::PublicCache>,
 ) -> Result<OpenedCard, SelectError> {
     Err(SelectError::NotBuilt {
         card: format!("modem {target}"),

@@ -141,17 +141,17 @@ impl CardSelection {
     pub fn open_traced(&self, trace: Option<TraceSink>) -> Result<OpenedCard, SelectError> {
         self.validate()?;
         let config = self.card_config()?;
+        let cache = self.public_cache.as_ref().map(PublicCache::at);
         let mut opened = if let Some(name) = &self.reader {
             open::reader(name, config, trace)
         } else if let Some(target) = &self.modem {
-            open::modem(target, config, trace)
+            open::modem(target, config, trace, cache.as_ref())
         } else if let Some(state) = &self.vcard {
             open::virtual_card(state, self.latency.unwrap_or_default(), config, trace)
         } else {
             Err(SelectError::NoCard)
         }?;
-        if let (Some(dir), Some(_)) = (&self.public_cache, opened.card.identity()) {
-            let cache = PublicCache::at(dir);
+        if let (Some(cache), Some(_)) = (cache, opened.card.identity()) {
             let used = cache.load(&opened.card);
             opened.public_cache = Some((cache, used));
         }

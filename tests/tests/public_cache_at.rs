@@ -303,3 +303,90 @@ fn iotsafe_program() -> Option<std::path::PathBuf> {
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+#[test]
+fn what_a_run_learned_about_the_modem_saves_the_next_its_questions() {
+    use iotsafe_core::at::{AtOptions, Learned};
+    use iotsafe_core::Transport;
+    let dir = tempdir();
+    let (_, sim) = card(dir.path());
+    let modem = Modem::with(sim);
+    let first = AtTransport::connect_tcp(modem.addr).expect("connect over AT");
+    let learned = first.learned().expect("the probes answered");
+    assert!(learned.cgla && learned.csim, "{learned:?}");
+    let asked = first.wire_bytes().unwrap();
+    drop(first);
+    let options = AtOptions {
+        learned: Some(learned),
+        ..AtOptions::default()
+    };
+    let second = AtTransport::connect_tcp_with(modem.addr, options).expect("connect");
+    let told = second.wire_bytes().unwrap();
+    // AT+CGMM, AT+CCHO=? and AT+CSIM=? (lines and answers) are not sent again.
+    let saved = b"AT+CGMM\r\n".len() + b"AT+CCHO=?\r\n".len() + b"AT+CSIM=?\r\n".len();
+    assert_eq!(asked.sent - told.sent, saved as u64, "{asked:?} {told:?}");
+    assert!(told.received < asked.received, "{asked:?} {told:?}");
+    assert_eq!(second.learned(), Some(learned));
+    drop(second);
+    modem.handle.stop().unwrap();
+
+    // A modem that no longer has AT+CCHO on that port (the facts are stale): the open still
+    // works, AT+CCHO's refusal falls back to AT+CSIM as when it was asked.
+    let (_, sim) = card(dir.path());
+    let sim = Arc::new(Mutex::new(sim));
+    let listener = TcpModem::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = listener
+        .spawn(
+            sim,
+            ModemOptions {
+                cgla: false,
+                ..ModemOptions::default()
+            },
+        )
+        .unwrap();
+    let stale = AtOptions {
+        learned: Some(Learned {
+            csim: true,
+            ..learned
+        }),
+        ..AtOptions::default()
+    };
+    let transport = AtTransport::connect_tcp_with(addr, stale).expect("connect");
+    let card = Card::open(transport, CardConfig::default()).expect("open through AT+CSIM");
+    card.read_public_key(&ObjectRef::id([DEVICE_KEY]))
+        .expect("the card answers");
+    drop(card);
+    handle.stop().unwrap();
+}
+
+#[test]
+fn the_cli_remembers_the_modem_between_runs() {
+    use iotsafe_select::CardSelection;
+    let (dir, cache_dir) = (tempdir(), tempdir());
+    let (report, sim) = card(dir.path());
+    let modem = Modem::with(sim);
+    let selection = CardSelection {
+        modem: Some(format!("tcp://{}", modem.addr)),
+        public_cache: Some(cache_dir.path().to_path_buf()),
+        ..CardSelection::default()
+    };
+    let port = format!("modem tcp://{}", modem.addr);
+    let cache = PublicCache::at(cache_dir.path());
+    assert_eq!(cache.port_facts(&port), None);
+    for round in 0..2 {
+        let opened = selection.open_traced(None).expect("open");
+        let cert = opened
+            .card
+            .read_file(&ObjectRef::id([DEVICE_CERT]))
+            .unwrap();
+        assert_eq!(cert, report.device_cert_der, "round {round}");
+        opened.finish().unwrap();
+        let facts = cache.port_facts(&port).expect("the modem's facts kept");
+        assert!(
+            iotsafe_core::at::Learned::parse(&facts).is_some(),
+            "{facts}"
+        );
+    }
+    modem.handle.stop().unwrap();
+}

@@ -48,6 +48,7 @@ mod channels;
 #[cfg(all(test, feature = "at"))]
 mod fake_port;
 pub mod framing;
+mod learned;
 mod line;
 mod modem;
 #[cfg(feature = "at")]
@@ -61,6 +62,7 @@ pub mod quirks;
 mod refusal;
 
 pub use framing::Deadlines;
+pub use learned::Learned;
 pub use modem::AtTransport;
 pub use options::{AtMode, AtOptions};
 #[cfg(feature = "at")]

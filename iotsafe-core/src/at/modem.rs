@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::channels::{Ccho, Channels};
 use super::framing::AtCommand;
+use super::learned::Learned;
 use super::line::{ModemLine, QUIET};
 use super::options::{AtMode, AtOptions};
 use super::parser::{self, Answer};
@@ -127,6 +128,21 @@ impl<P: AtPort> AtTransport<P> {
     /// The quirks in effect.
     pub fn quirks(&self) -> &ModemQuirks {
         &self.quirks
+    }
+
+    /// What this open found out that the next open of the same port may skip asking
+    /// ([`AtOptions::learned`]); `None` while a probe has not answered either way.
+    pub fn learned(&self) -> Option<Learned> {
+        let known = |s: Support| match s {
+            Support::Yes => Some(true),
+            Support::No => Some(false),
+            Support::Unknown => None,
+        };
+        Some(Learned {
+            quirks: self.quirks,
+            cgla: known(self.cgla)?,
+            csim: known(self.csim)?,
+        })
     }
 
     /// True when APDUs go through AT+CCHO/AT+CGLA (the modem manages the channel).
@@ -361,11 +377,21 @@ impl<P: AtPort> AtTransport<P> {
         }
     }
 
-    /// `ATE0`, `AT`, `AT+CMEE=1`, identification and probes.
+    /// `ATE0`, `AT`, `AT+CMEE=1`, identification and probes (what [`AtOptions::learned`]
+    /// does not say already).
     fn initialise(&mut self) -> Result<(), TransportError> {
         self.line.drain(OPEN_DRAIN_LIMIT)?;
         self.line.wait_ready()?;
         self.ask_for_numeric_errors()?;
+        if let Some(learned) = self.options.learned {
+            self.quirks = self.options.quirks.unwrap_or(learned.quirks);
+            let support = |yes| if yes { Support::Yes } else { Support::No };
+            if self.options.mode == AtMode::Auto {
+                (self.cgla, self.csim) = (support(learned.cgla), support(learned.csim));
+            }
+            tracing::debug!(modem = %self.line.label(), learned = %learned.to_text(), "AT transport ready (what an earlier run found)");
+            return Ok(());
+        }
         if self.options.quirks.is_none() {
             self.quirks = *self.identify();
         }
@@ -537,6 +563,9 @@ impl<P: AtPort> LogicalChannels for AtTransport<P> {
 impl<P: AtPort> Transport for AtTransport<P> {
     fn wire_bytes(&self) -> Option<WireBytes> {
         Some(self.line.wire_bytes())
+    }
+    fn learned(&self) -> Option<String> {
+        AtTransport::learned(self).map(|l| l.to_text())
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities {

@@ -51,6 +51,10 @@ pub struct AtOptions {
     pub max_line: usize,
     /// Most lines accepted in one answer.
     pub max_lines: usize,
+    /// What an earlier open of this port found out ([`AtTransport::learned`](super::AtTransport::learned)):
+    /// with it the open skips `AT+CGMM` (unless [`AtOptions::quirks`] is given), `AT+CCHO=?` and
+    /// `AT+CSIM=?`. `None` (the default): asked.
+    pub learned: Option<super::Learned>,
 }
 
 impl Default for AtOptions {
@@ -63,6 +67,7 @@ impl Default for AtOptions {
             quirks: None,
             max_line: parser::DEFAULT_MAX_LINE,
             max_lines: parser::DEFAULT_MAX_LINES,
+            learned: None,
         }
     }
 }

@@ -211,6 +211,12 @@ impl Card {
         self.lock().describe()
     }
 
+    /// What opening the transport found out about its link that the next program on the same
+    /// port may skip asking ([`Transport::learned`]).
+    pub fn transport_learned(&self) -> Option<String> {
+        self.lock().transport_learned()
+    }
+
     /// The AID that answered SELECT, and the channel in use.
     pub fn selection(&self) -> Option<(Vec<u8>, u8)> {
         let s = self.lock();

@@ -108,6 +108,11 @@ impl Session {
         self.transport.describe()
     }
 
+    /// What the transport learned about its link.
+    pub(super) fn transport_learned(&self) -> Option<String> {
+        self.transport.learned()
+    }
+
     /// Largest command data field the transport carries in one APDU.
     pub(super) fn max_command_data(&self) -> usize {
         self.transport.capabilities().max_command_data
