@@ -327,12 +327,12 @@ fn report() {
             runs.iter().map(|r| r.0).min().unwrap_or_default(),
             runs.iter().map(|r| r.0).max().unwrap_or_default(),
         );
-        // The handshake's own APDUs: 8 with the key generated in it; with a key made ahead, 7
-        // and the READ PUBLIC KEY that confirms the card still holds it.
-        let own_apdus = 8;
+        // The handshake's own APDUs, as counted: 6 with the key generated in it; with a key made
+        // ahead, 5 and the READ PUBLIC KEY that confirms the card still holds it.
+        let own_apdus = last.apdus;
         let floor = critical_path_floor(&sim, own_apdus, matches!(keygen, Keygen::InHandshake));
         println!(
-            "critical path {:<30} wall median {} (min {}, max {}) | card busy {} | APDUs {} | bytes {}/{} | runs with a keygen inside {}/{} | floor {} | wall/floor {:.2}",
+            "critical path {:<30} wall median {} (min {}, max {}) | card busy {} | APDUs {} | bytes {}/{} | runs with a keygen inside {}/{} | floor {} | wall/floor {:.3}",
             keygen.name(),
             ms(wall),
             ms(min),
