@@ -52,6 +52,8 @@ pub fn stats_json(stats: &CardStats) -> Value {
         "apdus": stats.apdus,
         "bytes_sent": stats.bytes_sent,
         "bytes_received": stats.bytes_received,
+        "uart_bytes_sent": stats.wire_bytes_sent,
+        "uart_bytes_received": stats.wire_bytes_received,
         "time_in_card_ms": stats.time_in_card.as_secs_f64() * 1000.0,
         "reconnects": stats.reconnects,
         "operations": operations,
@@ -82,6 +84,12 @@ pub fn stats_text(stats: &CardStats, indent: &str) -> String {
         stats.bytes_received,
         millis(stats.time_in_card)
     ));
+    if stats.wire_bytes_sent + stats.wire_bytes_received > 0 {
+        out.push_str(&format!(
+            "{indent}       {} bytes to the modem, {} from it (AT text)\n",
+            stats.wire_bytes_sent, stats.wire_bytes_received
+        ));
+    }
     out
 }
 

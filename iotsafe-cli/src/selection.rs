@@ -65,6 +65,31 @@ pub struct CardFlags {
     /// checked against the card with one short APDU before use.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// When to close the card's sign and put-key sessions: unless-refused (the default: left
+    /// open, closed from the first Init the card refuses on), always (as wolfSSL does), never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    pub close_sessions: Option<CloseSessions>,
+}
+
+/// `--close-sessions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloseSessions {
+    /// Left open; closed after use once the card refused an Init on one left open.
+    UnlessRefused,
+    /// After every operation (8 APDUs per handshake instead of 6).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl From<CloseSessions> for iotsafe_core::SessionClosing {
+    fn from(when: CloseSessions) -> Self {
+        match when {
+            CloseSessions::UnlessRefused => iotsafe_core::SessionClosing::UnlessRefused,
+            CloseSessions::Always => iotsafe_core::SessionClosing::Always,
+            CloseSessions::Never => iotsafe_core::SessionClosing::Never,
+        }
+    }
 }
 
 impl CardFlags {
@@ -76,6 +101,7 @@ impl CardFlags {
             vcard: self.vcard.clone(),
             aid: self.aid.clone(),
             latency: self.latency.map(LatencyProfile::from),
+            close_sessions: self.close_sessions.map(Into::into),
             public_cache: if self.no_cache {
                 None
             } else {

@@ -5,7 +5,7 @@ use crate::error::SelectError;
 use crate::open;
 use crate::vcard::TestPki;
 use iotsafe_core::cache::{CacheUse, PublicCache};
-use iotsafe_core::{Card, CardConfig, TraceSink};
+use iotsafe_core::{Card, CardConfig, SessionClosing, TraceSink};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,6 +42,9 @@ pub struct CardSelection {
     /// ([`iotsafe_core::cache`]); `None`: read from the card every time. Only a card with an
     /// identity on this host (a reader, a modem) is cached.
     pub public_cache: Option<PathBuf>,
+    /// When the card's sign and put-key sessions are closed (`None`: the default,
+    /// [`SessionClosing::UnlessRefused`]).
+    pub close_sessions: Option<SessionClosing>,
 }
 
 /// An open card session and where it came from.
@@ -83,15 +86,19 @@ impl CardSelection {
     /// The session configuration this selection asks for: the AID given, else probing the
     /// standard and known AIDs.
     pub fn card_config(&self) -> Result<CardConfig, SelectError> {
-        match &self.aid {
-            None => Ok(CardConfig::default().probing_known_aids()),
+        let mut config = match &self.aid {
+            None => CardConfig::default().probing_known_aids(),
             Some(text) => {
                 let aid = iotsafe_core::hexutil::decode(text.trim_start_matches("0x"))
                     .filter(|a| (5..=16).contains(&a.len()))
                     .ok_or_else(|| SelectError::BadAid(text.clone()))?;
-                Ok(CardConfig::default().with_aid(&aid))
+                CardConfig::default().with_aid(&aid)
             }
+        };
+        if let Some(closing) = self.close_sessions {
+            config.close_sessions = closing;
         }
+        Ok(config)
     }
 
     /// Checks, without opening anything, that the selection names exactly one card, a valid

@@ -185,6 +185,12 @@ fn anchor(c: &mut Criterion) {
     group.bench_function("wolfssl_replay_3_verifies", |b| {
         b.iter(|| replay_wolfssl_handshake(&card, 3))
     });
+    // The same card calls behind the modem UART (the `modem` preset's AT+CSIM lines, T=1), to
+    // set beside `critical_path/modem_t1_no_pregeneration`.
+    let modem = wolfssl_card(Latency::modem());
+    group.bench_function("wolfssl_replay_3_verifies_modem", |b| {
+        b.iter(|| replay_wolfssl_handshake(&modem, 3))
+    });
     group.finish();
 }
 

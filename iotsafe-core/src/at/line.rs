@@ -248,10 +248,19 @@ impl<P: AtPort> ModemLine<P> {
     /// Reads and discards until the line is quiet for [`QUIET`] or `limit` has passed; the
     /// session id of a late AT+CCHO answer among the discarded bytes is kept.
     pub(super) fn drain(&mut self, limit: Duration) -> Result<(), TransportError> {
+        self.drain_until_quiet(limit, QUIET)
+    }
+
+    /// [`ModemLine::drain`] until the line has been silent for `quiet`.
+    pub(super) fn drain_until_quiet(
+        &mut self,
+        limit: Duration,
+        quiet: Duration,
+    ) -> Result<(), TransportError> {
         let mut discarded = 0usize;
         // Out of `self` while the read loop borrows it; put back whatever the loop ends with.
         let mut late = core::mem::take(&mut self.late);
-        let result = self.read_loop(limit, Some(QUIET), |bytes| {
+        let result = self.read_loop(limit, Some(quiet), |bytes| {
             discarded += bytes.len();
             late.discarded(bytes);
             ControlFlow::<()>::Continue(())

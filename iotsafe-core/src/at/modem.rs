@@ -40,6 +40,10 @@ const DROP_CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Longest the line is drained at open, before `ATE0` (a modem may still be printing its boot
 /// banner or URCs).
 const OPEN_DRAIN_LIMIT: Duration = Duration::from_millis(200);
+/// The silence that ends the drain at open on a modem an earlier run has talked to
+/// ([`AtOptions::learned`]): long enough for what is already buffered or on its way, not the
+/// 30 ms a modem that may just have booted gets.
+const KNOWN_MODEM_QUIET: Duration = Duration::from_millis(5);
 
 /// Between two AT+CCHO to a SIM that is still starting.
 const SIM_STARTING_PAUSE: Duration = Duration::from_millis(100);
@@ -380,7 +384,12 @@ impl<P: AtPort> AtTransport<P> {
     /// `ATE0`, `AT`, `AT+CMEE=1`, identification and probes (what [`AtOptions::learned`]
     /// does not say already).
     fn initialise(&mut self) -> Result<(), TransportError> {
-        self.line.drain(OPEN_DRAIN_LIMIT)?;
+        match self.options.learned {
+            Some(_) => self
+                .line
+                .drain_until_quiet(OPEN_DRAIN_LIMIT, KNOWN_MODEM_QUIET)?,
+            None => self.line.drain(OPEN_DRAIN_LIMIT)?,
+        }
         self.line.wait_ready()?;
         self.ask_for_numeric_errors()?;
         if let Some(learned) = self.options.learned {

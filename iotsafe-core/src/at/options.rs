@@ -53,7 +53,8 @@ pub struct AtOptions {
     pub max_lines: usize,
     /// What an earlier open of this port found out ([`AtTransport::learned`](super::AtTransport::learned)):
     /// with it the open skips `AT+CGMM` (unless [`AtOptions::quirks`] is given), `AT+CCHO=?` and
-    /// `AT+CSIM=?`. `None` (the default): asked.
+    /// `AT+CSIM=?`, and drains what the modem had buffered until 5 ms of silence instead of 30
+    /// (a modem that may just have booted). `None` (the default): asked.
     pub learned: Option<super::Learned>,
 }
 
