@@ -5,14 +5,12 @@
 
 mod common;
 
-use common::{iotsafe_with_env, require, Fixture};
+use common::{iotsafe_with_env, require, Fixture, OpenSslServer};
 use iotsafe_vcard::frontend::at::AtOptions;
 use iotsafe_vcard::frontend::share;
 use iotsafe_vcard::frontend::tcp::TcpModem;
 use iotsafe_vcard::VirtualCard;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The commands every card handshake sends (key share, peer key, ECDH, CertificateVerify).
 const HANDSHAKE_COMMANDS: [&str; 4] = [
@@ -32,50 +30,6 @@ const TOTALS: [&str; 7] = [
     "APDUs",
     "UART bytes",
 ];
-
-/// `openssl s_server` requiring a client certificate from the card's test CA (as in
-/// `tls_commands.rs`); killed on drop.
-struct OpenSslServer(Child);
-
-impl OpenSslServer {
-    fn start(f: &Fixture) -> (OpenSslServer, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let child = Command::new("openssl")
-            .args(["s_server", "-accept", &address, "-tls1_3"])
-            .arg("-cert")
-            .arg(f.pki("server.pem"))
-            .arg("-key")
-            .arg(f.pki("server.key"))
-            .arg("-CAfile")
-            .arg(f.pki("ca.pem"))
-            .args(["-Verify", "1", "-verify_return_error"])
-            // s_server quits when its stdin closes: keep a pipe open.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting openssl s_server");
-        let server = OpenSslServer(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(Instant::now() < deadline, "openssl s_server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (server, address)
-    }
-}
-
-impl Drop for OpenSslServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The SVG's root element name and every text node's text, one per line.
 fn svg_text(path: &Path) -> (String, String) {
@@ -102,7 +56,8 @@ fn connect_through_an_at_modem_draws_the_handshake_as_an_svg_timeline() {
         return;
     }
     let f = Fixture::new();
-    let (_server, address) = OpenSslServer::start(&f);
+    let server = OpenSslServer::start(&f, &f.pki("ca.pem"));
+    let address = format!("127.0.0.1:{}", server.port);
     let card = VirtualCard::open_state(&f.state, Default::default()).unwrap();
     let modem = TcpModem::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let target = format!("tcp://{}", modem.local_addr().unwrap());

@@ -2,58 +2,7 @@
 
 mod common;
 
-use common::{require, Fixture};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// `openssl s_server` requiring a client certificate from `client_ca`; killed on drop.
-struct OpenSslServer {
-    child: Child,
-    port: u16,
-}
-
-impl OpenSslServer {
-    fn start(f: &Fixture, client_ca: &std::path::Path) -> OpenSslServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-tls1_3",
-            ])
-            .arg("-cert")
-            .arg(f.pki("server.pem"))
-            .arg("-key")
-            .arg(f.pki("server.key"))
-            .arg("-CAfile")
-            .arg(client_ca)
-            .args(["-Verify", "1", "-verify_return_error"])
-            // s_server quits when its stdin closes: keep a pipe open.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting openssl s_server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "openssl s_server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OpenSslServer { child, port }
-    }
-}
-
-impl Drop for OpenSslServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{require, Fixture, OpenSslServer};
 
 #[test]
 fn connect_to_openssl_s_server_with_client_verification() {
