@@ -125,8 +125,9 @@ impl PublicCache {
     }
 
     /// Writes what `card`'s session has read (see [`Card::public_data`]) as its entry, with its
-    /// check; nothing when the card has no identity or nothing was read. Written to a temporary
-    /// file and renamed, so a reader never sees half an entry.
+    /// check; nothing when the card has no identity or nothing was read, or when the entry is
+    /// already what it would write. Written to a temporary file and renamed, so a reader never
+    /// sees half an entry.
     pub fn store(&self, card: &Card) -> io::Result<()> {
         let (Some(path), Some(identity)) = (self.path_for(card), card.identity()) else {
             return Ok(());
@@ -145,7 +146,13 @@ impl PublicCache {
             data,
             check,
         };
-        self.write_atomically(&path, &entry.to_text())
+        let text = entry.to_text();
+        // Unchanged (a warm run): not written again, which spares a device's flash a write and
+        // an fsync per run.
+        if fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            return Ok(());
+        }
+        self.write_atomically(&path, &text)
     }
 
     /// Writes `text` to a temporary file beside `path` and renames it over `path`.

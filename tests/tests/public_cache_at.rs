@@ -128,6 +128,18 @@ fn a_second_run_checks_with_one_apdu_and_a_swapped_sim_is_read_again() {
     let second = run(&modem, &cache);
     assert_warm(&second, "second run");
     assert_card(&second, &report_a, "second run");
+    // A warm run leaves the entry as it was: not written again (a device's flash spared).
+    let entry = std::fs::read_dir(cache_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "card"))
+        .expect("the card's entry");
+    let written = std::fs::metadata(&entry).unwrap().modified().unwrap();
+    assert_warm(&run(&modem, &cache), "third run");
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().modified().unwrap(),
+        written
+    );
 
     // Another SIM in the same modem: same route, another card.
     modem.swap(sim_b);
