@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{require, Fixture};
+use common::{require, Fixture, OpenSslServer};
 use iotsafe_vcard::frontend::share;
 use iotsafe_vcard::frontend::vpcd::{VpcdClient, VpcdOptions};
 use iotsafe_vcard::VirtualCard;
@@ -83,43 +83,15 @@ fn reader_commands_and_connect_through_pcscd() {
     assert_eq!(run(&["cert"])["key_match"], true);
 
     if require("openssl") {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = std::process::Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-tls1_3",
-            ])
-            .arg("-cert")
-            .arg(f.pki("server.pem"))
-            .arg("-key")
-            .arg(f.pki("server.key"))
-            .arg("-CAfile")
-            .arg(f.pki("ca.pem"))
-            .args(["-Verify", "1", "-verify_return_error"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "openssl s_server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let server = OpenSslServer::start(&f, &f.pki("ca.pem"));
+        let port = server.port;
         let report = run(&[
             "connect",
             &format!("127.0.0.1:{port}"),
             "--ca",
             f.pki("ca.pem").to_str().unwrap(),
         ]);
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
         assert_eq!(report["card_signatures"], 1);
         assert_eq!(report["group_on_card"], true);
     }
