@@ -146,17 +146,15 @@ impl PublicCache {
             data,
             check,
         };
-        let text = entry.to_text();
-        // Unchanged (a warm run): not written again, which spares a device's flash a write and
-        // an fsync per run.
-        if fs::read_to_string(&path).is_ok_and(|old| old == text) {
-            return Ok(());
-        }
-        self.write_atomically(&path, &text)
+        self.write_atomically(&path, &entry.to_text())
     }
 
-    /// Writes `text` to a temporary file beside `path` and renames it over `path`.
+    /// Writes `text` to a temporary file beside `path` and renames it over `path`, unless `path`
+    /// already holds it (a warm run): that spares a device's flash a write and an fsync per run.
     fn write_atomically(&self, path: &Path, text: &str) -> io::Result<()> {
+        if fs::read_to_string(path).is_ok_and(|old| old == text) {
+            return Ok(());
+        }
         fs::create_dir_all(&self.dir)?;
         let temp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut file = fs::File::create(&temp)?;
@@ -175,31 +173,22 @@ impl PublicCache {
         if lines.next()? != PORT_HEADER {
             return None;
         }
-        let named = String::from_utf8(decode(lines.next()?.strip_prefix("port ")?)?).ok()?;
-        let facts = String::from_utf8(decode(lines.next()?.strip_prefix("facts ")?)?).ok()?;
+        let named =
+            String::from_utf8(hexutil::decode(lines.next()?.strip_prefix("port ")?)?).ok()?;
+        let facts =
+            String::from_utf8(hexutil::decode(lines.next()?.strip_prefix("facts ")?)?).ok()?;
         (named == port && lines.next().is_none()).then_some(facts)
     }
 
     /// Keeps `facts` about `port` for [`PublicCache::port_facts`] (written only when they
     /// changed).
     pub fn remember_port(&self, port: &str, facts: &str) -> io::Result<()> {
-        if self.port_facts(port).as_deref() == Some(facts) {
-            return Ok(());
-        }
         let text = format!(
             "{PORT_HEADER}\nport {}\nfacts {}\n",
             hexutil::encode(port.as_bytes()),
             hexutil::encode(facts.as_bytes())
         );
         self.write_atomically(&self.file_for(port, "port"), &text)
-    }
-
-    /// Removes `card`'s entry, if there is one.
-    pub fn forget(&self, card: &Card) -> io::Result<()> {
-        match self.path_for(card).map(fs::remove_file) {
-            Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
     }
 
     fn drop_entry(&self, path: &Path, why: String) -> CacheUse {
@@ -315,17 +304,19 @@ impl Entry {
         for line in lines {
             let fields: Vec<&str> = line.split(' ').collect();
             match fields.as_slice() {
-                ["identity", hex] => identity = Some(String::from_utf8(decode(hex)?).ok()?),
-                ["aid", hex] => aid = Some(decode(hex)?),
+                ["identity", hex] => {
+                    identity = Some(String::from_utf8(hexutil::decode(hex)?).ok()?)
+                }
+                ["aid", hex] => aid = Some(hexutil::decode(hex)?),
                 ["closes", flag] => closes = *flag == "1",
-                ["objects", hex] => data.object_list = Some(decode(hex)?),
+                ["objects", hex] => data.object_list = Some(hexutil::decode(hex)?),
                 ["key", r, hex] => data.public_keys.push((parse_ref(r)?, point(hex)?)),
-                ["file", r, hex] => data.files.push((parse_ref(r)?, decode(hex)?)),
+                ["file", r, hex] => data.files.push((parse_ref(r)?, hexutil::decode(hex)?)),
                 ["check-file", r, offset, hex] => {
                     check = Some(Check::FileTail(
                         parse_ref(r)?,
                         offset.parse().ok()?,
-                        decode(hex)?,
+                        hexutil::decode(hex)?,
                     ))
                 }
                 ["check-key", r, hex] => check = Some(Check::Key(parse_ref(r)?, point(hex)?)),
@@ -342,12 +333,8 @@ impl Entry {
     }
 }
 
-fn decode(hex: &str) -> Option<Vec<u8>> {
-    hexutil::decode(hex)
-}
-
 fn point(hex: &str) -> Option<EcPoint> {
-    EcPoint::from_slice(&decode(hex)?)
+    EcPoint::from_slice(&hexutil::decode(hex)?)
 }
 
 fn ref_text(r: &ObjectRef) -> String {
@@ -359,9 +346,11 @@ fn ref_text(r: &ObjectRef) -> String {
 
 fn parse_ref(text: &str) -> Option<ObjectRef> {
     if let Some(hex) = text.strip_prefix("id:") {
-        return Some(ObjectRef::Id(decode(hex)?));
+        return Some(ObjectRef::Id(hexutil::decode(hex)?));
     }
-    Some(ObjectRef::Label(decode(text.strip_prefix("label:")?)?))
+    Some(ObjectRef::Label(hexutil::decode(
+        text.strip_prefix("label:")?,
+    )?))
 }
 
 /// The length of the DER element `bytes` starts with (header included), when it is a SEQUENCE
